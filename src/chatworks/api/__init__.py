@@ -1,0 +1,1 @@
+"""HTTP: the FastAPI app, OpenAI-shaped schemas and errors. The only package that knows HTTP."""

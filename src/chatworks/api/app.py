@@ -1,0 +1,72 @@
+"""The FastAPI application factory.
+
+The model loads in the background after start-up, so `/healthz` answers at once and `/readyz`
+says 503 until generation is possible (as llama.cpp's `/health` does while loading).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from importlib.resources import files
+
+from fastapi import FastAPI
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
+
+import chatworks
+from chatworks.api.errors import install_error_handlers
+from chatworks.api.middleware import BodySizeLimit, RequestContext
+from chatworks.api.routes import openai as openai_routes
+from chatworks.api.routes import ops
+from chatworks.api.service import Service
+from chatworks.providers.base import Provider
+from chatworks.providers.registry import create_provider
+from chatworks.settings import Settings, get_settings
+from chatworks.telemetry.logging import get_logger
+
+log = get_logger(__name__)
+
+STATIC_DIR = files("chatworks.web") / "static"
+
+
+async def _load(service: Service) -> None:
+    try:
+        await service.provider.load()
+    except Exception as exc:  # keep serving /healthz and /readyz, which reports the failure
+        service.load_error = f"{type(exc).__name__}: {exc}"
+        log.exception("model_load_failed", error=service.load_error)
+
+
+def create_app(settings: Settings | None = None, provider: Provider | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    service = Service.create(settings, provider or create_provider(settings))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        loading = asyncio.create_task(_load(service))
+        yield
+        loading.cancel()
+        await service.provider.close()
+
+    app = FastAPI(
+        title="chatworks",
+        version=chatworks.__version__,
+        description="OpenAI-compatible chat API with a web UI.",
+        lifespan=lifespan,
+    )
+    app.state.service = service
+    install_error_handlers(app)
+    app.include_router(openai_routes.router)
+    app.include_router(ops.router)
+    app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> FileResponse:
+        return FileResponse(str(STATIC_DIR / "index.html"))
+
+    # Outermost first: every request gets an id and a log line, even one rejected for size.
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestContext)
+    return app

@@ -1,0 +1,91 @@
+"""OpenAI-shaped errors: `{"error": {"message", "type", "code", "param"}}` with the right status.
+
+Every failure path ends here, so clients (the `openai` library included) always get a body they
+can parse, and nothing ever shows a stack trace.
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from chatworks.providers.base import ProviderError
+from chatworks.telemetry.logging import get_logger
+
+log = get_logger(__name__)
+
+_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    405: "invalid_request_error",
+    413: "invalid_request_error",
+    422: "invalid_request_error",
+    429: "rate_limit_error",
+    503: "overloaded_error",
+}
+
+
+class APIError(Exception):
+    def __init__(
+        self,
+        status_code: int,
+        message: str,
+        code: str,
+        param: str | None = None,
+        headers: dict[str, str] | None = None,
+    ):
+        super().__init__(message)
+        self.status_code, self.message, self.code = status_code, message, code
+        self.param, self.headers = param, headers
+
+
+def error_body(status_code: int, message: str, code: str, param: str | None = None) -> dict:
+    kind = _TYPES.get(status_code, "server_error" if status_code >= 500 else "api_error")
+    return {"error": {"message": message, "type": kind, "code": code, "param": param}}
+
+
+def error_response(exc: APIError) -> JSONResponse:
+    return JSONResponse(
+        error_body(exc.status_code, exc.message, exc.code, exc.param),
+        status_code=exc.status_code,
+        headers=exc.headers,
+    )
+
+
+def from_provider_error(exc: ProviderError) -> APIError:
+    return APIError(exc.status_code, str(exc), exc.code)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(APIError)
+    async def _api_error(_: Request, exc: APIError) -> JSONResponse:
+        return error_response(exc)
+
+    @app.exception_handler(ProviderError)
+    async def _provider_error(_: Request, exc: ProviderError) -> JSONResponse:
+        return error_response(from_provider_error(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        # OpenAI answers 400 for malformed parameters; name the first offending one.
+        first = exc.errors()[0] if exc.errors() else {}
+        loc = [str(p) for p in first.get("loc", ()) if p != "body"]
+        param = ".".join(loc) or None
+        message = first.get("msg", "invalid request")
+        if param:
+            message = f"{param}: {message}"
+        return error_response(APIError(400, message, "invalid_request", param))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return error_response(APIError(exc.status_code, str(exc.detail), code))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled_error", error=type(exc).__name__)
+        return error_response(APIError(500, "internal error", "internal_error"))

@@ -1,0 +1,153 @@
+"""Running one generation for the API: admission, metering, streaming and cancellation.
+
+The order matters: a request is admitted (or turned away with 503), then the provider is asked
+for its first piece *before* the response starts, so a bad prompt still gets a proper status
+code rather than a 200 followed by an error event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncGenerator, AsyncIterator
+from dataclasses import dataclass
+
+from starlette.requests import Request
+from starlette.responses import StreamingResponse
+from starlette.types import Receive, Scope, Send
+
+from chatworks.api.admission import AdmissionGate, Ticket
+from chatworks.providers.base import Delta, GenerationRequest, Provider, Usage
+from chatworks.telemetry import metrics
+from chatworks.telemetry.logging import get_logger
+
+log = get_logger("chatworks.generation")
+
+_DISCONNECT_POLL_S = 0.25
+
+
+@dataclass
+class Generation:
+    """An admitted, started generation: its first delta is already in hand."""
+
+    first: Delta
+    rest: AsyncGenerator[Delta, None]
+    ticket: Ticket
+
+    async def deltas(self) -> AsyncIterator[Delta]:
+        yield self.first
+        async for delta in self.rest:
+            yield delta
+
+    async def close(self) -> None:
+        """Cancels generation if it is still running and frees the slot. Safe to call twice."""
+        try:
+            await self.rest.aclose()
+        finally:
+            self.ticket.release()
+
+
+async def start_generation(
+    provider: Provider, gate: AdmissionGate, request: GenerationRequest
+) -> Generation:
+    arrived = time.perf_counter()
+    ticket = await gate.admit()
+    rest = metered(provider.stream(request), request, arrived)
+    try:
+        first = await anext(rest)
+    except BaseException:
+        await rest.aclose()
+        ticket.release()
+        raise
+    return Generation(first, rest, ticket)
+
+
+async def metered(
+    deltas: AsyncGenerator[Delta, None], request: GenerationRequest, arrived: float
+) -> AsyncGenerator[Delta, None]:
+    """Passes deltas through, recording latency, token and outcome metrics and one log line."""
+    model = request.model
+    finish, usage = "cancelled", Usage()
+    first_at = last_at = None
+    try:
+        async with contextlib.aclosing(deltas):
+            async for delta in deltas:
+                now = time.perf_counter()
+                if first_at is None:
+                    first_at = now
+                    metrics.TIME_TO_FIRST_TOKEN.labels(model).observe(now - arrived)
+                elif delta.text:
+                    metrics.INTER_TOKEN_LATENCY.labels(model).observe(now - last_at)
+                if delta.text:
+                    last_at = now
+                if delta.tokens:
+                    metrics.GENERATION_TOKENS.labels(model).inc(delta.tokens)
+                if delta.finish_reason is not None:
+                    finish, usage = delta.finish_reason, delta.usage or usage
+                    metrics.PROMPT_TOKENS.labels(model).inc(usage.prompt_tokens)
+                yield delta
+    except Exception:
+        finish = "error"
+        raise
+    finally:
+        elapsed = time.perf_counter() - arrived
+        metrics.E2E_LATENCY.labels(model).observe(elapsed)
+        metrics.REQUEST_SUCCESS.labels(model, finish).inc()
+        log.info(
+            "generation",
+            model=model,
+            finish_reason=finish,
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
+            ttft_s=round(first_at - arrived, 4) if first_at else None,
+            e2e_s=round(elapsed, 4),
+        )
+
+
+async def collect(generation: Generation, http_request: Request) -> tuple[str, Delta]:
+    """Reads a whole generation for a non-streaming response, cancelling it if the client leaves.
+
+    Starlette does not cancel a plain endpoint when its client disconnects, so we watch."""
+
+    async def read_all() -> tuple[str, Delta]:
+        parts, last = [], generation.first
+        async for delta in generation.deltas():
+            parts.append(delta.text)
+            last = delta
+        return "".join(parts), last
+
+    reader = asyncio.ensure_future(read_all())
+    try:
+        while True:
+            done, _ = await asyncio.wait({reader}, timeout=_DISCONNECT_POLL_S)
+            if done:
+                return reader.result()
+            if await http_request.is_disconnected():
+                reader.cancel()
+                raise asyncio.CancelledError("client disconnected")
+    finally:
+        if not reader.done():
+            reader.cancel()
+        with contextlib.suppress(BaseException):
+            await reader
+        await generation.close()
+
+
+class GenerationResponse(StreamingResponse):
+    """A streaming response that always closes its generation: on completion, on error and when
+    the client disconnects (Starlette cancels the body iterator then)."""
+
+    def __init__(self, body: AsyncIterator[bytes], generation: Generation):
+        super().__init__(
+            body,
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+        self._generation = generation
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self._generation.close()

@@ -1,0 +1,108 @@
+"""ASGI middleware: request ids, access logs, HTTP metrics and the request body size limit.
+
+Written as plain ASGI (not BaseHTTPMiddleware) so streaming responses pass through untouched
+and a client disconnect still reaches the endpoint.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import structlog
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from chatworks.api.errors import APIError, error_response
+from chatworks.telemetry import metrics
+from chatworks.telemetry.logging import get_logger
+
+log = get_logger("chatworks.http")
+
+REQUEST_ID_HEADER = b"x-request-id"
+
+
+def _route_label(scope: Scope) -> str:
+    """The route template (`/v1/models`), never the raw path, to keep label cardinality low."""
+    route = scope.get("route")
+    if route is not None and hasattr(route, "path"):
+        return route.path
+    return "/static" if scope.get("path", "").startswith("/static/") else "unmatched"
+
+
+class RequestContext:
+    """Binds a request id (taken from `X-Request-ID` or made up), returns it in the response,
+    logs one line per request and counts it in the HTTP metrics."""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        incoming = headers.get(REQUEST_ID_HEADER, b"").decode("latin-1")
+        request_id = incoming[:128] if incoming.isprintable() and incoming else uuid.uuid4().hex
+        started = time.perf_counter()
+        status = 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [
+                    *message.get("headers", []),
+                    (REQUEST_ID_HEADER, request_id.encode("latin-1")),
+                ]
+                metrics.HTTP_LATENCY.labels(_route_label(scope), scope["method"]).observe(
+                    time.perf_counter() - started
+                )
+            await send(message)
+
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            route = _route_label(scope)
+            metrics.HTTP_REQUESTS.labels(route, scope["method"], str(status)).inc()
+            log.info(
+                "http_request",
+                method=scope["method"],
+                route=route,
+                status=status,
+                latency_ms=round((time.perf_counter() - started) * 1000, 1),
+            )
+            structlog.contextvars.unbind_contextvars("request_id")
+
+
+class BodySizeLimit:
+    """Rejects request bodies over `max_bytes` with 413, by header or while reading."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int):
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            await self._reject(scope, receive, send)
+            return
+        seen = 0
+
+        async def counting_receive() -> Message:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.max_bytes:
+                raise self._too_large()
+            return message
+
+        await self.app(scope, counting_receive, send)
+
+    def _too_large(self) -> APIError:
+        return APIError(413, f"request body exceeds {self.max_bytes} bytes", "request_too_large")
+
+    async def _reject(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await error_response(self._too_large())(scope, receive, send)

@@ -1,0 +1,119 @@
+"""What the routes share: settings, the provider, the admission gate, and request validation
+against the configured limits."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from fastapi import Request
+
+from chatworks.api.admission import AdmissionGate
+from chatworks.api.errors import APIError
+from chatworks.api.schemas import ChatCompletionRequest, CompletionRequest
+from chatworks.providers.base import GenerationRequest, Provider
+from chatworks.settings import Settings
+
+
+@dataclass
+class Service:
+    settings: Settings
+    provider: Provider
+    gate: AdmissionGate
+    started_at: int = field(default_factory=lambda: int(time.time()))
+    load_error: str | None = None
+
+    @classmethod
+    def create(cls, settings: Settings, provider: Provider) -> Service:
+        gate = AdmissionGate(
+            model=settings.model,
+            max_running=min(settings.max_running_requests, provider.max_concurrency),
+            max_waiting=settings.max_waiting_requests,
+            queue_timeout_s=settings.queue_timeout_s,
+            retry_after_s=settings.retry_after_s,
+        )
+        return cls(settings, provider, gate)
+
+    async def check_model(self, model: str) -> None:
+        if not self.provider.ready:
+            raise APIError(
+                503,
+                "the model is still loading",
+                "model_loading",
+                headers={"Retry-After": str(self.settings.retry_after_s)},
+            )
+        served = await self.provider.models()
+        if model not in served:
+            raise APIError(
+                404,
+                f"model '{model}' not found; available: {', '.join(served)}",
+                "model_not_found",
+                "model",
+            )
+
+    def _max_tokens(self, *asked: int | None) -> int:
+        value = next((v for v in asked if v is not None), self.settings.default_max_tokens)
+        if value > self.settings.max_tokens_limit:
+            raise APIError(
+                400,
+                f"max_tokens must be at most {self.settings.max_tokens_limit}",
+                "invalid_max_tokens",
+                "max_tokens",
+            )
+        return value
+
+    def _check_text_size(self, texts: list[str]) -> None:
+        s = self.settings
+        if len(texts) > s.max_messages:
+            raise APIError(
+                413,
+                f"too many messages: {len(texts)} > {s.max_messages}",
+                "too_many_messages",
+                "messages",
+            )
+        for i, text in enumerate(texts):
+            if len(text) > s.max_message_chars:
+                raise APIError(
+                    413,
+                    f"message {i} has {len(text)} characters; the limit is {s.max_message_chars}",
+                    "message_too_long",
+                    f"messages.{i}.content",
+                )
+        total = sum(map(len, texts))
+        if total > s.max_total_chars:
+            raise APIError(
+                413,
+                f"the prompt has {total} characters; the limit is {s.max_total_chars}",
+                "prompt_too_long",
+                "messages",
+            )
+
+    def chat_request(self, body: ChatCompletionRequest) -> GenerationRequest:
+        messages = tuple(m.to_message() for m in body.messages)
+        self._check_text_size([m.content for m in messages])
+        return GenerationRequest(
+            model=body.model,
+            messages=messages,
+            max_tokens=self._max_tokens(body.max_completion_tokens, body.max_tokens),
+            temperature=body.temperature,
+            top_p=body.top_p,
+            stop=body.stop_list(),
+            seed=body.seed,
+        )
+
+    def completion_request(self, body: CompletionRequest) -> GenerationRequest:
+        prompt = body.prompt_text()
+        self._check_text_size([prompt])
+        return GenerationRequest(
+            model=body.model,
+            prompt=prompt,
+            max_tokens=self._max_tokens(body.max_tokens),
+            temperature=body.temperature,
+            top_p=body.top_p,
+            stop=body.stop_list(),
+            seed=body.seed,
+        )
+
+
+def get_service(request: Request) -> Service:
+    return request.app.state.service

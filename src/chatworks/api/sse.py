@@ -1,0 +1,79 @@
+"""Server-Sent Events in the OpenAI streaming format.
+
+A stream is `data: {chunk}` events, then (with `stream_options.include_usage`) one chunk with
+empty `choices` and the usage, then `data: [DONE]`. An error after the stream has started is
+sent as one `data: {"error": ...}` event, which OpenAI clients raise as an exception.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from chatworks.api.errors import error_body
+from chatworks.providers.base import Delta, ProviderError
+
+DONE = b"data: [DONE]\n\n"
+
+
+def event(payload: dict) -> bytes:
+    return b"data: " + json.dumps(payload, ensure_ascii=False).encode() + b"\n\n"
+
+
+@dataclass(frozen=True)
+class ChunkShape:
+    """How one piece of text looks in a chat chunk (`delta`) or a text-completion chunk (`text`)."""
+
+    object: str
+    chat: bool
+
+    def choice(self, text: str, finish_reason: str | None, first: bool) -> dict:
+        if self.chat:
+            delta = {"role": "assistant", "content": text} if first else {"content": text}
+            body = {"delta": delta}
+        else:
+            body = {"text": text}
+        return {"index": 0, **body, "logprobs": None, "finish_reason": finish_reason}
+
+
+CHAT_CHUNK = ChunkShape("chat.completion.chunk", chat=True)
+TEXT_CHUNK = ChunkShape("text_completion", chat=False)
+
+
+def usage_dict(delta: Delta) -> dict:
+    u = delta.usage
+    assert u is not None
+    return {
+        "prompt_tokens": u.prompt_tokens,
+        "completion_tokens": u.completion_tokens,
+        "total_tokens": u.total_tokens,
+    }
+
+
+async def encode_stream(
+    deltas: AsyncIterator[Delta],
+    *,
+    shape: ChunkShape,
+    completion_id: str,
+    model: str,
+    created: int,
+    include_usage: bool,
+) -> AsyncIterator[bytes]:
+    """Turns provider deltas into SSE bytes. Empty non-final deltas are skipped."""
+    base = {"id": completion_id, "object": shape.object, "created": created, "model": model}
+    extra = {"usage": None} if include_usage else {}
+    first = True
+    try:
+        async for delta in deltas:
+            if not delta.text and delta.finish_reason is None:
+                continue
+            choice = shape.choice(delta.text, delta.finish_reason, first)
+            yield event({**base, "choices": [choice], **extra})
+            first = False
+            if delta.finish_reason is not None and include_usage and delta.usage is not None:
+                yield event({**base, "choices": [], "usage": usage_dict(delta)})
+    except ProviderError as exc:  # headers are already sent: report in-band, then end
+        yield event(error_body(exc.status_code, str(exc), exc.code))
+        return
+    yield DONE

@@ -1,0 +1,1 @@
+"""Inference: turning token ids into a safe text stream (and, later, the native engine)."""

@@ -1,0 +1,1 @@
+"""Providers: one interface (`base.Provider`) over every way chatworks can generate text."""

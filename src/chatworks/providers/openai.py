@@ -1,0 +1,106 @@
+"""Forward generation to any OpenAI-compatible upstream (vLLM, llama.cpp server, Ollama, or
+another chatworks).
+
+The official `openai` client does the HTTP: timeouts, and bounded retries on connection errors
+and 429/5xx before the first byte. Upstream errors keep their status and message so the caller
+sees what the upstream said.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import openai
+
+from chatworks.providers.base import Delta, GenerationRequest, ProviderError, Usage
+from chatworks.settings import Settings
+
+
+class OpenAIProvider:
+    name = "openai"
+
+    def __init__(self, settings: Settings):
+        self._settings = settings
+        self.max_concurrency = settings.max_running_requests
+        self._client = openai.AsyncOpenAI(
+            base_url=settings.upstream_url,
+            api_key=settings.upstream_key,
+            timeout=settings.upstream_timeout_s,
+            max_retries=settings.upstream_retries,
+        )
+
+    @property
+    def ready(self) -> bool:
+        return True
+
+    async def load(self) -> None:
+        """Nothing to load: the upstream owns the model."""
+
+    async def models(self) -> list[str]:
+        try:
+            page = await self._client.models.list()
+        except openai.APIError as exc:
+            raise _as_provider_error(exc) from exc
+        return [m.id for m in page.data]
+
+    async def stream(self, request: GenerationRequest) -> AsyncIterator[Delta]:
+        common = {
+            "model": request.model,
+            "max_tokens": request.max_tokens,
+            "temperature": request.temperature,
+            "top_p": request.top_p,
+            "stop": list(request.stop) or None,
+            "seed": request.seed,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+        common = {k: v for k, v in common.items() if v is not None}  # omit, don't send null
+        try:
+            if request.messages is not None:
+                messages = [{"role": m.role, "content": m.content} for m in request.messages]
+                upstream = await self._client.chat.completions.create(messages=messages, **common)
+            else:
+                upstream = await self._client.completions.create(prompt=request.prompt, **common)
+        except openai.APIError as exc:
+            raise _as_provider_error(exc) from exc
+
+        finish, usage, generated = "stop", None, 0
+        try:
+            async for chunk in upstream:
+                if chunk.usage is not None:
+                    usage = Usage(chunk.usage.prompt_tokens, chunk.usage.completion_tokens)
+                for choice in chunk.choices:
+                    text = _choice_text(choice)
+                    if text:
+                        generated += 1  # one piece per upstream chunk; exact counts come in usage
+                        yield Delta(text=text, tokens=1)
+                    if choice.finish_reason:
+                        finish = "length" if choice.finish_reason == "length" else "stop"
+        except openai.APIError as exc:
+            raise _as_provider_error(exc) from exc
+        finally:
+            await upstream.close()  # closing the upstream stream cancels it there too
+        usage = usage or Usage(0, generated)
+        extra = max(usage.completion_tokens - generated, 0)
+        yield Delta(tokens=extra, finish_reason=finish, usage=usage)
+
+    async def close(self) -> None:
+        await self._client.close()
+
+
+def _choice_text(choice) -> str:
+    delta = getattr(choice, "delta", None)  # chat chunks carry a delta, completions a text
+    return (delta.content if delta is not None else choice.text) or ""
+
+
+def _as_provider_error(exc: openai.APIError) -> ProviderError:
+    if isinstance(exc, openai.APIStatusError):
+        body = exc.body if isinstance(exc.body, dict) else {}
+        detail = body.get("error", body) if isinstance(body, dict) else {}
+        message = detail.get("message") if isinstance(detail, dict) else None
+        return ProviderError(
+            f"upstream: {message or exc.message}", exc.status_code, "upstream_error"
+        )
+    if isinstance(exc, openai.APITimeoutError):
+        return ProviderError("upstream timed out", 504, "upstream_timeout")
+    return ProviderError(f"upstream unreachable: {exc}", 502, "upstream_unreachable")

@@ -1,0 +1,59 @@
+"""The one place that reads configuration: environment variables `CHATWORKS_*` and `.env`.
+
+Everything else receives a `Settings` object; nothing else reads `os.environ`.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_MODEL_ID = "smollm2-135m-instruct"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CHATWORKS_", env_file=".env", extra="ignore")
+
+    # Service
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    data_dir: Path = Path("./data")
+
+    # Generation
+    provider: Literal["transformers", "openai"] = "transformers"
+    model: str = Field(DEFAULT_MODEL_ID, description="Model id served, or a local model path")
+    model_path: Path | None = Field(
+        None, description="GGUF file or HF directory; default: the bundled SmolLM2 GGUF"
+    )
+    threads: int = Field(1, ge=1, le=256, description="torch intra-op threads (1 is fastest here)")
+    upstream_url: str = "http://127.0.0.1:8080/v1"
+    upstream_key: str = "none"
+    upstream_timeout_s: float = Field(120.0, gt=0)
+    upstream_retries: int = Field(2, ge=0, le=10)
+
+    # Backpressure
+    max_running_requests: int = Field(4, ge=1)
+    max_waiting_requests: int = Field(16, ge=0)
+    queue_timeout_s: float = Field(30.0, gt=0)
+    retry_after_s: int = Field(2, ge=1)
+
+    # Request limits
+    max_body_bytes: int = Field(1_000_000, ge=1024)
+    max_messages: int = Field(256, ge=1)
+    max_message_chars: int = Field(32_000, ge=1)
+    max_total_chars: int = Field(100_000, ge=1)
+    max_tokens_limit: int = Field(4096, ge=1, description="Largest max_tokens a request may ask")
+    default_max_tokens: int = Field(512, ge=1)
+
+    # Telemetry
+    log_prompts: bool = Field(False, description="Log prompt and answer text (off by default)")
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,1 @@
+"""Telemetry: the one place that knows log fields, metric names and labels."""

@@ -1,0 +1,84 @@
+"""Prometheus metrics. Names follow vLLM's where the meaning is the same (`vllm:` -> `chatworks_`),
+so existing dashboards need only a prefix change."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+# Latency buckets (seconds) from 1 ms to 2 min: token latencies sit at the low end,
+# whole requests at the high end.
+_LATENCY_BUCKETS = (
+    0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.15, 0.2, 0.3, 0.5,
+    0.75, 1.0, 2.5, 5.0, 10.0, 20.0, 40.0, 80.0, 120.0,
+)  # fmt: skip
+
+HTTP_REQUESTS = Counter(
+    "chatworks_http_requests_total",
+    "HTTP requests by route, method and status code.",
+    ["route", "method", "status"],
+    registry=REGISTRY,
+)
+HTTP_LATENCY = Histogram(
+    "chatworks_http_request_duration_seconds",
+    "HTTP request latency (until the response starts for streams).",
+    ["route", "method"],
+    buckets=_LATENCY_BUCKETS,
+    registry=REGISTRY,
+)
+TIME_TO_FIRST_TOKEN = Histogram(
+    "chatworks_time_to_first_token_seconds",
+    "Time from admission to the first generated text.",
+    ["model"],
+    buckets=_LATENCY_BUCKETS,
+    registry=REGISTRY,
+)
+INTER_TOKEN_LATENCY = Histogram(
+    "chatworks_inter_token_latency_seconds",
+    "Time between consecutive streamed pieces of text.",
+    ["model"],
+    buckets=_LATENCY_BUCKETS,
+    registry=REGISTRY,
+)
+E2E_LATENCY = Histogram(
+    "chatworks_e2e_request_latency_seconds",
+    "Time from arrival to the last token of a generation.",
+    ["model"],
+    buckets=_LATENCY_BUCKETS,
+    registry=REGISTRY,
+)
+QUEUE_TIME = Histogram(
+    "chatworks_request_queue_time_seconds",
+    "Time a request waited for a generation slot.",
+    ["model"],
+    buckets=_LATENCY_BUCKETS,
+    registry=REGISTRY,
+)
+PROMPT_TOKENS = Counter(
+    "chatworks_prompt_tokens", "Prompt tokens processed.", ["model"], registry=REGISTRY
+)
+GENERATION_TOKENS = Counter(
+    "chatworks_generation_tokens", "Tokens generated.", ["model"], registry=REGISTRY
+)
+REQUESTS_RUNNING = Gauge(
+    "chatworks_num_requests_running", "Generations running now.", ["model"], registry=REGISTRY
+)
+REQUESTS_WAITING = Gauge(
+    "chatworks_num_requests_waiting",
+    "Requests waiting for a generation slot.",
+    ["model"],
+    registry=REGISTRY,
+)
+REQUEST_SUCCESS = Counter(
+    "chatworks_request_success",
+    "Finished generations by finish reason (stop, length, cancelled).",
+    ["model", "finished_reason"],
+    registry=REGISTRY,
+)
+REQUESTS_REJECTED = Counter(
+    "chatworks_requests_rejected",
+    "Requests turned away before generating, by reason (queue_full, queue_timeout).",
+    ["model", "reason"],
+    registry=REGISTRY,
+)

@@ -1,0 +1,102 @@
+// Client for the OpenAI-compatible API: model list and streamed chat completions (SSE).
+
+export class ApiError extends Error {
+  constructor(message, status = 0) {
+    super(message);
+    this.name = "ApiError";
+    this.status = status;
+  }
+}
+
+/** Turn an error response into an ApiError carrying the server's own message. */
+async function errorFrom(response) {
+  let message = `${response.status} ${response.statusText}`.trim();
+  try {
+    const body = await response.json();
+    const detail = body?.error?.message ?? body?.detail;
+    if (typeof detail === "string" && detail) message = detail;
+  } catch {
+    // not JSON (e.g. a proxy's HTML page): keep the status line
+  }
+  const retry = response.headers.get("Retry-After");
+  if (retry && !/retry/i.test(message)) message += ` — retry in ${retry} s`;
+  return new ApiError(message, response.status);
+}
+
+async function request(url, init) {
+  let response;
+  try {
+    response = await fetch(url, init);
+  } catch (err) {
+    if (err.name === "AbortError") throw err;
+    throw new ApiError("Cannot reach the server. Is chatworks running?");
+  }
+  if (!response.ok) throw await errorFrom(response);
+  return response;
+}
+
+export async function listModels() {
+  const response = await request("/v1/models");
+  const body = await response.json();
+  return (body.data ?? []).map((m) => m.id);
+}
+
+/**
+ * Stream a chat completion. Calls onDelta(text) for each piece of content as it arrives and
+ * resolves to { finishReason, usage }. Aborting `signal` closes the connection, which makes the
+ * server cancel the generation; the returned promise then rejects with an AbortError.
+ */
+export async function streamChat({ model, messages, temperature, maxTokens, signal, onDelta }) {
+  const response = await request("/v1/chat/completions", {
+    method: "POST",
+    headers: { "Content-Type": "application/json", Accept: "text/event-stream" },
+    body: JSON.stringify({
+      model,
+      messages,
+      stream: true,
+      temperature,
+      max_tokens: maxTokens,
+      stream_options: { include_usage: true },
+    }),
+    signal,
+  });
+  const result = { finishReason: null, usage: null };
+  for await (const data of sseData(response.body)) {
+    if (data === "[DONE]") break;
+    const chunk = JSON.parse(data);
+    if (chunk.error) throw new ApiError(chunk.error.message ?? "Generation failed");
+    const choice = chunk.choices?.[0];
+    if (choice?.delta?.content) onDelta(choice.delta.content);
+    if (choice?.finish_reason) result.finishReason = choice.finish_reason;
+    if (chunk.usage) result.usage = chunk.usage;
+  }
+  return result;
+}
+
+/** Yield the `data:` payload of each Server-Sent Event in a byte stream. */
+async function* sseData(body) {
+  const reader = body.getReader();
+  const decoder = new TextDecoder();
+  let buffer = "";
+  try {
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      buffer += decoder.decode(value, { stream: true }).replace(/\r\n?/g, "\n");
+      let end;
+      while ((end = buffer.indexOf("\n\n")) >= 0) {
+        const event = buffer.slice(0, end);
+        buffer = buffer.slice(end + 2);
+        const data = event
+          .split("\n")
+          .filter((line) => line.startsWith("data:"))
+          .map((line) => line.slice(5).replace(/^ /, ""))
+          .join("\n");
+        if (data) yield data;
+      }
+    }
+  } finally {
+    // Closes the connection if we stopped early, so the server stops generating.
+    reader.cancel().catch(() => {});
+  }
+}

@@ -1,0 +1,648 @@
+// The chat page: sidebar of conversations, model and settings, the thread and the composer.
+// State lives in a few module variables; the DOM is rebuilt from it when a conversation changes,
+// and only the streaming message is patched while tokens arrive.
+
+import { ApiError, listModels, streamChat } from "./api.js";
+import { renderMarkdown } from "./markdown.js";
+import {
+  DEFAULT_SETTINGS,
+  loadConversations,
+  loadSettings,
+  newConversation,
+  saveConversations,
+  saveSettings,
+  titleFrom,
+} from "./store.js";
+
+const $ = (id) => document.getElementById(id);
+const ui = {
+  app: $("app"),
+  sidebar: $("sidebar"),
+  scrim: $("scrim"),
+  menuBtn: $("menu-btn"),
+  sidebarClose: $("sidebar-close"),
+  newChat: $("new-chat"),
+  search: $("search"),
+  list: $("conversations"),
+  modelPicker: $("model-picker"),
+  settingsBtn: $("settings-btn"),
+  settings: $("settings"),
+  temperature: $("temperature"),
+  temperatureValue: $("temperature-value"),
+  maxTokens: $("max-tokens"),
+  systemPrompt: $("system-prompt"),
+  thread: $("thread"),
+  empty: $("empty"),
+  suggestions: $("suggestions"),
+  messages: $("messages"),
+  jump: $("jump"),
+  errorBanner: $("error-banner"),
+  errorText: $("error-text"),
+  form: $("composer-form"),
+  composer: $("composer"),
+  send: $("send"),
+  stop: $("stop"),
+};
+
+const SUGGESTIONS = [
+  "Explain what a KV cache is in two sentences",
+  "Write a Python function that reverses a string",
+  "Give me three tips for writing a good README",
+];
+
+let conversations = loadConversations();
+let current = null; // the open conversation; null until the first message of a new chat
+let settings = loadSettings();
+// The one running generation: { controller, conversation, message, view, startedAt, firstTokenAt }.
+let generation = null;
+let stickToBottom = true; // follow streaming output unless the user scrolled up
+
+// ---------------------------------------------------------------------------------------------
+// Small DOM helpers
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs)) {
+    if (value === undefined || value === null || value === false) continue;
+    if (key === "class") node.className = value;
+    else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
+    else node.setAttribute(key, value === true ? "" : value);
+  }
+  node.append(...children.filter((c) => c !== null && c !== undefined));
+  return node;
+}
+
+function icon(name) {
+  const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
+  svg.setAttribute("class", "icon");
+  svg.setAttribute("aria-hidden", "true");
+  const use = document.createElementNS("http://www.w3.org/2000/svg", "use");
+  use.setAttribute("href", `#i-${name}`);
+  svg.append(use);
+  return svg;
+}
+
+function actionButton(name, label, onclick, testid) {
+  const attrs = { type: "button", class: "action", "aria-label": label, title: label, "data-testid": testid, onclick };
+  return el("button", attrs, icon(name));
+}
+
+async function copyText(text) {
+  try {
+    await navigator.clipboard.writeText(text);
+  } catch {
+    // The Clipboard API needs a secure context; plain http on a LAN address is not one.
+    const area = el("textarea", { class: "visually-hidden" });
+    area.value = text;
+    document.body.append(area);
+    area.select();
+    document.execCommand("copy");
+    area.remove();
+  }
+}
+
+/** Copy, then briefly confirm on the button that was pressed (a check mark, or "Copied"). */
+async function copyWithFeedback(button, text) {
+  await copyText(text);
+  const use = button.querySelector("use");
+  const before = use ? use.getAttribute("href") : button.textContent;
+  if (use) use.setAttribute("href", "#i-check");
+  else button.textContent = "Copied";
+  button.classList.add("copied");
+  setTimeout(() => {
+    if (use) use.setAttribute("href", before);
+    else button.textContent = before;
+    button.classList.remove("copied");
+  }, 1500);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Errors
+
+function showError(message) {
+  ui.errorText.textContent = message;
+  ui.errorBanner.hidden = false;
+}
+
+function hideError() {
+  ui.errorBanner.hidden = true;
+  ui.errorText.textContent = "";
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sidebar
+
+function persist() {
+  if (!saveConversations(conversations)) showError("Could not save chats: browser storage is full or disabled.");
+}
+
+function dayGroup(timestamp) {
+  const startOfToday = new Date().setHours(0, 0, 0, 0);
+  const day = 86_400_000;
+  if (timestamp >= startOfToday) return "Today";
+  if (timestamp >= startOfToday - day) return "Yesterday";
+  if (timestamp >= startOfToday - 7 * day) return "Previous 7 days";
+  return "Older";
+}
+
+function matchesSearch(conversation, query) {
+  if (!query) return true;
+  const q = query.toLowerCase();
+  return (
+    conversation.title.toLowerCase().includes(q) ||
+    conversation.messages.some((m) => m.content.toLowerCase().includes(q))
+  );
+}
+
+function renderSidebar() {
+  const query = ui.search.value.trim();
+  const shown = conversations.filter((c) => matchesSearch(c, query));
+  const nodes = [];
+  let group = null;
+  for (const conversation of shown) {
+    const label = dayGroup(conversation.updatedAt);
+    if (label !== group) {
+      group = label;
+      nodes.push(el("div", { class: "group-label" }, label));
+    }
+    nodes.push(conversationItem(conversation));
+  }
+  if (!shown.length) {
+    nodes.push(el("div", { class: "list-empty" }, query ? "No chats match your search." : "No chats yet."));
+  }
+  ui.list.replaceChildren(...nodes);
+}
+
+function conversationItem(conversation) {
+  const active = conversation === current;
+  const del = el("button", { type: "button", class: "item-delete" }, icon("trash"));
+  const arm = (armed) => {
+    del.classList.toggle("armed", armed);
+    del.title = armed ? "Click again to delete" : "Delete";
+    del.setAttribute("aria-label", `${armed ? "Confirm: delete" : "Delete"} chat “${conversation.title}”`);
+  };
+  arm(false);
+  // Two clicks to delete: the first arms the button, so a stray click loses nothing.
+  del.addEventListener("click", (event) => {
+    event.stopPropagation();
+    if (del.classList.contains("armed")) return deleteConversation(conversation);
+    arm(true);
+    setTimeout(() => arm(false), 3000);
+  });
+  return el(
+    "div",
+    { class: `item${active ? " active" : ""}`, "data-testid": "conversation" },
+    el(
+      "button",
+      { type: "button", class: "item-open", "aria-current": active ? "page" : null, onclick: () => openConversation(conversation) },
+      conversation.title,
+    ),
+    del,
+  );
+}
+
+function openConversation(conversation) {
+  current = conversation;
+  hideError();
+  closeSidebar();
+  renderAll();
+  scrollToBottom();
+  if (!generation) ui.composer.focus();
+}
+
+function startNewChat() {
+  current = null;
+  hideError();
+  closeSidebar();
+  renderAll();
+  ui.composer.focus();
+}
+
+function deleteConversation(conversation) {
+  if (generation?.conversation === conversation) generation.controller.abort();
+  conversations = conversations.filter((c) => c !== conversation);
+  persist();
+  if (current === conversation) current = null;
+  renderAll();
+}
+
+function openSidebar() {
+  ui.app.classList.add("sidebar-open");
+  ui.scrim.hidden = false;
+  ui.menuBtn.setAttribute("aria-expanded", "true");
+}
+
+function closeSidebar() {
+  ui.app.classList.remove("sidebar-open");
+  ui.scrim.hidden = true;
+  ui.menuBtn.setAttribute("aria-expanded", "false");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Thread
+
+function renderAll() {
+  renderSidebar();
+  renderThread();
+  document.title = current ? `${current.title} · chatworks` : "chatworks";
+}
+
+function renderThread() {
+  const messages = current?.messages ?? [];
+  ui.empty.hidden = messages.length > 0;
+  if (generation) generation.view = null;
+  ui.messages.replaceChildren(...messages.map((message, index) => messageView(message, index, messages)));
+}
+
+function messageView(message, index, messages) {
+  return message.role === "user" ? userView(message, index) : assistantView(message, index === messages.length - 1);
+}
+
+function userView(message, index) {
+  const bubble = el("div", { class: "bubble" }, message.content);
+  const actions = el(
+    "div",
+    { class: "msg-actions" },
+    generation ? null : actionButton("edit", "Edit message", () => editMessage(index), "edit"),
+    actionButton("copy", "Copy message", (e) => copyWithFeedback(e.currentTarget, message.content)),
+  );
+  const isLast = index === current.messages.length - 1;
+  const retry =
+    isLast && !generation
+      ? el("button", { type: "button", class: "retry", "data-testid": "retry", onclick: regenerate }, icon("refresh"), "Retry")
+      : null;
+  const attrs = { class: "msg msg-user", "data-testid": "message-user", "aria-label": "You" };
+  return el("article", attrs, bubble, actions, retry);
+}
+
+function assistantView(message, isLast) {
+  const content = el("div", { class: "markdown" });
+  const meta = el("div", { class: "msg-meta" });
+  const actions = el("div", { class: "msg-actions" });
+  const body = el("div", { class: "msg-body" }, content, meta, actions);
+  const view = el(
+    "article",
+    { class: "msg msg-assistant", "data-testid": "message-assistant", "aria-label": "Assistant" },
+    el("div", { class: "avatar", "aria-hidden": "true" }),
+    body,
+  );
+  const streaming = generation?.message === message;
+  if (streaming) generation.view = view;
+  fillAssistant(view, message, streaming);
+  if (!streaming) {
+    actions.append(actionButton("copy", "Copy answer", (e) => copyWithFeedback(e.currentTarget, message.content)));
+    if (isLast && !generation) actions.append(actionButton("refresh", "Regenerate answer", regenerate, "regenerate"));
+  }
+  return view;
+}
+
+// Safe: renderMarkdown escapes all source text and adds only its own markup.
+function fillAssistant(view, message, streaming) {
+  view.classList.toggle("streaming", streaming);
+  view.classList.toggle("waiting", streaming && !message.content);
+  view.querySelector(".markdown").innerHTML = renderMarkdown(message.content);
+  view.querySelector(".msg-meta").replaceChildren(...metaParts(message));
+}
+
+function metaParts(message) {
+  const parts = [];
+  if (message.stopped) parts.push(el("span", { class: "note" }, "Stopped"));
+  if (message.finishReason === "length") parts.push(el("span", { class: "note" }, "Reached the max-token limit"));
+  const s = message.stats;
+  if (s) {
+    const rate = s.tokensPerSecond ? `${s.tokensPerSecond.toFixed(1)} tok/s` : null;
+    const detail =
+      `Prompt ${s.promptTokens} tokens · completion ${s.completionTokens} tokens · ` +
+      `first token after ${s.ttft.toFixed(2)} s · total ${s.total.toFixed(2)} s`;
+    const text = [`${s.completionTokens} tokens`, rate, message.model].filter(Boolean).join(" · ");
+    parts.push(el("span", { class: "usage", title: detail, "data-testid": "usage" }, text));
+  }
+  return parts;
+}
+
+// While streaming, re-render at most once per frame: tokens can arrive faster than paints.
+let framePending = false;
+function scheduleStreamRender() {
+  if (framePending) return;
+  framePending = true;
+  requestAnimationFrame(() => {
+    framePending = false;
+    if (generation?.view) fillAssistant(generation.view, generation.message, true);
+    if (stickToBottom) scrollToBottom();
+  });
+}
+
+function scrollToBottom() {
+  ui.thread.scrollTop = ui.thread.scrollHeight;
+  stickToBottom = true;
+  ui.jump.hidden = true;
+}
+
+function onThreadScroll() {
+  const gap = ui.thread.scrollHeight - ui.thread.scrollTop - ui.thread.clientHeight;
+  stickToBottom = gap < 48;
+  ui.jump.hidden = stickToBottom;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sending, streaming, stopping
+
+function setStreaming(on) {
+  ui.send.hidden = on;
+  ui.stop.hidden = !on;
+  ui.thread.setAttribute("aria-busy", on ? "true" : "false");
+  updateSendEnabled();
+}
+
+function updateSendEnabled() {
+  ui.send.disabled = !ui.composer.value.trim() || Boolean(generation);
+}
+
+function submitComposer() {
+  const text = ui.composer.value.trim();
+  if (!text || generation) return;
+  ui.composer.value = "";
+  autoGrow();
+  sendMessage(text);
+}
+
+function sendMessage(text) {
+  if (!current) {
+    current = newConversation();
+    conversations.unshift(current);
+  }
+  if (!current.messages.length) current.title = titleFrom(text);
+  current.messages.push({ role: "user", content: text });
+  generate(current);
+}
+
+function regenerate() {
+  if (!current || generation) return;
+  const messages = current.messages;
+  if (messages.at(-1)?.role === "assistant") messages.pop();
+  generate(current);
+}
+
+/** What the model sees: the optional system prompt, then the turns that have content. */
+function requestMessages(conversation) {
+  const turns = conversation.messages
+    .filter((m) => m.content && m !== generation?.message)
+    .map(({ role, content }) => ({ role, content }));
+  const system = settings.systemPrompt.trim();
+  return system ? [{ role: "system", content: system }, ...turns] : turns;
+}
+
+async function generate(conversation) {
+  hideError();
+  const message = { role: "assistant", content: "", model: settings.model };
+  conversation.messages.push(message);
+  conversation.updatedAt = Date.now();
+  generation = {
+    controller: new AbortController(),
+    conversation,
+    message,
+    view: null,
+    startedAt: performance.now(),
+    firstTokenAt: null,
+  };
+  const run = generation;
+  conversations = [conversation, ...conversations.filter((c) => c !== conversation)];
+  persist();
+  renderAll();
+  setStreaming(true);
+  scrollToBottom();
+  try {
+    const result = await streamChat({
+      model: settings.model,
+      messages: requestMessages(conversation),
+      temperature: settings.temperature,
+      maxTokens: settings.maxTokens,
+      signal: run.controller.signal,
+      onDelta(text) {
+        run.firstTokenAt ??= performance.now();
+        message.content += text;
+        scheduleStreamRender();
+      },
+    });
+    message.finishReason = result.finishReason;
+    message.stats = statsFrom(result.usage, run);
+  } catch (err) {
+    if (err.name === "AbortError") {
+      message.stopped = true;
+    } else {
+      showError(err instanceof ApiError ? err.message : `Something went wrong: ${err.message}`);
+    }
+  } finally {
+    finishGeneration(run);
+  }
+}
+
+function statsFrom(usage, run) {
+  if (!usage) return null;
+  const end = performance.now();
+  const firstToken = run.firstTokenAt ?? end;
+  return {
+    promptTokens: usage.prompt_tokens,
+    completionTokens: usage.completion_tokens,
+    // Decode speed: the tokens after the first one, over the time since the first one arrived.
+    tokensPerSecond: end > firstToken ? (usage.completion_tokens - 1) / ((end - firstToken) / 1000) : 0,
+    ttft: (firstToken - run.startedAt) / 1000,
+    total: (end - run.startedAt) / 1000,
+  };
+}
+
+function finishGeneration(run) {
+  const { conversation, message } = run;
+  // An answer that never produced text is noise in the history; the user can Retry instead.
+  if (!message.content) conversation.messages = conversation.messages.filter((m) => m !== message);
+  generation = null;
+  conversation.updatedAt = Date.now();
+  persist();
+  setStreaming(false);
+  if (conversation === current) {
+    renderThread();
+    if (stickToBottom) scrollToBottom();
+  }
+  renderSidebar();
+  ui.composer.focus({ preventScroll: true });
+}
+
+function stopGeneration() {
+  generation?.controller.abort();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Editing a user message: replace it, drop everything after it, and resend.
+
+function editMessage(index) {
+  if (generation) return;
+  const view = ui.messages.children[index];
+  const original = current.messages[index].content;
+  const area = el("textarea", { class: "edit-area", "aria-label": "Edit message", "data-testid": "edit-area" });
+  area.value = original;
+  const save = () => {
+    const text = area.value.trim();
+    if (!text) return;
+    current.messages = current.messages.slice(0, index);
+    sendMessage(text); // retitles the chat when the first message was edited
+  };
+  const editor = el(
+    "div",
+    { class: "editor" },
+    area,
+    el(
+      "div",
+      { class: "editor-actions" },
+      el("button", { type: "button", class: "text-btn", onclick: renderThread }, "Cancel"),
+      el("button", { type: "button", class: "primary-btn", "data-testid": "edit-send", onclick: save }, "Send"),
+    ),
+  );
+  area.addEventListener("keydown", (e) => {
+    if (e.key === "Enter" && !e.shiftKey && !e.isComposing) {
+      e.preventDefault();
+      save();
+    } else if (e.key === "Escape") {
+      renderThread();
+    }
+  });
+  view.replaceChildren(editor);
+  view.classList.add("editing");
+  area.focus();
+  area.setSelectionRange(area.value.length, area.value.length);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Composer
+
+function autoGrow() {
+  ui.composer.style.height = "auto";
+  ui.composer.style.height = `${Math.min(ui.composer.scrollHeight, 240)}px`;
+  updateSendEnabled();
+}
+
+// On touch keyboards Enter inserts a newline, as in other chat apps; the button sends.
+const enterSends = () => !window.matchMedia("(pointer: coarse)").matches;
+
+function onComposerKey(event) {
+  if (event.key === "Enter" && !event.shiftKey && !event.isComposing && enterSends()) {
+    event.preventDefault();
+    submitComposer();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Models and settings
+
+async function loadModels() {
+  try {
+    const models = await listModels();
+    if (!models.length) throw new ApiError("The server has no models loaded.");
+    ui.modelPicker.replaceChildren(...models.map((id) => el("option", { value: id }, id)));
+    if (!models.includes(settings.model)) settings.model = models[0];
+    ui.modelPicker.value = settings.model;
+    saveSettings(settings);
+  } catch (err) {
+    ui.modelPicker.replaceChildren(el("option", { value: "" }, "No model available"));
+    showError(`Could not load models: ${err.message}`);
+  }
+}
+
+function showSettings() {
+  ui.temperature.value = settings.temperature;
+  ui.temperatureValue.textContent = Number(settings.temperature).toFixed(2);
+  ui.maxTokens.value = settings.maxTokens;
+  ui.systemPrompt.value = settings.systemPrompt;
+}
+
+// The server validates ranges (and answers with a clear error), so values are not clamped here.
+function readSettings() {
+  const maxTokens = parseInt(ui.maxTokens.value, 10);
+  settings.temperature = Number(ui.temperature.value);
+  settings.maxTokens = Number.isFinite(maxTokens) ? maxTokens : DEFAULT_SETTINGS.maxTokens;
+  settings.systemPrompt = ui.systemPrompt.value;
+  ui.temperatureValue.textContent = settings.temperature.toFixed(2);
+  saveSettings(settings);
+}
+
+function toggleSettings(open = ui.settings.hidden) {
+  ui.settings.hidden = !open;
+  ui.settingsBtn.setAttribute("aria-expanded", String(open));
+  if (open) ui.temperature.focus();
+}
+
+function resetSettings() {
+  settings = { ...DEFAULT_SETTINGS, model: settings.model };
+  saveSettings(settings);
+  showSettings();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Wiring
+
+function bindEvents() {
+  ui.form.addEventListener("submit", (e) => {
+    e.preventDefault();
+    submitComposer();
+  });
+  ui.composer.addEventListener("keydown", onComposerKey);
+  ui.composer.addEventListener("input", autoGrow);
+  ui.stop.addEventListener("click", stopGeneration);
+  ui.newChat.addEventListener("click", startNewChat);
+  ui.search.addEventListener("input", renderSidebar);
+  ui.menuBtn.addEventListener("click", openSidebar);
+  ui.sidebarClose.addEventListener("click", closeSidebar);
+  ui.scrim.addEventListener("click", closeSidebar);
+  ui.thread.addEventListener("scroll", onThreadScroll, { passive: true });
+  ui.jump.addEventListener("click", scrollToBottom);
+  $("error-close").addEventListener("click", hideError);
+
+  ui.modelPicker.addEventListener("change", () => {
+    settings.model = ui.modelPicker.value;
+    saveSettings(settings);
+  });
+  ui.settingsBtn.addEventListener("click", () => toggleSettings());
+  ui.settings.addEventListener("input", readSettings);
+  ui.settings.addEventListener("submit", (e) => e.preventDefault());
+  $("settings-done").addEventListener("click", () => toggleSettings(false));
+  $("settings-reset").addEventListener("click", resetSettings);
+  document.addEventListener("click", (e) => {
+    if (!ui.settings.hidden && !e.target.closest(".settings-wrap")) toggleSettings(false);
+  });
+
+  // Copy buttons inside rendered code blocks (their markup comes from markdown.js).
+  ui.messages.addEventListener("click", (e) => {
+    const button = e.target.closest("[data-copy-code]");
+    if (button) copyWithFeedback(button, button.closest(".code-block").querySelector("code").textContent);
+  });
+
+  document.addEventListener("keydown", (e) => {
+    if (e.key === "Escape") {
+      if (!ui.settings.hidden) toggleSettings(false);
+      else if (ui.app.classList.contains("sidebar-open")) closeSidebar();
+      else stopGeneration();
+    } else if ((e.ctrlKey || e.metaKey) && e.shiftKey && e.key.toLowerCase() === "o") {
+      e.preventDefault();
+      startNewChat();
+    }
+  });
+}
+
+function renderSuggestions() {
+  ui.suggestions.replaceChildren(
+    ...SUGGESTIONS.map((text) =>
+      el("button", { type: "button", class: "suggestion", onclick: () => !generation && sendMessage(text) }, text),
+    ),
+  );
+}
+
+function init() {
+  bindEvents();
+  renderSuggestions();
+  showSettings();
+  renderAll();
+  autoGrow();
+  ui.composer.focus();
+  loadModels();
+}
+
+init();

@@ -1,0 +1,302 @@
+"""The web chat UI in Debian Chromium against a live chatworks server with the default model.
+
+Covers: the model picker, streaming, Stop (the fetch is aborted and the UI is usable again),
+usage under an answer, Regenerate, Edit-and-resend, the sidebar (titles, search, delete,
+persistence), that model output cannot inject HTML or script, and that a server error shows the
+server's own message in a dismissible banner. Screenshots go to tests/artifacts/ui-*.png.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+pytestmark = pytest.mark.e2e
+
+MODEL = "smollm2-135m-instruct"
+ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+STORAGE_KEY = "chatworks.conversations.v1"  # see web/static/store.js
+
+# Text of the last assistant message, as JS, for wait_for_function predicates.
+LAST_ANSWER_JS = """() => {
+  const all = document.querySelectorAll('[data-testid=message-assistant] .markdown');
+  return all.length ? all[all.length - 1].textContent : '';
+}"""
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+def open_page(browser: Browser, base_url: str, **context_args) -> tuple[Page, list[str]]:
+    context = browser.new_context(base_url=base_url, **context_args)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto("/")
+    return page, errors
+
+
+@pytest.fixture
+def page(browser: Browser, live_server) -> Iterator[Page]:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page, errors = open_page(browser, live_server.base_url, viewport={"width": 1280, "height": 800})
+    yield page
+    page.context.close()
+    assert errors == [], f"JavaScript errors in the page: {errors}"
+
+
+def shot(page: Page, name: str) -> None:
+    page.screenshot(path=str(ARTIFACTS / f"ui-{name}.png"))
+
+
+def set_max_tokens(page: Page, value: int) -> None:
+    page.get_by_test_id("settings-button").click()
+    page.get_by_test_id("max-tokens").fill(str(value))
+    page.get_by_role("button", name="Done").click()
+
+
+def send(page: Page, text: str) -> None:
+    page.get_by_test_id("composer").fill(text)
+    page.get_by_test_id("composer").press("Enter")
+
+
+def last_answer(page: Page) -> str:
+    return page.evaluate(LAST_ANSWER_JS)
+
+
+def wait_for_answer_longer_than(page: Page, n: int) -> None:
+    page.wait_for_function(f"(n) => ({LAST_ANSWER_JS})().trim().length > n", arg=n, timeout=90_000)
+
+
+def wait_until_idle(page: Page) -> None:
+    expect(page.get_by_test_id("stop")).to_be_hidden(timeout=120_000)
+    expect(page.get_by_test_id("send")).to_be_visible()
+
+
+def seed_conversations(page: Page, conversations: list[dict]) -> None:
+    page.evaluate(
+        "([key, value]) => localStorage.setItem(key, value)",
+        [STORAGE_KEY, json.dumps(conversations)],
+    )
+    page.reload()
+
+
+def conversation(cid: str, title: str, answer: str, updated: int) -> dict:
+    return {
+        "id": cid,
+        "title": title,
+        "createdAt": updated,
+        "updatedAt": updated,
+        "messages": [
+            {"role": "user", "content": title},
+            {"role": "assistant", "content": answer, "model": MODEL},
+        ],
+    }
+
+
+def test_stream_stop_regenerate_and_edit(page: Page) -> None:
+    picker = page.get_by_test_id("model-picker")
+    expect(picker.locator(f"option[value='{MODEL}']")).to_have_count(1)
+    expect(picker).to_have_value(MODEL)
+    shot(page, "empty")
+
+    # A long answer, streamed: the text appears and then grows.
+    set_max_tokens(page, 1024)
+    send(page, "Write a very long and detailed story about a lighthouse keeper and the sea.")
+    expect(page.get_by_test_id("message-user")).to_have_text(re.compile("lighthouse keeper"))
+    expect(page.get_by_test_id("stop")).to_be_visible()
+    expect(page.get_by_test_id("send")).to_be_hidden()
+    wait_for_answer_longer_than(page, 0)
+    first = len(last_answer(page).strip())
+    wait_for_answer_longer_than(page, first)
+    shot(page, "streaming")
+
+    # Stop aborts the request: the button goes away, the partial answer stays and stops growing.
+    page.get_by_test_id("stop").click()
+    wait_until_idle(page)
+    stopped = last_answer(page)
+    assert stopped.strip()
+    page.wait_for_timeout(1000)
+    assert last_answer(page) == stopped
+    expect(page.get_by_test_id("message-assistant").last).to_contain_text("Stopped")
+    shot(page, "stopped")
+
+    # The UI is usable again: a short second turn finishes and shows its token usage.
+    set_max_tokens(page, 24)
+    send(page, "Name one color.")
+    wait_until_idle(page)
+    expect(page.get_by_test_id("message-assistant")).to_have_count(2)
+    assert last_answer(page).strip()
+    expect(page.get_by_test_id("usage")).to_have_text(re.compile(r"^\d+ tokens"))
+    shot(page, "answer")
+
+    # Regenerate replaces the last answer instead of adding one.
+    page.get_by_test_id("regenerate").click()
+    wait_until_idle(page)
+    expect(page.get_by_test_id("message-assistant")).to_have_count(2)
+    expect(page.get_by_test_id("regenerate")).to_have_count(1)
+
+    # Editing the first message drops everything after it and resends.
+    first_user = page.get_by_test_id("message-user").first
+    first_user.hover()
+    first_user.get_by_test_id("edit").click()
+    page.get_by_test_id("edit-area").fill("Say hello.")
+    page.get_by_test_id("edit-send").click()
+    wait_until_idle(page)
+    expect(page.get_by_test_id("message-user")).to_have_count(1)
+    expect(page.get_by_test_id("message-user")).to_have_text("Say hello.")
+    expect(page.get_by_test_id("message-assistant")).to_have_count(1)
+    # The sidebar title follows the (edited) first message.
+    expect(page.get_by_test_id("conversation")).to_have_count(1)
+    expect(page.get_by_test_id("conversation")).to_have_text("Say hello.")
+
+
+MALICIOUS = "\n\n".join(
+    [
+        "<img src=x onerror=\"window.__pwned='img'\">",
+        "<script>window.__pwned='script'</script>",
+        "[click me](javascript:window.__pwned='link')",
+        '<a href="javascript:alert(1)">raw anchor</a>',
+        "[safe](https://example.com/docs)",
+        "```python\ndef f(x):\n    return '<b>' + x  # comment\n```",
+    ]
+)
+
+
+def test_markdown_cannot_inject_html(page: Page) -> None:
+    # The renderer itself, on a detached element.
+    counts = page.evaluate(
+        """async (source) => {
+          const { renderMarkdown } = await import('/static/markdown.js');
+          const box = document.createElement('div');
+          box.innerHTML = renderMarkdown(source);
+          const links = [...box.querySelectorAll('a')];
+          return {
+            img: box.querySelectorAll('img').length,
+            script: box.querySelectorAll('script').length,
+            unsafeHref: links.filter((a) => !/^https?:/.test(a.getAttribute('href'))).length,
+            handlers: [...box.querySelectorAll('*')].filter((e) =>
+              [...e.attributes].some((a) => a.name.startsWith('on'))).length,
+            links: links.map((a) => [a.getAttribute('href'), a.rel, a.target]),
+            text: box.textContent,
+          };
+        }""",
+        MALICIOUS,
+    )
+    assert counts["img"] == 0
+    assert counts["script"] == 0
+    assert counts["unsafeHref"] == 0
+    assert counts["handlers"] == 0
+    assert counts["links"] == [["https://example.com/docs", "noopener noreferrer", "_blank"]]
+    assert "<img src=x onerror=" in counts["text"]  # shown as text, not dropped
+    assert "<script>" in counts["text"]
+
+    # The same text as a stored assistant answer, through the page's real rendering path.
+    seed_conversations(page, [conversation("x", "Show me tricky markdown", MALICIOUS, 1)])
+    page.get_by_test_id("conversation").click()
+    answer = page.get_by_test_id("message-assistant")
+    expect(answer).to_contain_text("<img src=x onerror=")
+    expect(answer.locator("img, script")).to_have_count(0)
+    expect(answer.locator("a[href^='javascript']")).to_have_count(0)
+    expect(answer.locator(".code-block .tok-keyword").first).to_have_text("def")
+    expect(answer.get_by_role("button", name="Copy code")).to_be_visible()
+    assert page.evaluate("window.__pwned") is None
+    shot(page, "markdown")
+
+
+def test_server_error_shows_banner(page: Page) -> None:
+    expect(page.get_by_test_id("model-picker")).to_have_value(MODEL)
+    # What the server itself says about this request, to compare with the banner.
+    body = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 100000}
+    response = page.request.post("/v1/chat/completions", data=body)
+    assert response.status == 400
+    server_message = response.json()["error"]["message"]
+
+    set_max_tokens(page, 100000)
+    send(page, "Hello?")
+    banner = page.get_by_test_id("error-banner")
+    expect(banner).to_be_visible()
+    expect(banner).to_contain_text(server_message)
+    expect(page.get_by_test_id("message-assistant")).to_have_count(0)  # no empty answer left
+    wait_until_idle(page)
+    shot(page, "error")
+
+    banner.get_by_role("button", name="Dismiss error").click()
+    expect(banner).to_be_hidden()
+
+
+def test_sidebar_search_delete_and_persistence(page: Page) -> None:
+    seed_conversations(
+        page,
+        [
+            conversation("a", "Plan a trip to Lisbon", "Day one: Alfama.", 2),
+            conversation("b", "Explain SQL joins", "An inner join keeps matching rows.", 1),
+        ],
+    )
+    items = page.get_by_test_id("conversation")
+    expect(items).to_have_count(2)
+
+    page.get_by_test_id("search").fill("alfama")  # matches message text, not only titles
+    expect(items).to_have_count(1)
+    expect(items).to_have_text("Plan a trip to Lisbon")
+    page.get_by_test_id("search").fill("")
+    expect(items).to_have_count(2)
+
+    sql = items.filter(has_text="SQL joins")
+    sql.click()
+    expect(page.get_by_test_id("message-assistant")).to_have_text(
+        "An inner join keeps matching rows."
+    )
+
+    # Delete takes two clicks, then survives a reload.
+    delete = sql.get_by_role("button", name=re.compile("delete", re.I))
+    delete.click()
+    delete.click()
+    expect(items).to_have_count(1)
+    expect(page.get_by_test_id("message-assistant")).to_have_count(0)
+    page.reload()
+    expect(items).to_have_count(1)
+
+    page.get_by_test_id("new-chat").click()
+    expect(page.get_by_test_id("composer")).to_be_focused()
+
+
+def test_mobile_layout(browser: Browser, live_server) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page, errors = open_page(
+        browser, live_server.base_url, viewport={"width": 390, "height": 844}, is_mobile=True
+    )
+    try:
+        sidebar = page.locator("#sidebar")
+        expect(page.get_by_test_id("composer")).to_be_visible()
+        expect(page.get_by_test_id("model-picker")).to_have_value(MODEL)
+        assert sidebar.bounding_box()["x"] + sidebar.bounding_box()["width"] <= 0  # off-canvas
+        shot(page, "mobile")
+        page.get_by_role("button", name="Open sidebar").click()
+        page.wait_for_function("document.getElementById('sidebar').getBoundingClientRect().x === 0")
+        expect(page.get_by_test_id("new-chat")).to_be_in_viewport()
+        shot(page, "mobile-sidebar")
+        page.get_by_test_id("new-chat").click()
+        expect(page.get_by_test_id("new-chat")).not_to_be_in_viewport()
+    finally:
+        page.context.close()
+    assert errors == []
