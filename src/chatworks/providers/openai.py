@@ -8,12 +8,15 @@ sees what the upstream said.
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 
 import openai
 
 from chatworks.providers.base import Delta, GenerationRequest, ProviderError, Usage
 from chatworks.settings import Settings
+
+MODELS_TTL_S = 30.0
 
 
 class OpenAIProvider:
@@ -28,6 +31,7 @@ class OpenAIProvider:
             timeout=settings.upstream_timeout_s,
             max_retries=settings.upstream_retries,
         )
+        self._models: tuple[float, list[str]] = (-MODELS_TTL_S, [])
 
     @property
     def ready(self) -> bool:
@@ -37,11 +41,16 @@ class OpenAIProvider:
         """Nothing to load: the upstream owns the model."""
 
     async def models(self) -> list[str]:
+        """The upstream's models, cached briefly: every request checks its model against them."""
+        fetched_at, cached = self._models
+        if time.monotonic() - fetched_at < MODELS_TTL_S:
+            return cached
         try:
             page = await self._client.models.list()
         except openai.APIError as exc:
             raise _as_provider_error(exc) from exc
-        return [m.id for m in page.data]
+        self._models = (time.monotonic(), [m.id for m in page.data])
+        return self._models[1]
 
     async def stream(self, request: GenerationRequest) -> AsyncIterator[Delta]:
         common = {
