@@ -46,15 +46,9 @@ def chat(**kwargs) -> ChatCompletionRequest:
 
 
 def test_chat_request_is_translated(service):
-    request = service.chat_request(
-        chat(
-            messages=[
-                {"role": "developer", "content": "be brief"},
-                {"role": "user", "content": [{"type": "text", "text": "hi "}, {"type": "text", "text": "you"}]},
-            ],
-            stop="\n", seed=3, temperature=0,
-        )
-    )  # fmt: skip
+    parts = [{"type": "text", "text": "hi "}, {"type": "text", "text": "you"}]
+    messages = [{"role": "developer", "content": "be brief"}, {"role": "user", "content": parts}]
+    request = service.chat_request(chat(messages=messages, stop="\n", seed=3, temperature=0))
     assert [(m.role, m.content) for m in request.messages] == [
         ("system", "be brief"),
         ("user", "hi you"),
