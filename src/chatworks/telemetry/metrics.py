@@ -4,6 +4,7 @@ so existing dashboards need only a prefix change."""
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -82,3 +83,58 @@ REQUESTS_REJECTED = Counter(
     ["model", "reason"],
     registry=REGISTRY,
 )
+
+
+class _EngineCollector:
+    """Reads the native engine's own counters at scrape time, so the decode loop never touches
+    Prometheus objects. Rates give throughput: rate(decode_tokens) / rate(decode_seconds) is
+    decode tokens/s; rate(decode_tokens) / rate(steps) is the mean batch size."""
+
+    def __init__(self) -> None:
+        self._engines: dict[str, tuple[object, int]] = {}
+
+    def watch(self, model: str, stats: object, slots: int) -> None:
+        self._engines[model] = (stats, slots)
+
+    def collect(self):
+        def family(kind, name, doc):
+            return kind(name, doc, labels=["model"])
+
+        gauges = {
+            "running": family(GaugeMetricFamily, "chatworks_engine_running_sequences",
+                              "Sequences in the engine's batch."),
+            "waiting": family(GaugeMetricFamily, "chatworks_engine_waiting_sequences",
+                              "Sequences queued inside the engine."),
+            "last_batch_size": family(GaugeMetricFamily, "chatworks_engine_batch_size",
+                                      "Sequences decoded in the last step."),
+        }  # fmt: skip
+        counters = {
+            name: family(CounterMetricFamily, f"chatworks_engine_{name}", doc)
+            for name, doc in {
+                "steps": "Decode steps run.",
+                "prefill_tokens": "Prompt tokens prefilled.",
+                "decode_tokens": "Tokens decoded.",
+                "prefill_seconds": "Time spent prefilling.",
+                "decode_seconds": "Time spent in decode steps.",
+                "queue_seconds": "Time admitted sequences waited inside the engine.",
+            }.items()
+        }
+        usage = GaugeMetricFamily(
+            "chatworks_kv_cache_usage_perc", "Fraction of KV-cache slots in use.", labels=["model"]
+        )
+        for model, (stats, slots) in self._engines.items():
+            for attr, metric in (*gauges.items(), *counters.items()):
+                metric.add_metric([model], float(getattr(stats, attr)))
+            usage.add_metric([model], stats.running / slots)
+        yield from gauges.values()
+        yield from counters.values()
+        yield usage
+
+
+_ENGINES = _EngineCollector()
+REGISTRY.register(_ENGINES)
+
+
+def watch_engine(model: str, stats: object, slots: int) -> None:
+    """Export a native engine's `EngineStats` under `model` from now on."""
+    _ENGINES.watch(model, stats, slots)

