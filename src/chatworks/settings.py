@@ -57,6 +57,22 @@ class Settings(BaseSettings):
     max_tokens_limit: int = Field(4096, ge=1, description="Largest max_tokens a request may ask")
     default_max_tokens: int = Field(512, ge=1)
 
+    # Documents and retrieval
+    database_url: str | None = Field(
+        None, description="SQLAlchemy URL (postgresql+psycopg://...); default: data_dir SQLite"
+    )
+    embedding_model: str = Field(
+        "all-minilm-l6-v2", description="Embedding model id, or a sentence-transformers directory"
+    )
+    embedding_batch_size: int = Field(32, ge=1, le=4096)
+    # MiniLM reads at most 256 tokens including [CLS] and [SEP]: longer chunks would be truncated.
+    chunk_tokens: int = Field(200, ge=16, le=254, description="Chunk size in embedding tokens")
+    chunk_overlap_tokens: int = Field(32, ge=0, le=128)
+    max_upload_bytes: int = Field(20_000_000, ge=1024, description="Largest file to ingest")
+    allowed_file_types: list[str] = Field(
+        ["txt", "md", "html", "pdf", "docx"], description="File types ingestion accepts"
+    )
+
     # Telemetry
     log_prompts: bool = Field(False, description="Log prompt and answer text (off by default)")
 

@@ -3,20 +3,25 @@
 Covers: Llama-architecture files, any tensor type the `gguf` package can dequantize (Q4_0, Q4_1,
 Q4_K, Q6_K, Q8_0, F16, F32, ...). Weights are dequantized to float32 once at load; precision for
 serving is chosen afterwards (`chatworks.engine.precision`). The tokenizer metadata in the same
-file is read by `tokenizer.py`. Does not cover: writing GGUF (the export issue).
+file is read by `tokenizer.py`. `write_gguf` writes our own models (float32, byte-level BPE
+tokenizer) so that this reader and llama.cpp load them. Does not cover: quantizing on write.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-from gguf import GGMLQuantizationType, GGUFReader
+from gguf import GGMLQuantizationType, GGUFReader, GGUFWriter, LlamaFileType, TokenType
 from gguf.quants import dequantize
 
 from chatworks.model.config import ModelConfig
+
+if TYPE_CHECKING:
+    from chatworks.model.tokenizer import Tokenizer
 
 # GGUF tensor name -> our (Hugging Face) name; "{i}" is the layer index.
 _LAYER_NAMES = {
@@ -111,3 +116,92 @@ def read_state_dict(reader: GGUFReader, cfg: ModelConfig) -> dict[str, torch.Ten
     if cfg.tie_embeddings:
         state["lm_head.weight"] = state["embed_tokens.weight"]
     return state
+
+
+def _rope_permute(w: np.ndarray, n_heads: int) -> np.ndarray:
+    """The inverse of `_undo_rope_permute`: the layout llama.cpp's RoPE kernel expects."""
+    half = w.shape[0] // n_heads // 2
+    return w.reshape(n_heads, 2, half, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+
+
+def _gguf_name(name: str) -> str:
+    stem, suffix = name.rsplit(".", 1)
+    if stem.startswith("layers."):
+        _, layer, kind = stem.split(".", 2)
+        gguf_kind = {v: k for k, v in _LAYER_NAMES.items()}[kind]
+        return f"blk.{layer}.{gguf_kind}.{suffix}"
+    return f"{ {v: k for k, v in _TOP_NAMES.items()}[stem]}.{suffix}"
+
+
+def write_gguf(
+    path: str | Path,
+    cfg: ModelConfig,
+    state: dict[str, torch.Tensor],
+    tokenizer: Tokenizer,
+    pre_tokenizer: str,
+    name: str = "chatworks",
+) -> None:
+    """A float32 Llama GGUF with its byte-level BPE tokenizer and chat template.
+
+    `pre_tokenizer` is llama.cpp's name for the regex split the tokenizer was trained with
+    (`tokenizer.ggml.pre`, e.g. "smollm"); readers rebuild the tokenizer from it.
+    """
+    writer = GGUFWriter(str(path), "llama")
+    writer.add_name(name)
+    writer.add_file_type(LlamaFileType.ALL_F32)
+    writer.add_vocab_size(cfg.vocab_size)
+    writer.add_context_length(cfg.max_seq_len)
+    writer.add_embedding_length(cfg.dim)
+    writer.add_block_count(cfg.n_layers)
+    writer.add_feed_forward_length(cfg.hidden_dim)
+    writer.add_head_count(cfg.n_heads)
+    writer.add_head_count_kv(cfg.n_kv_heads)
+    writer.add_key_length(cfg.head_dim)
+    writer.add_value_length(cfg.head_dim)
+    writer.add_rope_dimension_count(cfg.head_dim)
+    writer.add_rope_freq_base(cfg.rope_theta)
+    writer.add_layer_norm_rms_eps(cfg.norm_eps)
+    if cfg.rope_scaling:
+        raise ValueError("writing RoPE scaling to GGUF is not supported")
+    _add_tokenizer(writer, cfg, tokenizer, pre_tokenizer)
+    for key, tensor in state.items():
+        if cfg.tie_embeddings and key.startswith("lm_head"):
+            continue
+        w = tensor.detach().float().numpy()
+        if key.endswith("q_proj.weight"):
+            w = _rope_permute(w, cfg.n_heads)
+        elif key.endswith("k_proj.weight"):
+            w = _rope_permute(w, cfg.n_kv_heads)
+        writer.add_tensor(_gguf_name(key), np.ascontiguousarray(w))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+
+
+def _add_tokenizer(
+    writer: GGUFWriter, cfg: ModelConfig, tokenizer: Tokenizer, pre_tokenizer: str
+) -> None:
+    vocab = tokenizer.hf.get_vocab(with_added_tokens=True)
+    tokens = sorted(vocab, key=vocab.__getitem__)
+    if len(tokens) != cfg.vocab_size:
+        raise ValueError(f"tokenizer has {len(tokens)} tokens, the model {cfg.vocab_size}")
+    special = {t.content for t in tokenizer.hf.get_added_tokens_decoder().values() if t.special}
+    merges = json.loads(tokenizer.hf.to_str())["model"]["merges"]
+    writer.add_tokenizer_model("gpt2")
+    writer.add_tokenizer_pre(pre_tokenizer)
+    writer.add_token_list(tokens)
+    writer.add_token_types(
+        [TokenType.CONTROL if t in special else TokenType.NORMAL for t in tokens]
+    )
+    writer.add_token_merges([m if isinstance(m, str) else " ".join(m) for m in merges])
+    if tokenizer.bos_token_id is not None:
+        writer.add_bos_token_id(tokenizer.bos_token_id)
+    eos = list(tokenizer.eos_token_ids)
+    if eos:
+        writer.add_eos_token_id(eos[0])
+    if len(eos) > 1:
+        writer.add_eot_token_id(eos[1])
+    writer.add_add_bos_token(tokenizer.add_bos)
+    if tokenizer.chat_template:
+        writer.add_chat_template(tokenizer.chat_template)

@@ -2,6 +2,7 @@
 
 Covers: `LlamaForCausalLM`-shaped checkpoints (Llama, SmolLM, Mistral without sliding window,
 Qwen3's QK-norm), single-file or sharded safetensors, any float dtype (loaded as float32).
+Writes our own models the same way (`write_checkpoint`), so transformers loads them as Llama.
 Does not cover: attention or MLP biases (Qwen2), sliding windows, pickled `.bin` weights.
 """
 
@@ -12,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
 from chatworks.model.config import ModelConfig
 
@@ -59,3 +60,44 @@ def read_state_dict(path: str | Path, cfg: ModelConfig) -> dict[str, torch.Tenso
     if cfg.tie_embeddings:
         state["lm_head.weight"] = state["embed_tokens.weight"]
     return state
+
+
+def write_checkpoint(path: str | Path, cfg: ModelConfig, state: dict[str, torch.Tensor]) -> None:
+    """config.json, generation_config.json and model.safetensors for `LlamaForCausalLM`.
+
+    Tokenizer files are the caller's: they come with the tokenizer, not the weights.
+    """
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    eos = list(cfg.eos_token_ids)
+    hf = {
+        "architectures": ["LlamaForCausalLM"],
+        "model_type": "llama",
+        "vocab_size": cfg.vocab_size,
+        "hidden_size": cfg.dim,
+        "intermediate_size": cfg.hidden_dim,
+        "num_hidden_layers": cfg.n_layers,
+        "num_attention_heads": cfg.n_heads,
+        "num_key_value_heads": cfg.n_kv_heads,
+        "head_dim": cfg.head_dim,
+        "hidden_act": "silu",
+        "max_position_embeddings": cfg.max_seq_len,
+        "rms_norm_eps": cfg.norm_eps,
+        "rope_theta": cfg.rope_theta,
+        "rope_scaling": cfg.rope_scaling,
+        "tie_word_embeddings": cfg.tie_embeddings,
+        "attention_bias": False,
+        "mlp_bias": False,
+        "bos_token_id": cfg.bos_token_id,
+        "eos_token_id": eos[0] if len(eos) == 1 else eos,
+        "torch_dtype": "float32",
+    }
+    (path / "config.json").write_text(json.dumps(hf, indent=2))
+    generation = {"bos_token_id": cfg.bos_token_id, "eos_token_id": eos}
+    (path / "generation_config.json").write_text(json.dumps(generation, indent=2))
+    tensors = {
+        (name if name.startswith("lm_head") else f"model.{name}"): t.detach().float().contiguous()
+        for name, t in state.items()
+        if not (cfg.tie_embeddings and name.startswith("lm_head"))
+    }
+    save_file(tensors, str(path / "model.safetensors"), metadata={"format": "pt"})

@@ -120,11 +120,28 @@ class Attention(nn.Module):
         # query-length axis, so one key head serves [group * T] queries; the mask is tiled to match.
         G = cfg.group_size
         q = q.transpose(1, 2).reshape(B, cfg.n_kv_heads, G * T, cfg.head_dim)
-        out = F.scaled_dot_product_attention(
-            q, keys.to(q.dtype), values.to(q.dtype), attn_mask=mask.repeat(1, 1, G, 1)
-        )
+        mask = mask.repeat(1, 1, G, 1)
+        if kv is None:
+            out = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask)
+        else:
+            out = _cached_attention(q, keys, values, mask)
         out = out.view(B, cfg.n_heads, T, cfg.head_dim).transpose(1, 2).reshape(B, T, -1)
         return self.o_proj(out)
+
+
+def _cached_attention(
+    q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, mask: torch.Tensor
+) -> torch.Tensor:
+    """Attention over a cache: plain matmuls with a float32 softmax.
+
+    For a few queries against a few hundred cached keys (decoding), PyTorch's fused CPU kernel
+    copies the strided cache slice and spends most of its time on setup: this is ~2x faster
+    (0.4 vs 0.9 ms per layer at batch 16, 301 keys, fp32), a fifth of an int4 decode step.
+    bf16 matmuls would copy the strided slice again, which is why the cache stays float32.
+    """
+    scores = (q.to(keys.dtype) @ keys.transpose(-1, -2)).float() * q.shape[-1] ** -0.5
+    weights = scores.masked_fill(~mask, float("-inf")).softmax(-1)
+    return (weights.to(values.dtype) @ values).to(q.dtype)
 
 
 class MLP(nn.Module):
