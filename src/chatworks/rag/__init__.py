@@ -1,0 +1,1 @@
+"""Documents and grounded answers: parse -> chunk -> embed -> index -> retrieve -> answer."""
