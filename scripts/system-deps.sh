@@ -3,6 +3,8 @@
 set -euo pipefail
 needed=()
 command -v chromium >/dev/null 2>&1 || needed+=(chromium)
+# Offline prose for `chatworks train run --preset tiny` (reStructuredText sources of the docs).
+[ -d /usr/share/doc/python3.11/html/_sources ] || needed+=(python3.11-doc)
 [ ${#needed[@]} -eq 0 ] && exit 0
 sudo=""
 [ "$(id -u)" -ne 0 ] && sudo="sudo"

@@ -1,0 +1,275 @@
+"""Ingestion: files -> parsed text -> chunks (flagged for injection) -> vectors -> index.
+
+Idempotent: a document is identified by (collection, source) and fingerprinted by its bytes,
+its metadata and the settings that shape its chunks; an unchanged fingerprint is skipped, a
+changed one replaces the document's chunks. Transactional: everything slow (parse, chunk, embed)
+happens before the single write transaction of `Index.replace_document`, so a crash or a kill
+leaves either the old document or the new one, never a part. One document per transaction:
+a directory interrupted halfway keeps the files it finished.
+Not covered: the progress bar itself (the CLI renders `IngestProgress`), OCR, crawling URLs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
+from tokenizers import Tokenizer
+
+from chatworks.rag.chunk import chunk_document
+from chatworks.rag.embed import LocalEmbedder, embedding_model_path, load_tokenizer
+from chatworks.rag.errors import FileTooLarge, IngestError, UnsupportedFileType
+from chatworks.rag.index_sql import SqlIndex, open_index
+from chatworks.rag.injection import scan
+from chatworks.rag.parse import FILE_TYPES, file_type, parse_bytes
+from chatworks.rag.types import Embedder, NewDocument, Passage
+from chatworks.settings import Settings
+from chatworks.storage import documents, open_database
+
+
+@dataclass(frozen=True)
+class IngestContext:
+    """What ingestion needs, built once per process (loading the model takes seconds)."""
+
+    index: SqlIndex
+    embedder: Embedder
+    tokenizer: Tokenizer
+    settings: Settings
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, engine: Engine | None = None, embedder: Embedder | None = None
+    ) -> IngestContext:
+        index = open_index(engine or open_database(settings))
+        embedder = embedder or LocalEmbedder.from_settings(settings)
+        if embedder.dim != index.dim:
+            raise ValueError(
+                f"embedder {embedder.model_id} makes {embedder.dim}-d vectors, the index "
+                f"stores {index.dim}-d: a different embedder needs a new migration"
+            )
+        tokenizer = load_tokenizer(embedding_model_path(settings))
+        return cls(index=index, embedder=embedder, tokenizer=tokenizer, settings=settings)
+
+
+Stage = Literal["parse", "embed", "store", "done", "failed"]
+
+
+@dataclass(frozen=True)
+class IngestProgress:
+    """One progress report: file `file_index` (0-based) of `file_count` is at `stage`;
+    during "embed", `done` of `total` chunks are embedded."""
+
+    source: str
+    file_index: int
+    file_count: int
+    stage: Stage
+    done: int = 0
+    total: int = 0
+
+
+ProgressFn = Callable[[IngestProgress], None]
+
+
+@dataclass(frozen=True)
+class FileOutcome:
+    source: str
+    document_id: str
+    status: Literal["added", "updated", "unchanged"]
+    chunks: int
+
+
+@dataclass
+class IngestResult:
+    """The summary of a run. `chunks` counts chunks written (unchanged files add none)."""
+
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    failed: int = 0
+    deleted: int = 0
+    chunks: int = 0
+    seconds: float = 0.0
+    files: list[FileOutcome] = field(default_factory=list)
+    errors: dict[str, str] = field(default_factory=dict)  # source -> message
+
+
+def _fingerprint(data: bytes, metadata: Mapping[str, object], settings: Settings) -> str:
+    digest = hashlib.sha256(data)
+    shape = [settings.embedding_model, settings.chunk_tokens, settings.chunk_overlap_tokens]
+    digest.update(json.dumps([shape, metadata], sort_keys=True, default=str).encode())
+    return digest.hexdigest()
+
+
+def check_limits(filename: str, size: int, settings: Settings) -> None:
+    """Raise FileTooLarge / UnsupportedFileType before any work is done (the API calls this
+    on upload headers, too)."""
+    kind = file_type(filename)
+    if kind not in settings.allowed_file_types:
+        raise UnsupportedFileType(f"{filename}: file type {kind!r} is not allowed here")
+    if size > settings.max_upload_bytes:
+        raise FileTooLarge(
+            f"{filename} is {size:,} bytes; the limit is {settings.max_upload_bytes:,}"
+        )
+
+
+def ingest_bytes(
+    ctx: IngestContext,
+    data: bytes,
+    filename: str,
+    collection: str,
+    *,
+    source: str | None = None,
+    metadata: Mapping[str, object] | None = None,
+    progress: ProgressFn | None = None,
+    file_index: int = 0,
+    file_count: int = 1,
+) -> FileOutcome:
+    """Ingest one file's bytes (an upload). `source` identifies the document in `collection`
+    (default: `filename`). Raises an IngestError subclass for bad input."""
+    source = source or filename
+    metadata = dict(metadata or {})
+
+    def report(stage: Stage, done: int = 0, total: int = 0) -> None:
+        if progress:
+            progress(IngestProgress(source, file_index, file_count, stage, done, total))
+
+    check_limits(filename, len(data), ctx.settings)
+    fingerprint = _fingerprint(data, metadata, ctx.settings)
+    with Session(ctx.index.engine) as session:
+        existing = documents.find_document(session, collection, source)
+    if existing and existing.content_hash == fingerprint and existing.status == "ready":
+        report("done")
+        return FileOutcome(source, existing.id, "unchanged", existing.chunks)
+
+    report("parse")
+    parsed = parse_bytes(data, filename)
+    passages = [
+        replace(p, metadata={"injection": flags}) if (flags := scan(p.text)) else p
+        for p in chunk_document(
+            parsed, ctx.tokenizer, ctx.settings.chunk_tokens, ctx.settings.chunk_overlap_tokens
+        )
+    ]
+    vectors = _embed(ctx, passages, lambda done: report("embed", done, len(passages)))
+    report("store")
+    document_id = ctx.index.replace_document(
+        NewDocument(collection, source, parsed.title, fingerprint, metadata), passages, vectors
+    )
+    report("done")
+    return FileOutcome(source, document_id, "updated" if existing else "added", len(passages))
+
+
+def _embed(
+    ctx: IngestContext, passages: list[Passage], on_batch: Callable[[int], None]
+) -> np.ndarray:
+    batch = ctx.settings.embedding_batch_size
+    parts = [np.zeros((0, ctx.embedder.dim), dtype=np.float32)]
+    on_batch(0)
+    for i in range(0, len(passages), batch):
+        parts.append(ctx.embedder.embed([p.text for p in passages[i : i + batch]]))
+        on_batch(min(i + batch, len(passages)))
+    return np.concatenate(parts)
+
+
+def ingest_file(
+    ctx: IngestContext,
+    path: Path,
+    collection: str,
+    *,
+    metadata: Mapping[str, object] | None = None,
+    progress: ProgressFn | None = None,
+    file_index: int = 0,
+    file_count: int = 1,
+) -> FileOutcome:
+    """Ingest one file; its source is the resolved path. Checks the limits before reading."""
+    path = Path(path)
+    check_limits(path.name, path.stat().st_size, ctx.settings)
+    return ingest_bytes(
+        ctx,
+        path.read_bytes(),
+        path.name,
+        collection,
+        source=str(path.resolve()),
+        metadata=metadata,
+        progress=progress,
+        file_index=file_index,
+        file_count=file_count,
+    )
+
+
+def _expand(paths: Iterable[Path], settings: Settings) -> list[Path]:
+    """Files as given, plus the files of allowed types under directories (hidden ones skipped)."""
+    files: list[Path] = []
+    for path in map(Path, paths):
+        if not path.is_dir():
+            files.append(path)
+            continue
+        for child in sorted(path.rglob("*")):
+            hidden = any(part.startswith(".") for part in child.relative_to(path).parts)
+            kind = FILE_TYPES.get(child.suffix.lower())
+            if child.is_file() and not hidden and kind in settings.allowed_file_types:
+                files.append(child)
+    return files
+
+
+def ingest_path(
+    ctx: IngestContext,
+    paths: Iterable[Path],
+    collection: str,
+    *,
+    metadata: Mapping[str, object] | None = None,
+    progress: ProgressFn | None = None,
+    prune: bool = False,
+) -> IngestResult:
+    """Ingest files and directories (recursively) into `collection`. A file that cannot be
+    ingested is counted in `failed` with its message; the others carry on. With `prune`,
+    documents whose source lies under one of the given directories but no longer exists there
+    are deleted (how a removed file leaves the collection)."""
+    started = time.perf_counter()
+    paths = [Path(p) for p in paths]
+    files = _expand(paths, ctx.settings)
+    result = IngestResult()
+    for i, path in enumerate(files):
+        try:
+            outcome = ingest_file(
+                ctx,
+                path,
+                collection,
+                metadata=metadata,
+                progress=progress,
+                file_index=i,
+                file_count=len(files),
+            )
+        except (IngestError, OSError) as e:
+            result.failed += 1
+            result.errors[str(path)] = str(e)
+            if progress:
+                progress(IngestProgress(str(path), i, len(files), "failed"))
+            continue
+        result.files.append(outcome)
+        setattr(result, outcome.status, getattr(result, outcome.status) + 1)
+        if outcome.status != "unchanged":
+            result.chunks += outcome.chunks
+    if prune:
+        result.deleted = _prune(ctx, [p.resolve() for p in paths if p.is_dir()], collection, files)
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def _prune(ctx: IngestContext, roots: list[Path], collection: str, files: list[Path]) -> int:
+    present = {str(f.resolve()) for f in files}
+    with Session(ctx.index.engine) as session:
+        known = documents.list_documents(session, collection)
+    gone = [
+        d.id
+        for d in known
+        if d.source not in present and any(Path(d.source).is_relative_to(r) for r in roots)
+    ]
+    return sum(ctx.index.delete_document(document_id) for document_id in gone)

@@ -1,0 +1,111 @@
+"""Flag instruction-like text inside documents (indirect prompt injection).
+
+A small, explicit rule set over chunk text; each rule has a name that lands in the chunk's
+metadata (`{"injection": ["ignore-instructions", ...]}`) so answers, evals and the UI can see
+why. Flagging is advisory: the answer prompt treats every source as quoted data anyway, and a
+flag lets it (or a reviewer) be stricter with that chunk. Documents *about* prompt injection
+will be flagged too; that is the intended trade-off.
+Not covered: ML classifiers, non-English phrasings, instructions hidden in images.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    pattern: re.Pattern[str]
+    why: str
+
+
+def _rx(pattern: str) -> re.Pattern[str]:
+    return re.compile(pattern, re.IGNORECASE | re.DOTALL)
+
+
+RULES: tuple[Rule, ...] = (
+    Rule(
+        "ignore-instructions",
+        _rx(
+            r"\b(ignore|disregard|forget|override|bypass)\b[^.\n]{0,40}?"
+            r"\b(previous|prior|above|earlier|preceding|all|any|your|the|system)\b[^.\n]{0,30}?"
+            r"\b(instructions?|prompts?|rules|directions|guidelines|directives)\b"
+        ),
+        "tells the model to drop its instructions",
+    ),
+    Rule(
+        "role-override",
+        _rx(
+            r"\byou are (now|no longer)\s+(an?|the|in|my|no|free|not|dan|jailbroken|unrestricted)\b"
+            r"|\bfrom now on,?\s+(you|act|respond|answer)\b"
+            r"|\b(act|behave|respond) as (an? )?(unrestricted|unfiltered|jailbroken|evil|dan)\b"
+            r"|\b(developer|god|dan|jailbreak) mode\b"
+        ),
+        "tries to give the model a new role",
+    ),
+    Rule(
+        "prompt-leak",
+        _rx(
+            r"\b(reveal|print|show|repeat|output|leak|disclose|tell me)\b[^.\n]{0,30}?"
+            r"\b(system prompt|system message|initial instructions|hidden instructions"
+            r"|your instructions)\b"
+        ),
+        "asks for the system prompt",
+    ),
+    Rule(
+        "chat-markup",
+        re.compile(
+            r"<\|(im_start|im_end|system|user|assistant|endoftext)\|>|\[/?INST\]|<</?SYS>>"
+            # "System: you are..." starts a fake turn; "System: Linux" in a spec table does not.
+            r"|^[ \t]*#{0,3}[ \t]*(system|assistant)[ \t]*:[ \t]*(you|ignore|disregard|from now)\b",
+            re.IGNORECASE | re.MULTILINE,
+        ),
+        "chat-template or role markers that fake a conversation turn",
+    ),
+    Rule(
+        "addressed-to-ai",
+        _rx(
+            r"\b(note|message|instructions?|attention|important)\s+(to|for)\s+(the\s+)?"
+            r"(ai|assistant|llm|language model|chatbot|model|agent)s?\b"
+            r"|\b(new|updated|real|actual|secret) instructions?\s*:"
+        ),
+        "text addressed to the model rather than to a reader",
+    ),
+    Rule(
+        "concealment",
+        _rx(
+            r"\b(do not|don't|never)\s+(tell|inform|mention|reveal|let)\b[^.\n]{0,20}?"
+            r"\b(the )?user\b|\bwithout (telling|informing|notifying) the user\b"
+        ),
+        "asks the model to hide something from the user",
+    ),
+    Rule(
+        "exfiltration-link",
+        _rx(
+            # A Markdown image is fetched as soon as a chat UI renders it: with data in its
+            # query string it leaks that data without a click.
+            r"!\[[^\]]*\]\(\s*https?://[^)\s]*\?[^)\s]*="
+            # URLs that ask to be filled in with conversation data.
+            r"|https?://\S*[?&][\w-]+=\s*(\{[^}]*\}|<[^>]*>|\$\w+|\[[A-Z_ ]+\])"
+            r"|\b(send|post|upload|forward|exfiltrate)\b[^.\n]{0,40}?"
+            r"\b(conversation|chat history|password|api key|credentials|secrets?|user data)\b"
+            r"[^.\n]{0,40}?\bhttps?://"
+        ),
+        "a link built to carry data out",
+    ),
+    Rule(
+        "hidden-characters",
+        # Zero-width space and invisible operators, bidi overrides, and Unicode "tag"
+        # characters that smuggle invisible ASCII: nothing a reader sees, only a model.
+        # ZWJ/ZWNJ are left out: emoji and several scripts use them legitimately.
+        re.compile("[\u200b\u202a-\u202e\u2060-\u2064\u2066-\u2069\U000e0000-\U000e007f]"),
+        "invisible characters that can carry instructions",
+    ),
+)
+
+
+def scan(text: str) -> list[str]:
+    """Names of the rules `text` matches, in rule order; empty when it looks clean."""
+    return [rule.name for rule in RULES if rule.pattern.search(text)]

@@ -1,0 +1,98 @@
+"""Engines for the one SQL database: SQLite by default, Postgres when configured.
+
+SQLite connections load sqlite-vec, use WAL (readers never block the writer), enforce foreign
+keys (chunk deletes cascade) and get real transactions (see `_sqlite_begin`). Schema changes are
+Alembic migrations in `migrations/`, applied by `open_database` at start-up.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+
+from chatworks.settings import Settings
+
+_MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def database_url(settings: Settings) -> str:
+    """The configured URL, or a SQLite file under `data_dir`."""
+    if settings.database_url:
+        return settings.database_url
+    return f"sqlite:///{settings.data_dir / 'chatworks.db'}"
+
+
+def _sqlite_module() -> ModuleType:
+    # Some Python builds (pyenv's here) compile sqlite3 without extension loading, which
+    # sqlite-vec needs; pysqlite3-binary ships a recent SQLite that has it.
+    import sqlite3
+
+    if hasattr(sqlite3.Connection, "enable_load_extension"):
+        return sqlite3
+    from pysqlite3 import dbapi2
+
+    return dbapi2
+
+
+def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+    import sqlite_vec
+
+    dbapi_connection.enable_load_extension(True)
+    sqlite_vec.load(dbapi_connection)
+    dbapi_connection.enable_load_extension(False)
+    # The driver's own transaction handling skips BEGIN before SELECT and DDL; turn it off and
+    # let `_sqlite_begin` emit BEGIN, so a transaction really covers everything in it.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")  # wait for another writer instead of failing
+    cursor.execute("PRAGMA synchronous=NORMAL")  # durable enough in WAL mode, much faster
+    cursor.close()
+
+
+def _sqlite_begin(connection: sa.Connection) -> None:
+    connection.exec_driver_sql("BEGIN")
+
+
+def create_engine(url: str, **kwargs: Any) -> Engine:
+    """An engine for `url`, configured for chatworks (no migrations: see `open_database`).
+
+    `postgresql://` URLs use psycopg 3; `sqlite:///path` URLs get sqlite-vec and the pragmas."""
+    parsed = sa.make_url(url)
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    if parsed.get_backend_name() != "sqlite":
+        return sa.create_engine(parsed, pool_pre_ping=True, **kwargs)
+    if parsed.database and parsed.database != ":memory:":
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = sa.create_engine(parsed, module=_sqlite_module(), **kwargs)
+    event.listen(engine, "connect", _sqlite_connect)
+    event.listen(engine, "begin", _sqlite_begin)
+    return engine
+
+
+def upgrade(engine: Engine) -> None:
+    """Apply all Alembic migrations (`upgrade head`) in one transaction."""
+    config = Config()
+    config.set_main_option("script_location", str(_MIGRATIONS))
+    with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            # Replicas starting together would otherwise race to create the same tables.
+            connection.exec_driver_sql("SELECT pg_advisory_xact_lock(7301)")
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
+
+
+def open_database(settings: Settings) -> Engine:
+    """The engine for the configured database, migrated to the latest schema."""
+    engine = create_engine(database_url(settings))
+    upgrade(engine)
+    return engine
