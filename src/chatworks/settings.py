@@ -73,6 +73,20 @@ class Settings(BaseSettings):
         ["txt", "md", "html", "pdf", "docx"], description="File types ingestion accepts"
     )
 
+    # Grounded answers
+    rag_top_k: int = Field(5, ge=1, le=50, description="Passages given to the model")
+    rag_candidates: int = Field(20, ge=1, le=200, description="Hits per search before fusion")
+    rag_keyword_weight: float = Field(1.0, ge=0)
+    rag_vector_weight: float = Field(1.0, ge=0)
+    rag_mmr_lambda: float = Field(0.8, ge=0, le=1, description="1.0 turns de-duplication off")
+    rag_min_similarity: float = Field(
+        0.25, ge=-1, le=1, description="Below this best cosine similarity, refuse"
+    )
+    rag_context_tokens: int = Field(1500, ge=64, description="Token budget for the sources")
+    demo_collection: str = Field(
+        "chatworks-docs", description="Collection `make run` fills with the project's docs"
+    )
+
     # Telemetry
     log_prompts: bool = Field(False, description="Log prompt and answer text (off by default)")
 

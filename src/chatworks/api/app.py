@@ -18,8 +18,8 @@ from fastapi.staticfiles import StaticFiles
 import chatworks
 from chatworks.api.errors import install_error_handlers
 from chatworks.api.middleware import BodySizeLimit, RequestContext
+from chatworks.api.routes import documents, ops
 from chatworks.api.routes import openai as openai_routes
-from chatworks.api.routes import ops
 from chatworks.api.service import Service
 from chatworks.providers.base import Provider
 from chatworks.providers.registry import create_provider
@@ -59,6 +59,7 @@ def create_app(settings: Settings | None = None, provider: Provider | None = Non
     app.state.service = service
     install_error_handlers(app)
     app.include_router(openai_routes.router)
+    app.include_router(documents.router)
     app.include_router(ops.router)
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
 

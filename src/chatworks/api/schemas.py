@@ -159,3 +159,89 @@ class ModelCard(BaseModel):
 class ModelList(BaseModel):
     object: Literal["list"] = "list"
     data: list[ModelCard]
+
+
+class EmbeddingRequest(_Request):
+    input: str | list[str] = Field(description="Text or texts to embed (token ids unsupported)")
+    model: str
+    # The openai client asks for base64 (float32 little-endian) by default and decodes it.
+    encoding_format: Literal["float", "base64"] = "float"
+
+    def texts(self) -> list[str]:
+        return [self.input] if isinstance(self.input, str) else self.input
+
+
+class EmbeddingItem(BaseModel):
+    object: Literal["embedding"] = "embedding"
+    index: int
+    embedding: list[float] | str
+
+
+class EmbeddingUsage(BaseModel):
+    prompt_tokens: int
+    total_tokens: int
+
+
+class EmbeddingResponse(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[EmbeddingItem]
+    model: str
+    usage: EmbeddingUsage
+
+
+COLLECTION_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+
+
+class CollectionCreate(_Request):
+    name: str = Field(pattern=COLLECTION_NAME)
+
+
+class CollectionOut(BaseModel):
+    name: str
+    documents: int
+
+
+class DocumentOut(BaseModel):
+    id: str
+    collection: str
+    source: str
+    title: str
+    chunks: int
+    status: str
+    metadata: dict
+
+
+class IngestOut(BaseModel):
+    document_id: str
+    source: str
+    status: Literal["added", "updated", "unchanged"]
+    chunks: int
+
+
+class AskRequest(_Request):
+    question: str = Field(min_length=1, max_length=4000)
+    collection: str = Field(pattern=COLLECTION_NAME)
+    top_k: int | None = Field(None, ge=1, le=50)
+    stream: bool = False
+    max_tokens: int = Field(256, ge=1)
+    temperature: float = Field(0.0, ge=0.0, le=2.0)
+
+
+class CitationOut(BaseModel):
+    index: int
+    document_id: str
+    title: str
+    source: str
+    page: int | None
+    section: str | None
+    start: int
+    end: int
+    quote: str
+    score: float
+
+
+class AskResponse(BaseModel):
+    answer: str
+    citations: list[CitationOut]
+    refused: bool
+    usage: UsageOut

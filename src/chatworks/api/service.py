@@ -12,6 +12,7 @@ from chatworks.api.admission import AdmissionGate
 from chatworks.api.errors import APIError
 from chatworks.api.schemas import ChatCompletionRequest, CompletionRequest
 from chatworks.providers.base import GenerationRequest, Provider
+from chatworks.rag.library import Library
 from chatworks.settings import Settings
 
 
@@ -20,6 +21,7 @@ class Service:
     settings: Settings
     provider: Provider
     gate: AdmissionGate
+    library: Library
     started_at: int = field(default_factory=lambda: int(time.time()))
     load_error: str | None = None
 
@@ -34,7 +36,7 @@ class Service:
             queue_timeout_s=settings.queue_timeout_s,
             retry_after_s=settings.retry_after_s,
         )
-        return cls(settings, provider, gate)
+        return cls(settings, provider, gate, Library(settings))
 
     async def check_model(self, model: str) -> None:
         if not self.provider.ready:

@@ -1,0 +1,207 @@
+"""Collections, documents, grounded answers (`/v1/ask`) and embeddings (`/v1/embeddings`)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from collections.abc import AsyncIterator
+from dataclasses import asdict
+
+import numpy as np
+from fastapi import APIRouter, Depends, File, Request, Response, UploadFile
+from fastapi.responses import StreamingResponse
+
+from chatworks.api.errors import APIError, error_body
+from chatworks.api.generation import Generation, GenerationResponse, collect, start_generation
+from chatworks.api.schemas import (
+    AskRequest,
+    AskResponse,
+    CitationOut,
+    CollectionCreate,
+    CollectionOut,
+    DocumentOut,
+    EmbeddingItem,
+    EmbeddingRequest,
+    EmbeddingResponse,
+    EmbeddingUsage,
+    IngestOut,
+    UsageOut,
+)
+from chatworks.api.service import Service, get_service
+from chatworks.api.sse import DONE, event
+from chatworks.providers.base import GenerationRequest, ProviderError
+from chatworks.rag.answer import REFUSAL, Grounded, ground
+from chatworks.rag.errors import FileTooLarge, IngestError, UnsupportedFileType
+from chatworks.rag.ingest import check_limits
+from chatworks.storage import documents as docs
+
+router = APIRouter(prefix="/v1", tags=["documents"])
+
+
+def _collection_exists(service: Service, name: str) -> None:
+    with service.library.session() as session:
+        if docs.collection_id(session, name) is None:
+            raise APIError(404, f"collection '{name}' not found", "collection_not_found")
+
+
+@router.get("/collections")
+async def list_collections(service: Service = Depends(get_service)) -> dict:
+    with service.library.session() as session:
+        found = docs.list_collections(session)
+    data = [CollectionOut(name=c.name, documents=c.documents) for c in found]
+    return {"object": "list", "data": data}
+
+
+@router.post("/collections", status_code=201, response_model=CollectionOut)
+async def create_collection(
+    body: CollectionCreate, service: Service = Depends(get_service)
+) -> CollectionOut:
+    with service.library.session() as session, session.begin():
+        docs.get_or_create_collection(session, body.name)
+    return CollectionOut(name=body.name, documents=0)
+
+
+@router.delete("/collections/{name}", status_code=204)
+async def delete_collection(name: str, service: Service = Depends(get_service)) -> Response:
+    with service.library.session() as session, session.begin():
+        if not docs.delete_collection(session, name):
+            raise APIError(404, f"collection '{name}' not found", "collection_not_found")
+    return Response(status_code=204)
+
+
+def _document_out(d: docs.DocumentInfo) -> DocumentOut:
+    return DocumentOut(
+        id=d.id, collection=d.collection, source=d.source, title=d.title, chunks=d.chunks,
+        status=d.status, metadata=dict(d.metadata),
+    )  # fmt: skip
+
+
+@router.get("/collections/{name}/documents")
+async def list_documents(name: str, service: Service = Depends(get_service)) -> dict:
+    _collection_exists(service, name)
+    with service.library.session() as session:
+        found = docs.list_documents(session, name)
+    return {"object": "list", "data": [_document_out(d) for d in found]}
+
+
+@router.post("/collections/{name}/documents", status_code=201, response_model=IngestOut)
+async def upload_document(
+    name: str, file: UploadFile = File(...), service: Service = Depends(get_service)
+) -> IngestOut:
+    """Ingest one file (txt, md, html, pdf, docx). Re-uploading the same file is a no-op;
+    a changed file under the same name replaces the old version atomically."""
+    filename = file.filename or "upload.txt"
+    try:
+        check_limits(filename, file.size or 0, service.settings)
+        data = await file.read(service.settings.max_upload_bytes + 1)
+        check_limits(filename, len(data), service.settings)
+        outcome = await asyncio.to_thread(service.library.ingest, data, filename, name)
+    except FileTooLarge as exc:
+        raise APIError(413, str(exc), "file_too_large") from exc
+    except UnsupportedFileType as exc:
+        raise APIError(415, str(exc), "unsupported_file_type") from exc
+    except IngestError as exc:
+        raise APIError(400, str(exc), "unreadable_document") from exc
+    return IngestOut(**asdict(outcome))
+
+
+@router.delete("/documents/{document_id}", status_code=204)
+async def delete_document(document_id: str, service: Service = Depends(get_service)) -> Response:
+    found = await asyncio.to_thread(service.library.context.index.delete_document, document_id)
+    if not found:
+        raise APIError(404, f"document '{document_id}' not found", "document_not_found")
+    return Response(status_code=204)
+
+
+def _ask_response(grounded: Grounded, usage: UsageOut) -> AskResponse:
+    return AskResponse(
+        answer=grounded.answer,
+        citations=[CitationOut(**asdict(c)) for c in grounded.citations],
+        refused=grounded.refused,
+        usage=usage,
+    )
+
+
+def _usage(prompt: int = 0, completion: int = 0) -> UsageOut:
+    return UsageOut(
+        prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion
+    )
+
+
+@router.post("/ask", response_model=AskResponse)
+async def ask(body: AskRequest, http_request: Request, service: Service = Depends(get_service)):
+    """Answer from a collection with citations, or refuse when nothing relevant is found.
+    With `stream: true`, text arrives as `{"delta": ...}` events and the final event carries
+    the answer, citations, refusal flag and usage."""
+    _collection_exists(service, body.collection)
+    prepared = await asyncio.to_thread(
+        service.library.prepare, body.question, body.collection, body.top_k
+    )
+    if prepared.messages is None:
+        refusal = _ask_response(Grounded(REFUSAL, [], True, 0), _usage())
+        if not body.stream:
+            return refusal
+        return StreamingResponse(
+            iter([event(refusal.model_dump()), DONE]), media_type="text/event-stream"
+        )
+    await service.check_model(service.settings.model)
+    request = GenerationRequest(
+        model=service.settings.model, messages=prepared.messages,
+        max_tokens=min(body.max_tokens, service.settings.max_tokens_limit),
+        temperature=body.temperature,
+    )  # fmt: skip
+    generation = await start_generation(service.provider, service.gate, request)
+    if not body.stream:
+        text, final = await collect(generation, http_request)
+        usage = _usage(final.usage.prompt_tokens, final.usage.completion_tokens)
+        return _ask_response(ground(text, prepared.sources), usage)
+    return GenerationResponse(_ask_events(generation, prepared.sources), generation)
+
+
+async def _ask_events(generation: Generation, sources) -> AsyncIterator[bytes]:
+    parts: list[str] = []
+    try:
+        async for delta in generation.deltas():
+            if delta.text:
+                parts.append(delta.text)
+                yield event({"delta": delta.text})
+            if delta.finish_reason is not None:
+                u = delta.usage
+                usage = _usage(u.prompt_tokens, u.completion_tokens) if u else _usage()
+                yield event(_ask_response(ground("".join(parts), sources), usage).model_dump())
+    except ProviderError as exc:
+        yield event(error_body(exc.status_code, str(exc), exc.code))
+        return
+    yield DONE
+
+
+def _encode(vector: np.ndarray, encoding: str) -> list[float] | str:
+    if encoding == "base64":
+        return base64.b64encode(vector.astype("<f4").tobytes()).decode()
+    return vector.tolist()
+
+
+@router.post("/embeddings", response_model=EmbeddingResponse)
+async def embeddings(
+    body: EmbeddingRequest, service: Service = Depends(get_service)
+) -> EmbeddingResponse:
+    embedder = service.library.context.embedder
+    if body.model != embedder.model_id:
+        raise APIError(
+            404, f"embedding model '{body.model}' not found; available: {embedder.model_id}",
+            "model_not_found", "model",
+        )  # fmt: skip
+    texts = body.texts()
+    if not texts or len(texts) > 2048:
+        raise APIError(400, "input must hold 1 to 2048 texts", "invalid_input", "input")
+    vectors = await asyncio.to_thread(embedder.embed, texts)
+    tokenizer = service.library.context.tokenizer
+    tokens = sum(len(tokenizer.encode(t).ids) for t in texts)
+    return EmbeddingResponse(
+        data=[
+            EmbeddingItem(index=i, embedding=_encode(v, body.encoding_format))
+            for i, v in enumerate(vectors)
+        ],
+        model=embedder.model_id,
+        usage=EmbeddingUsage(prompt_tokens=tokens, total_tokens=tokens),
+    )
