@@ -143,3 +143,30 @@ def test_embeddings_with_the_openai_client(live_server):
         timeout=60,
     ).json()
     assert plain["data"][0]["embedding"] == pytest.approx(vectors[0], abs=1e-6)
+
+
+def test_chat_completions_with_a_collection_cite_and_refuse(live_server, collection):
+    client = openai.OpenAI(base_url=live_server.api_url, api_key="x", max_retries=0)
+
+    def chat(question: str, **kwargs):
+        return client.chat.completions.create(
+            model="smollm2-135m-instruct", messages=[{"role": "user", "content": question}],
+            max_tokens=40, temperature=0, extra_body={"collection": collection}, **kwargs,
+        )  # fmt: skip
+
+    grounded = chat("What is the secret code word of the Zephyr project?")
+    citations = grounded.model_extra["citations"]
+    assert citations and all(c["source"] == "zephyr.md" for c in citations)
+    chunks = list(chat("What is the secret code word of the Zephyr project?", stream=True))
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == (
+        grounded.choices[0].message.content
+    )
+    assert chunks[-1].model_extra["citations"] == citations
+    refused = chat("What is the orbital period of Neptune in days?")
+    assert refused.choices[0].message.content == "I don't know based on the provided documents."
+    assert refused.model_extra["citations"] == []
+    with pytest.raises(openai.NotFoundError):
+        client.chat.completions.create(
+            model="smollm2-135m-instruct", messages=[{"role": "user", "content": "hi"}],
+            extra_body={"collection": "no-such-collection"},
+        )  # fmt: skip

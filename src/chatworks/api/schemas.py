@@ -74,6 +74,12 @@ class _Sampling(_Request):
 class ChatCompletionRequest(_Sampling):
     messages: list[ChatMessage] = Field(min_length=1)
     max_completion_tokens: int | None = Field(None, ge=1)
+    collection: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$",
+        description="chatworks extension: answer the last user message from this collection; "
+        "the response then carries `citations` (in the finishing chunk when streaming)",
+    )
 
 
 class CompletionRequest(_Sampling):
@@ -117,6 +123,19 @@ class ResponseMessage(BaseModel):
     content: str
 
 
+class CitationOut(BaseModel):
+    index: int
+    document_id: str
+    title: str
+    source: str
+    page: int | None
+    section: str | None
+    start: int
+    end: int
+    quote: str
+    score: float
+
+
 class ChatChoice(BaseModel):
     index: int = 0
     message: ResponseMessage
@@ -131,6 +150,7 @@ class ChatCompletionResponse(BaseModel):
     model: str
     choices: list[ChatChoice]
     usage: UsageOut
+    citations: list[CitationOut] | None = None  # with the `collection` extension only
 
 
 class CompletionChoice(BaseModel):
@@ -225,19 +245,6 @@ class AskRequest(_Request):
     stream: bool = False
     max_tokens: int = Field(256, ge=1)
     temperature: float = Field(0.0, ge=0.0, le=2.0)
-
-
-class CitationOut(BaseModel):
-    index: int
-    document_id: str
-    title: str
-    source: str
-    page: int | None
-    section: str | None
-    start: int
-    end: int
-    quote: str
-    score: float
 
 
 class AskResponse(BaseModel):

@@ -8,7 +8,7 @@ sent as one `data: {"error": ...}` event, which OpenAI clients raise as an excep
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 from chatworks.api.errors import error_body
@@ -59,17 +59,23 @@ async def encode_stream(
     model: str,
     created: int,
     include_usage: bool,
+    finish_fields: Callable[[str], dict] | None = None,
 ) -> AsyncIterator[bytes]:
-    """Turns provider deltas into SSE bytes. Empty non-final deltas are skipped."""
+    """Turns provider deltas into SSE bytes. Empty non-final deltas are skipped.
+    `finish_fields(full_text)` adds fields to the finishing chunk (e.g. citations)."""
     base = {"id": completion_id, "object": shape.object, "created": created, "model": model}
     extra = {"usage": None} if include_usage else {}
     first = True
+    parts: list[str] = []
     try:
         async for delta in deltas:
             if not delta.text and delta.finish_reason is None:
                 continue
+            parts.append(delta.text)
             choice = shape.choice(delta.text, delta.finish_reason, first)
-            yield event({**base, "choices": [choice], **extra})
+            finishing = delta.finish_reason is not None and finish_fields is not None
+            late = finish_fields("".join(parts)) if finishing else {}
+            yield event({**base, "choices": [choice], **extra, **late})
             first = False
             if delta.finish_reason is not None and include_usage and delta.usage is not None:
                 yield event({**base, "choices": [], "usage": usage_dict(delta)})

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import asdict, replace
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import Response
+from fastapi.responses import Response, StreamingResponse
 
+from chatworks.api.errors import APIError
 from chatworks.api.generation import GenerationResponse, collect, start_generation
 from chatworks.api.schemas import (
     ChatChoice,
     ChatCompletionRequest,
     ChatCompletionResponse,
+    CitationOut,
     CompletionChoice,
     CompletionRequest,
     CompletionResponse,
@@ -23,7 +28,9 @@ from chatworks.api.schemas import (
 )
 from chatworks.api.service import Service, get_service
 from chatworks.api.sse import CHAT_CHUNK, TEXT_CHUNK, ChunkShape, encode_stream
-from chatworks.providers.base import Delta, GenerationRequest
+from chatworks.providers.base import Delta, GenerationRequest, Usage
+from chatworks.rag.answer import REFUSAL, Source, ground
+from chatworks.storage import documents as docs
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 
@@ -47,6 +54,7 @@ async def _generate(
     include_usage: bool,
     shape: ChunkShape,
     id_prefix: str,
+    finish_fields: Callable[[str], dict] | None = None,
 ) -> tuple[str, str, Delta] | Response:
     """Streams, or returns (id, text, final delta) for the caller to shape."""
     await service.check_model(request.model)
@@ -60,6 +68,7 @@ async def _generate(
             model=request.model,
             created=int(time.time()),
             include_usage=include_usage,
+            finish_fields=finish_fields,
         )
         return GenerationResponse(body, generation)
     text, final = await collect(generation, http_request)
@@ -70,14 +79,29 @@ async def _generate(
 async def chat_completions(
     body: ChatCompletionRequest, http_request: Request, service: Service = Depends(get_service)
 ):
+    request = service.chat_request(body)
+    sources: list[Source] | None = None
+    if body.collection:
+        request, sources = await _grounded(service, body, request)
+        if not sources:
+            return _refusal(body)
+
+    def citations_of(text: str) -> list[CitationOut]:
+        return [CitationOut(**asdict(c)) for c in ground(text, sources).citations]
+
     result = await _generate(
         service,
         http_request,
-        service.chat_request(body),
+        request,
         stream=body.stream,
         include_usage=body.include_usage,
         shape=CHAT_CHUNK,
         id_prefix="chatcmpl",
+        finish_fields=(
+            (lambda text: {"citations": [c.model_dump() for c in citations_of(text)]})
+            if sources
+            else None
+        ),
     )
     if isinstance(result, Response):
         return result
@@ -90,7 +114,45 @@ async def chat_completions(
             ChatChoice(message=ResponseMessage(content=text), finish_reason=final.finish_reason)
         ],
         usage=_usage(final),
+        citations=citations_of(text) if sources else None,
     )
+
+
+async def _grounded(
+    service: Service, body: ChatCompletionRequest, request: GenerationRequest
+) -> tuple[GenerationRequest, list[Source]]:
+    """The `collection` extension: the last user message is answered from the collection's
+    passages (earlier turns are not sent: the sources take the context)."""
+    with service.library.session() as session:
+        if docs.collection_id(session, body.collection) is None:
+            raise APIError(404, f"collection '{body.collection}' not found", "collection_not_found")
+    question = next(m.content for m in reversed(request.messages) if m.role == "user")
+    prepared = await asyncio.to_thread(service.library.prepare, question, body.collection)
+    if prepared.messages is None:
+        return request, []
+    return replace(request, messages=prepared.messages), prepared.sources
+
+
+def _refusal(body: ChatCompletionRequest) -> Response | ChatCompletionResponse:
+    """Nothing relevant in the collection: answer the fixed refusal without generating."""
+    completion_id, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
+    final = Delta(REFUSAL, 0, "stop", Usage())
+
+    async def once() -> AsyncIterator[Delta]:
+        yield final
+
+    if body.stream:
+        chunks = encode_stream(
+            once(), shape=CHAT_CHUNK, completion_id=completion_id, model=body.model,
+            created=created, include_usage=body.include_usage,
+            finish_fields=lambda _: {"citations": []},
+        )  # fmt: skip
+        return StreamingResponse(chunks, media_type="text/event-stream")
+    return ChatCompletionResponse(
+        id=completion_id, created=created, model=body.model,
+        choices=[ChatChoice(message=ResponseMessage(content=REFUSAL), finish_reason="stop")],
+        usage=_usage(final), citations=[],
+    )  # fmt: skip
 
 
 @router.post("/completions", response_model=CompletionResponse)
