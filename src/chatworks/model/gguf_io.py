@@ -130,7 +130,7 @@ def _gguf_name(name: str) -> str:
         _, layer, kind = stem.split(".", 2)
         gguf_kind = {v: k for k, v in _LAYER_NAMES.items()}[kind]
         return f"blk.{layer}.{gguf_kind}.{suffix}"
-    return f"{ {v: k for k, v in _TOP_NAMES.items()}[stem]}.{suffix}"
+    return f"{ {v: k for k, v in _TOP_NAMES.items()}[stem] }.{suffix}"
 
 
 def write_gguf(
