@@ -2,17 +2,21 @@
 
 Covers: the model picker, streaming, Stop (the fetch is aborted and the UI is usable again),
 usage under an answer, Regenerate, Edit-and-resend, the sidebar (titles, search, delete,
-persistence), that model output cannot inject HTML or script, and that a server error shows the
-server's own message in a dismissible banner. Screenshots go to tests/artifacts/ui-*.png.
+persistence), that model output cannot inject HTML or script, that a server error shows the
+server's own message in a dismissible banner, and answers grounded in uploaded documents (new
+collection, upload toasts, citation chips and their panel, refusals, history after a reload).
+Screenshots go to tests/artifacts/ui-*.png.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
@@ -30,6 +34,7 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 STORAGE_KEY = "chatworks.conversations.v1"  # see web/static/store.js
+SETTINGS_KEY = "chatworks.settings.v1"
 
 # Text of the last assistant message, as JS, for wait_for_function predicates.
 LAST_ANSWER_JS = """() => {
@@ -65,7 +70,7 @@ def page(browser: Browser, live_server) -> Iterator[Page]:
 
 
 def shot(page: Page, name: str) -> None:
-    page.screenshot(path=str(ARTIFACTS / f"ui-{name}.png"))
+    page.screenshot(path=str(ARTIFACTS / f"ui-{name}.png"), animations="disabled")
 
 
 def set_max_tokens(page: Page, value: int) -> None:
@@ -300,3 +305,106 @@ def test_mobile_layout(browser: Browser, live_server) -> None:
     finally:
         page.context.close()
     assert errors == []
+
+
+ZEPHYR = """# Zephyr project handbook
+
+## Access
+
+The secret code word of the Zephyr project is BLUEBIRD-42. Say it at the front desk.
+
+## Lunch
+
+Lunch in the Zephyr office is served at noon on the third floor.
+"""
+REFUSAL = "I don't know based on the provided documents."
+
+
+def test_grounded_answers_with_citations(page: Page, live_server, tmp_path: Path) -> None:
+    name = f"ui-{uuid.uuid4().hex[:8]}"
+    doc = tmp_path / f"zephyr-{name}.md"
+    doc.write_text(ZEPHYR)
+    bad = tmp_path / "tool.exe"
+    bad.write_bytes(b"MZ\x90\x00")
+    # Greedy and short, so the answer (and whether the server can attribute it) is repeatable.
+    page.evaluate(
+        "([key, value]) => localStorage.setItem(key, value)",
+        [SETTINGS_KEY, json.dumps({"maxTokens": 40, "temperature": 0})],
+    )
+    page.reload()
+    picker = page.get_by_test_id("collection-picker")
+    composer = page.get_by_test_id("composer")
+    try:
+        # A new collection from the picker's own entry; the chat switches to it.
+        expect(picker).to_have_value("")
+        expect(composer).to_have_attribute("placeholder", "Message chatworks")
+        picker.select_option(page.get_by_test_id("new-collection").get_attribute("value"))
+        page.get_by_test_id("collection-name").fill(name)
+        page.get_by_test_id("collection-create").click()
+        expect(picker).to_have_value(name)
+        expect(composer).to_have_attribute("placeholder", f"Ask {name}…")
+
+        # Upload through the paperclip's file input: one toast per file, with the outcome.
+        page.get_by_test_id("upload-input").set_input_files([str(doc), str(bad)])
+        toasts = page.get_by_test_id("toast")
+        expect(toasts.filter(has_text=doc.name)).to_contain_text(
+            re.compile(r"Added, \d+ chunks?"), timeout=120_000
+        )
+        rejected = toasts.filter(has_text=bad.name)
+        expect(rejected).to_contain_text("unsupported", ignore_case=True)
+        rejected.get_by_role("button", name="Dismiss").click()  # errors stay until dismissed
+        expect(rejected).to_have_count(0)
+        expect(picker.locator(f"option[value='{name}']")).to_have_text(f"{name} (1)")
+
+        # A grounded answer: chips name the uploaded file; a chip opens the quoted passage.
+        send(page, "What is the secret code word of the Zephyr project?")
+        wait_until_idle(page)
+        answer = page.get_by_test_id("message-assistant").last
+        chip = answer.get_by_test_id("citation").filter(has_text=doc.name).first
+        # Regenerate must stay in ask mode and give the same greedy, cited answer.
+        page.get_by_test_id("regenerate").click()
+        wait_until_idle(page)
+        expect(page.get_by_test_id("message-assistant")).to_have_count(1)
+        expect(chip).to_be_visible()
+        expect(chip).to_contain_text(re.compile(r"^\[\d+\] "))
+        shot(page, "citations")
+        chip.click()
+        panel = answer.get_by_test_id("citation-panel")
+        expect(panel).to_be_visible()
+        expect(panel).to_contain_text("BLUEBIRD-42")
+        expect(panel).to_contain_text("Access")
+        expect(panel).to_contain_text(doc.name)
+        expect(panel).to_contain_text(re.compile(r"Characters\s*\d+\u2013\d+"))
+        shot(page, "citation-panel")
+        chip.click()  # the same chip closes it again
+        expect(panel).to_have_count(0)
+
+        # Nothing relevant: a muted refusal without chips; regenerating it changes nothing.
+        send(page, "What is the orbital period of Neptune?")
+        wait_until_idle(page)
+        refused = page.get_by_test_id("message-assistant").last
+        expect(refused).to_contain_text(REFUSAL)
+        expect(refused).to_have_class(re.compile(r"\brefused\b"))
+        expect(refused.get_by_test_id("citation")).to_have_count(0)
+        page.get_by_test_id("regenerate").click()
+        wait_until_idle(page)
+        expect(page.get_by_test_id("message-assistant")).to_have_count(2)
+        expect(page.get_by_test_id("message-assistant").last).to_contain_text(REFUSAL)
+        shot(page, "refusal")
+
+        # History keeps the answers, their citations and the chat's collection across a reload.
+        stored = page.evaluate(f"JSON.parse(localStorage.getItem('{STORAGE_KEY}'))")
+        assert stored[0]["collection"] == name
+        assert stored[0]["messages"][1]["citations"][0]["quote"]
+        page.reload()
+        page.get_by_test_id("conversation").first.click()
+        expect(picker).to_have_value(name)
+        expect(
+            page.get_by_test_id("message-assistant").first.get_by_test_id("citation")
+        ).not_to_have_count(0)
+
+        # Back to plain chat for this conversation only when chosen.
+        picker.select_option("")
+        expect(composer).to_have_attribute("placeholder", "Message chatworks")
+    finally:
+        httpx.delete(f"{live_server.api_url}/collections/{name}", timeout=30)

@@ -1,4 +1,5 @@
-// Client for the OpenAI-compatible API: model list and streamed chat completions (SSE).
+// Client for the server API: model list and streamed chat completions (SSE, OpenAI-compatible),
+// plus document collections, uploads and grounded answers with citations (`/v1/ask`).
 
 export class ApiError extends Error {
   constructor(message, status = 0) {
@@ -71,6 +72,79 @@ export async function streamChat({ model, messages, temperature, maxTokens, sign
     if (chunk.usage) result.usage = chunk.usage;
   }
   return result;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Documents: collections, uploads, grounded answers
+
+export async function listCollections() {
+  const response = await request("/v1/collections");
+  const body = await response.json();
+  return body.data ?? [];
+}
+
+export async function createCollection(name) {
+  const response = await request("/v1/collections", {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ name }),
+  });
+  return response.json();
+}
+
+/**
+ * Upload one file into a collection. XMLHttpRequest rather than fetch because only it reports
+ * upload progress: onProgress(fraction) while the bytes go up, onProgress(null) once the server
+ * has them and is indexing. Resolves to { document_id, source, status, chunks }.
+ */
+export function uploadDocument(collection, file, { onProgress = () => {} } = {}) {
+  return new Promise((resolve, reject) => {
+    const xhr = new XMLHttpRequest();
+    xhr.open("POST", `/v1/collections/${encodeURIComponent(collection)}/documents`);
+    xhr.responseType = "text";
+    xhr.upload.onprogress = (e) => e.lengthComputable && onProgress(e.loaded / e.total);
+    xhr.upload.onload = () => onProgress(null);
+    xhr.onerror = () => reject(new ApiError("Cannot reach the server. Is chatworks running?"));
+    xhr.onload = () => {
+      let body = null;
+      try {
+        body = JSON.parse(xhr.responseText);
+      } catch {
+        // not JSON: handled below with the status line
+      }
+      if (xhr.status >= 200 && xhr.status < 300 && body) return resolve(body);
+      const detail = body?.error?.message ?? body?.detail;
+      const message = typeof detail === "string" && detail ? detail : `${xhr.status} ${xhr.statusText}`.trim();
+      reject(new ApiError(message, xhr.status));
+    };
+    const form = new FormData();
+    form.append("file", file, file.name);
+    xhr.send(form);
+  });
+}
+
+/**
+ * Ask a question of a collection, streamed. Calls onDelta(text) while the answer is written and
+ * resolves to the final event: { answer, citations, refused, usage }. The final answer replaces
+ * the streamed text, since the server cleans citation markers that point at no source.
+ */
+export async function streamAsk({ question, collection, temperature, maxTokens, signal, onDelta }) {
+  const response = await request("/v1/ask", {
+    method: "POST",
+    headers: { "Content-Type": "application/json", Accept: "text/event-stream" },
+    body: JSON.stringify({ question, collection, stream: true, temperature, max_tokens: maxTokens }),
+    signal,
+  });
+  let final = null;
+  for await (const data of sseData(response.body)) {
+    if (data === "[DONE]") break;
+    const event = JSON.parse(data);
+    if (event.error) throw new ApiError(event.error.message ?? "Answering failed");
+    if (typeof event.delta === "string") onDelta(event.delta);
+    else if (typeof event.answer === "string") final = event;
+  }
+  if (!final) throw new ApiError("The answer ended before its sources arrived.");
+  return final;
 }
 
 /** Yield the `data:` payload of each Server-Sent Event in a byte stream. */

@@ -1,8 +1,21 @@
 // The chat page: sidebar of conversations, model and settings, the thread and the composer.
 // State lives in a few module variables; the DOM is rebuilt from it when a conversation changes,
 // and only the streaming message is patched while tokens arrive.
+//
+// A conversation can be tied to a document collection: its questions then go to /v1/ask and the
+// answers carry citations, instead of going to the chat completions endpoint.
 
-import { ApiError, listModels, streamChat } from "./api.js";
+import {
+  ApiError,
+  createCollection,
+  listCollections,
+  listModels,
+  streamAsk,
+  streamChat,
+  uploadDocument,
+} from "./api.js";
+import { citationBlock, linkMarkers } from "./citations.js";
+import { el, icon } from "./dom.js";
 import { renderMarkdown } from "./markdown.js";
 import {
   DEFAULT_SETTINGS,
@@ -13,10 +26,12 @@ import {
   saveSettings,
   titleFrom,
 } from "./store.js";
+import { toast } from "./toasts.js";
 
 const $ = (id) => document.getElementById(id);
 const ui = {
   app: $("app"),
+  main: document.querySelector(".main"),
   sidebar: $("sidebar"),
   scrim: $("scrim"),
   menuBtn: $("menu-btn"),
@@ -25,6 +40,11 @@ const ui = {
   search: $("search"),
   list: $("conversations"),
   modelPicker: $("model-picker"),
+  collectionPicker: $("collection-picker"),
+  collectionForm: $("collection-form"),
+  collectionNote: $("collection-form-note"),
+  collectionName: $("collection-name"),
+  collectionError: $("collection-error"),
   settingsBtn: $("settings-btn"),
   settings: $("settings"),
   temperature: $("temperature"),
@@ -33,6 +53,7 @@ const ui = {
   systemPrompt: $("system-prompt"),
   thread: $("thread"),
   empty: $("empty"),
+  emptyTitle: document.querySelector("#empty h1"),
   suggestions: $("suggestions"),
   messages: $("messages"),
   jump: $("jump"),
@@ -42,7 +63,17 @@ const ui = {
   composer: $("composer"),
   send: $("send"),
   stop: $("stop"),
+  upload: $("upload"),
+  uploadInput: $("upload-input"),
+  hint: $("hint"),
+  dropOverlay: $("drop-overlay"),
+  dropTarget: $("drop-target"),
 };
+
+// Picker value of the "New collection…" entry: a real name cannot start with "_".
+const NEW_COLLECTION = "__new__";
+const COLLECTION_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/; // the server's rule, checked early
+const CHAT_HINT = "Enter to send · Shift+Enter for a new line · answers can be wrong";
 
 const SUGGESTIONS = [
   "Explain what a KV cache is in two sentences",
@@ -56,31 +87,13 @@ let settings = loadSettings();
 // The one running generation: { controller, conversation, message, view, startedAt, firstTokenAt }.
 let generation = null;
 let stickToBottom = true; // follow streaming output unless the user scrolled up
+let collections = []; // [{ name, documents }] from the server
+// The collection a new chat will use: the last one picked, so "New chat" stays in the same mode.
+let draftCollection = settings.collection ?? "";
+let pendingFiles = null; // files waiting for the "New collection" form to name their collection
 
 // ---------------------------------------------------------------------------------------------
 // Small DOM helpers
-
-function el(tag, attrs = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [key, value] of Object.entries(attrs)) {
-    if (value === undefined || value === null || value === false) continue;
-    if (key === "class") node.className = value;
-    else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
-    else node.setAttribute(key, value === true ? "" : value);
-  }
-  node.append(...children.filter((c) => c !== null && c !== undefined));
-  return node;
-}
-
-function icon(name) {
-  const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
-  svg.setAttribute("class", "icon");
-  svg.setAttribute("aria-hidden", "true");
-  const use = document.createElementNS("http://www.w3.org/2000/svg", "use");
-  use.setAttribute("href", `#i-${name}`);
-  svg.append(use);
-  return svg;
-}
 
 function actionButton(name, label, onclick, testid) {
   const attrs = { type: "button", class: "action", "aria-label": label, title: label, "data-testid": testid, onclick };
@@ -243,6 +256,7 @@ function closeSidebar() {
 
 function renderAll() {
   renderSidebar();
+  renderMode();
   renderThread();
   document.title = current ? `${current.title} · chatworks` : "chatworks";
 }
@@ -279,16 +293,20 @@ function assistantView(message, isLast) {
   const content = el("div", { class: "markdown" });
   const meta = el("div", { class: "msg-meta" });
   const actions = el("div", { class: "msg-actions" });
-  const body = el("div", { class: "msg-body" }, content, meta, actions);
+  const streaming = generation?.message === message;
+  // Sources exist only once an answer is complete; a refusal has none by definition.
+  const sources = !streaming && message.citations?.length ? citationBlock(message.citations, { onCopy: copyWithFeedback }) : null;
+  const body = el("div", { class: "msg-body" }, content, sources?.node, meta, actions);
+  const classes = ["msg", "msg-assistant", message.collection && "grounded", message.refused && "refused"];
   const view = el(
     "article",
-    { class: "msg msg-assistant", "data-testid": "message-assistant", "aria-label": "Assistant" },
+    { class: classes.filter(Boolean).join(" "), "data-testid": "message-assistant", "aria-label": "Assistant" },
     el("div", { class: "avatar", "aria-hidden": "true" }),
     body,
   );
-  const streaming = generation?.message === message;
   if (streaming) generation.view = view;
   fillAssistant(view, message, streaming);
+  if (sources) linkMarkers(content, message.citations, sources.open);
   if (!streaming) {
     actions.append(actionButton("copy", "Copy answer", (e) => copyWithFeedback(e.currentTarget, message.content)));
     if (isLast && !generation) actions.append(actionButton("refresh", "Regenerate answer", regenerate, "regenerate"));
@@ -306,6 +324,15 @@ function fillAssistant(view, message, streaming) {
 
 function metaParts(message) {
   const parts = [];
+  if (message.collection) {
+    const text = message.refused ? `Nothing relevant in ${message.collection}` : message.collection;
+    const title = message.refused ? "No passage matched the question" : "Answered from this collection";
+    parts.push(el("span", { class: "note source-note", title }, icon("book"), text));
+    // An answer that cites nothing was not checked against any passage: say so.
+    if (!message.refused && !message.stopped && message.citations && !message.citations.length) {
+      parts.push(el("span", { class: "note", title: "The answer names no passage from the documents" }, "No sources cited"));
+    }
+  }
   if (message.stopped) parts.push(el("span", { class: "note" }, "Stopped"));
   if (message.finishReason === "length") parts.push(el("span", { class: "note" }, "Reached the max-token limit"));
   const s = message.stats;
@@ -368,7 +395,7 @@ function submitComposer() {
 
 function sendMessage(text) {
   if (!current) {
-    current = newConversation();
+    current = { ...newConversation(), collection: draftCollection };
     conversations.unshift(current);
   }
   if (!current.messages.length) current.title = titleFrom(text);
@@ -394,7 +421,10 @@ function requestMessages(conversation) {
 
 async function generate(conversation) {
   hideError();
-  const message = { role: "assistant", content: "", model: settings.model };
+  const collection = conversation.collection || null;
+  const message = collection
+    ? { role: "assistant", content: "", collection }
+    : { role: "assistant", content: "", model: settings.model };
   conversation.messages.push(message);
   conversation.updatedAt = Date.now();
   generation = {
@@ -411,21 +441,14 @@ async function generate(conversation) {
   renderAll();
   setStreaming(true);
   scrollToBottom();
+  const onDelta = (text) => {
+    run.firstTokenAt ??= performance.now();
+    message.content += text;
+    scheduleStreamRender();
+  };
   try {
-    const result = await streamChat({
-      model: settings.model,
-      messages: requestMessages(conversation),
-      temperature: settings.temperature,
-      maxTokens: settings.maxTokens,
-      signal: run.controller.signal,
-      onDelta(text) {
-        run.firstTokenAt ??= performance.now();
-        message.content += text;
-        scheduleStreamRender();
-      },
-    });
-    message.finishReason = result.finishReason;
-    message.stats = statsFrom(result.usage, run);
+    if (collection) await ask(conversation, run, onDelta);
+    else await chat(conversation, run, onDelta);
   } catch (err) {
     if (err.name === "AbortError") {
       message.stopped = true;
@@ -435,6 +458,41 @@ async function generate(conversation) {
   } finally {
     finishGeneration(run);
   }
+}
+
+async function chat(conversation, run, onDelta) {
+  const result = await streamChat({
+    model: settings.model,
+    messages: requestMessages(conversation),
+    temperature: settings.temperature,
+    maxTokens: settings.maxTokens,
+    signal: run.controller.signal,
+    onDelta,
+  });
+  run.message.finishReason = result.finishReason;
+  run.message.stats = statsFrom(result.usage, run);
+}
+
+/** A grounded answer: the question alone goes to /v1/ask, since answers come from the documents. */
+async function ask(conversation, run, onDelta) {
+  const { message } = run;
+  const question = conversation.messages.findLast((m) => m.role === "user")?.content ?? "";
+  const maxTokens = settings.maxTokens;
+  const result = await streamAsk({
+    question,
+    collection: message.collection,
+    temperature: settings.temperature,
+    maxTokens,
+    signal: run.controller.signal,
+    onDelta,
+  });
+  message.content = result.answer; // cleaned by the server: markers that cite nothing are gone
+  message.citations = result.citations ?? [];
+  message.refused = Boolean(result.refused);
+  const completion = result.usage?.completion_tokens ?? 0;
+  if (completion) message.stats = statsFrom(result.usage, run);
+  // /v1/ask reports no finish reason; an answer that used its whole budget was cut off.
+  if (completion >= maxTokens) message.finishReason = "length";
 }
 
 function statsFrom(usage, run) {
@@ -571,9 +629,182 @@ function toggleSettings(open = ui.settings.hidden) {
 }
 
 function resetSettings() {
-  settings = { ...DEFAULT_SETTINGS, model: settings.model };
+  settings = { ...DEFAULT_SETTINGS, model: settings.model, collection: settings.collection };
   saveSettings(settings);
   showSettings();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Documents: the collection picker, new collections, uploads and drag-and-drop
+
+/** The collection questions go to: the open chat's own choice, or the one for a new chat. */
+function activeCollection() {
+  return current ? current.collection ?? "" : draftCollection;
+}
+
+function plural(n, word) {
+  return `${n} ${word}${n === 1 ? "" : "s"}`;
+}
+
+function renderCollectionPicker() {
+  const active = activeCollection();
+  const names = collections.map((c) => c.name);
+  const options = collections.map((c) => el("option", { value: c.name }, `${c.name} (${c.documents})`));
+  // A chat can outlive its collection; keep its choice visible so the 404 that follows makes sense.
+  if (active && !names.includes(active)) options.push(el("option", { value: active }, `${active} (not found)`));
+  ui.collectionPicker.replaceChildren(
+    el("option", { value: "" }, "No documents"),
+    options.length ? el("optgroup", { label: "Collections" }, ...options) : null,
+    el("option", { value: NEW_COLLECTION, "data-testid": "new-collection" }, "+ New collection…"),
+  );
+  ui.collectionPicker.value = active;
+}
+
+/** Everything that says which mode the composer is in: picker, placeholder, hint, empty state. */
+function renderMode() {
+  const name = activeCollection();
+  renderCollectionPicker();
+  ui.collectionPicker.parentElement.classList.toggle("active", Boolean(name));
+  ui.form.classList.toggle("grounded", Boolean(name));
+  ui.composer.placeholder = name ? `Ask ${name}…` : "Message chatworks";
+  ui.hint.textContent = name ? `Answers come only from ${name}, with their sources · Enter to send` : CHAT_HINT;
+  ui.emptyTitle.textContent = name ? `Ask ${name}` : "How can I help?";
+  ui.suggestions.hidden = Boolean(name);
+  ui.upload.title = name ? `Add documents to ${name}` : "Add documents (txt, md, html, pdf, docx)";
+  ui.dropTarget.textContent = name ? `to ${name}` : "to a new collection";
+}
+
+async function refreshCollections() {
+  try {
+    collections = await listCollections();
+  } catch (err) {
+    showError(`Could not load document collections: ${err.message}`);
+  }
+  renderMode();
+}
+
+function selectCollection(name) {
+  if (name === NEW_COLLECTION) {
+    ui.collectionPicker.value = activeCollection(); // stays put if the form is cancelled
+    openCollectionForm();
+    return;
+  }
+  draftCollection = name;
+  settings.collection = name;
+  saveSettings(settings);
+  if (current) {
+    current.collection = name;
+    persist();
+  }
+  renderMode();
+  ui.composer.focus();
+}
+
+function openCollectionForm(note = "A collection holds documents that answers can cite.") {
+  toggleSettings(false);
+  ui.collectionNote.textContent = note;
+  ui.collectionName.value = "";
+  ui.collectionError.hidden = true;
+  ui.collectionForm.hidden = false;
+  ui.collectionName.focus();
+}
+
+function closeCollectionForm() {
+  ui.collectionForm.hidden = true;
+  pendingFiles = null;
+}
+
+function collectionFormError(message) {
+  ui.collectionError.textContent = message;
+  ui.collectionError.hidden = false;
+  ui.collectionName.focus();
+}
+
+async function submitCollectionForm(event) {
+  event.preventDefault();
+  const name = ui.collectionName.value.trim();
+  if (!COLLECTION_NAME.test(name)) {
+    return collectionFormError("Use 1–64 letters, digits, “.”, “_” or “-”, starting with a letter or digit.");
+  }
+  try {
+    await createCollection(name);
+  } catch (err) {
+    return collectionFormError(err.message);
+  }
+  const files = pendingFiles;
+  closeCollectionForm();
+  collections = [...collections.filter((c) => c.name !== name), { name, documents: 0 }];
+  selectCollection(name);
+  if (files) uploadFiles(name, files);
+  refreshCollections();
+}
+
+/** Files from the picker or a drop: into the active collection, or name one for them first. */
+function addFiles(files) {
+  if (!files.length) return;
+  const name = activeCollection();
+  if (name) return uploadFiles(name, files);
+  openCollectionForm(`Name a collection for ${plural(files.length, "file")}. Answers in this chat will then cite them.`);
+  pendingFiles = files;
+}
+
+async function uploadFiles(collection, files) {
+  const jobs = files.map((file) => ({ file, card: toast({ title: file.name, status: "Waiting…" }) }));
+  // One at a time: indexing is CPU-bound on the server, so parallel uploads would not be faster.
+  for (const job of jobs) await uploadOne(collection, job);
+  refreshCollections();
+}
+
+function ingestStatus(result) {
+  const chunks = plural(result.chunks, "chunk");
+  if (result.status === "unchanged") return `Unchanged, already indexed (${chunks})`;
+  return `${result.status === "updated" ? "Updated" : "Added"}, ${chunks}`;
+}
+
+async function uploadOne(collection, { file, card }) {
+  let slow = null;
+  card.update({ status: "Uploading…", progress: 0 });
+  const onProgress = (fraction) => {
+    if (fraction !== null) return card.update({ status: `Uploading ${Math.round(fraction * 100)}%`, progress: fraction });
+    card.update({ status: `Indexing into ${collection}…`, progress: null });
+    slow = setTimeout(() => card.update({ status: "Indexing… the first upload also loads the embedding model" }), 4000);
+  };
+  try {
+    card.update({ kind: "ok", status: ingestStatus(await uploadDocument(collection, file, { onProgress })) });
+  } catch (err) {
+    card.update({ kind: "error", status: err.message });
+  } finally {
+    clearTimeout(slow);
+  }
+}
+
+function bindDropZone() {
+  let depth = 0; // dragenter/dragleave fire for every child crossed; count to know when we left
+  const hasFiles = (e) => [...(e.dataTransfer?.types ?? [])].includes("Files");
+  const show = (on) => {
+    ui.dropOverlay.hidden = !on;
+  };
+  ui.main.addEventListener("dragenter", (e) => {
+    if (!hasFiles(e)) return;
+    e.preventDefault();
+    depth += 1;
+    show(true);
+  });
+  ui.main.addEventListener("dragleave", (e) => {
+    if (!hasFiles(e)) return;
+    depth = Math.max(0, depth - 1);
+    if (!depth) show(false);
+  });
+  ui.main.addEventListener("drop", (e) => {
+    if (!hasFiles(e)) return;
+    e.preventDefault();
+    depth = 0;
+    show(false);
+    addFiles([...e.dataTransfer.files]);
+  });
+  // Anywhere on the page, a missed drop must not navigate away to the file.
+  document.addEventListener("dragover", (e) => hasFiles(e) && e.preventDefault());
+  document.addEventListener("drop", (e) => hasFiles(e) && e.preventDefault());
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -596,6 +827,16 @@ function bindEvents() {
   ui.jump.addEventListener("click", scrollToBottom);
   $("error-close").addEventListener("click", hideError);
 
+  ui.collectionPicker.addEventListener("change", () => selectCollection(ui.collectionPicker.value));
+  ui.collectionForm.addEventListener("submit", submitCollectionForm);
+  $("collection-cancel").addEventListener("click", closeCollectionForm);
+  ui.upload.addEventListener("click", () => ui.uploadInput.click());
+  ui.uploadInput.addEventListener("change", () => {
+    addFiles([...ui.uploadInput.files]);
+    ui.uploadInput.value = ""; // so choosing the same file again fires "change" again
+  });
+  bindDropZone();
+
   ui.modelPicker.addEventListener("change", () => {
     settings.model = ui.modelPicker.value;
     saveSettings(settings);
@@ -607,6 +848,7 @@ function bindEvents() {
   $("settings-reset").addEventListener("click", resetSettings);
   document.addEventListener("click", (e) => {
     if (!ui.settings.hidden && !e.target.closest(".settings-wrap")) toggleSettings(false);
+    if (!ui.collectionForm.hidden && !e.target.closest(".docs-wrap, .attach-btn")) closeCollectionForm();
   });
 
   // Copy buttons inside rendered code blocks (their markup comes from markdown.js).
@@ -618,6 +860,7 @@ function bindEvents() {
   document.addEventListener("keydown", (e) => {
     if (e.key === "Escape") {
       if (!ui.settings.hidden) toggleSettings(false);
+      else if (!ui.collectionForm.hidden) closeCollectionForm();
       else if (ui.app.classList.contains("sidebar-open")) closeSidebar();
       else stopGeneration();
     } else if ((e.ctrlKey || e.metaKey) && e.shiftKey && e.key.toLowerCase() === "o") {
@@ -643,6 +886,7 @@ function init() {
   autoGrow();
   ui.composer.focus();
   loadModels();
+  refreshCollections();
 }
 
 init();

@@ -8,6 +8,7 @@ export const DEFAULT_SETTINGS = Object.freeze({
   temperature: 0.7,
   maxTokens: 512,
   systemPrompt: "",
+  collection: "", // documents for new chats ("" = plain chat); each chat keeps its own choice
 });
 
 const NEW_TITLE = "New chat";
