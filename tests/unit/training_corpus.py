@@ -1,0 +1,45 @@
+"""A small synthetic corpus for the training tests: patterned prose a micro model learns fast."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+NOUNS = ["cat", "dog", "bird", "list", "file", "river", "king", "function", "garden", "robot"]
+ADJECTIVES = ["small", "quick", "green", "lazy", "bright", "old", "empty", "happy"]
+VERBS = ["sees", "opens", "likes", "reads", "moves", "calls", "finds", "keeps"]
+
+
+def sentence(rng: random.Random) -> str:
+    a, b = rng.sample(NOUNS, 2)
+    return f"The {rng.choice(ADJECTIVES)} {a} {rng.choice(VERBS)} the {b}."
+
+
+def write_corpus(root: Path, n_docs: int = 160, seed: int = 0) -> Path:
+    """`n_docs` text files of 8-16 sentences each, in `root/corpus`."""
+    rng = random.Random(seed)
+    corpus = root / "corpus"
+    corpus.mkdir(parents=True, exist_ok=True)
+    for i in range(n_docs):
+        text = " ".join(sentence(rng) for _ in range(rng.randint(8, 16)))
+        (corpus / f"doc{i:04d}.txt").write_text(f"Story {i}.\n\n{text}\n")
+    return corpus
+
+
+def conversations(n: int = 40, seed: int = 0) -> list[list[dict[str, str]]]:
+    """Chats where the answer follows from the question: 'What does the cat see?' -> 'the dog'."""
+    rng = random.Random(seed)
+    chats = []
+    for _ in range(n):
+        a, b = rng.sample(NOUNS, 2)
+        verb = rng.choice(VERBS)
+        chats.append(
+            [
+                {"role": "system", "content": "Answer briefly."},
+                {"role": "user", "content": f"The {a} {verb} the {b}. What does the {a} do?"},
+                {"role": "assistant", "content": f"It {verb} the {b}."},
+                {"role": "user", "content": "Thanks!"},
+                {"role": "assistant", "content": "You are welcome."},
+            ]
+        )
+    return chats
