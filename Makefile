@@ -10,7 +10,10 @@ TORCH := torch==2.13.0
 
 .PHONY: run test test-unit lint fmt system-deps clean
 
+# The project's own docs become the demo collection, so the first question gets a cited answer.
+# Ingestion is idempotent: unchanged files are skipped on later runs.
 run: $(VENV)/.installed
+	$(BIN)/chatworks ingest docs README.md --collection chatworks-docs --prune
 	$(BIN)/chatworks serve
 
 test: $(VENV)/.installed-dev system-deps
