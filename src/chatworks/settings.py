@@ -87,9 +87,6 @@ class Settings(BaseSettings):
         "chatworks-docs", description="Collection `make run` fills with the project's docs"
     )
 
-    # Telemetry
-    log_prompts: bool = Field(False, description="Log prompt and answer text (off by default)")
-
 
 @lru_cache
 def get_settings() -> Settings:

@@ -11,6 +11,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from chatworks.providers.base import Message
+from chatworks.rag.answer import Citation  # the domain dataclass doubles as the API schema
 
 
 class _Request(BaseModel):
@@ -123,19 +124,6 @@ class ResponseMessage(BaseModel):
     content: str
 
 
-class CitationOut(BaseModel):
-    index: int
-    document_id: str
-    title: str
-    source: str
-    page: int | None
-    section: str | None
-    start: int
-    end: int
-    quote: str
-    score: float
-
-
 class ChatChoice(BaseModel):
     index: int = 0
     message: ResponseMessage
@@ -150,7 +138,7 @@ class ChatCompletionResponse(BaseModel):
     model: str
     choices: list[ChatChoice]
     usage: UsageOut
-    citations: list[CitationOut] | None = None  # with the `collection` extension only
+    citations: list[Citation] | None = None  # with the `collection` extension only
 
 
 class CompletionChoice(BaseModel):
@@ -249,6 +237,6 @@ class AskRequest(_Request):
 
 class AskResponse(BaseModel):
     answer: str
-    citations: list[CitationOut]
+    citations: list[Citation]
     refused: bool
     usage: UsageOut

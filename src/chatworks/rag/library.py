@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from chatworks.providers.base import Message
 from chatworks.rag.answer import Source, build_messages, select_sources
+from chatworks.rag.index_sql import SqlIndex, open_index
 from chatworks.rag.ingest import FileOutcome, IngestContext, ingest_bytes
 from chatworks.rag.retrieve import RetrievalConfig, retrieve
 from chatworks.settings import Settings
@@ -48,6 +49,11 @@ class Library:
     @cached_property
     def engine(self) -> Engine:
         return self._engine or open_database(self.settings)
+
+    @cached_property
+    def index(self) -> SqlIndex:
+        """Search and deletes need no embedder; only ingesting and questions load it."""
+        return open_index(self.engine)
 
     def session(self) -> Session:
         return Session(self.engine)

@@ -1,6 +1,6 @@
 """JSON log lines through structlog, with the request id bound per request.
 
-Prompts and answers are never logged unless `log_prompts` is set.
+Prompts and answers are never logged.
 """
 
 from __future__ import annotations

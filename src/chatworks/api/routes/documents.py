@@ -16,7 +16,6 @@ from chatworks.api.generation import Generation, GenerationResponse, collect, st
 from chatworks.api.schemas import (
     AskRequest,
     AskResponse,
-    CitationOut,
     CollectionCreate,
     CollectionOut,
     DocumentOut,
@@ -107,7 +106,7 @@ async def upload_document(
 
 @router.delete("/documents/{document_id}", status_code=204)
 async def delete_document(document_id: str, service: Service = Depends(get_service)) -> Response:
-    found = await asyncio.to_thread(service.library.context.index.delete_document, document_id)
+    found = await asyncio.to_thread(service.library.index.delete_document, document_id)
     if not found:
         raise APIError(404, f"document '{document_id}' not found", "document_not_found")
     return Response(status_code=204)
@@ -116,7 +115,7 @@ async def delete_document(document_id: str, service: Service = Depends(get_servi
 def _ask_response(grounded: Grounded, usage: UsageOut) -> AskResponse:
     return AskResponse(
         answer=grounded.answer,
-        citations=[CitationOut(**asdict(c)) for c in grounded.citations],
+        citations=grounded.citations,
         refused=grounded.refused,
         usage=usage,
     )

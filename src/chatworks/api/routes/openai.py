@@ -17,7 +17,6 @@ from chatworks.api.schemas import (
     ChatChoice,
     ChatCompletionRequest,
     ChatCompletionResponse,
-    CitationOut,
     CompletionChoice,
     CompletionRequest,
     CompletionResponse,
@@ -29,7 +28,7 @@ from chatworks.api.schemas import (
 from chatworks.api.service import Service, get_service
 from chatworks.api.sse import CHAT_CHUNK, TEXT_CHUNK, ChunkShape, encode_stream
 from chatworks.providers.base import Delta, GenerationRequest, Usage
-from chatworks.rag.answer import REFUSAL, Source, ground
+from chatworks.rag.answer import REFUSAL, Citation, Source, ground
 from chatworks.storage import documents as docs
 
 router = APIRouter(prefix="/v1", tags=["openai"])
@@ -86,8 +85,8 @@ async def chat_completions(
         if not sources:
             return _refusal(body)
 
-    def citations_of(text: str) -> list[CitationOut]:
-        return [CitationOut(**asdict(c)) for c in ground(text, sources).citations]
+    def citations_of(text: str) -> list[Citation]:
+        return ground(text, sources).citations
 
     result = await _generate(
         service,
@@ -98,7 +97,7 @@ async def chat_completions(
         shape=CHAT_CHUNK,
         id_prefix="chatcmpl",
         finish_fields=(
-            (lambda text: {"citations": [c.model_dump() for c in citations_of(text)]})
+            (lambda text: {"citations": [asdict(c) for c in citations_of(text)]})
             if sources
             else None
         ),
