@@ -134,10 +134,11 @@ def _cached_attention(
 ) -> torch.Tensor:
     """Attention over a cache: plain matmuls with a float32 softmax.
 
-    For a few queries against a few hundred cached keys (decoding), PyTorch's fused CPU kernel
-    copies the strided cache slice and spends most of its time on setup: this is ~2x faster
-    (0.4 vs 0.9 ms per layer at batch 16, 301 keys, fp32), a fifth of an int4 decode step.
-    bf16 matmuls would copy the strided slice again, which is why the cache stays float32.
+    Not a speed-up: `bench/kernels.py` times it level with the fused kernel (fp32, batch 16,
+    301 cached keys). It is kept because the two round differently, and the int4 default model
+    sits on a knife edge for some prompts (the e2e tests' "capital of France" question flips to
+    a wrong answer with the fused kernel); one attention path for both would need those answers
+    re-checked.
     """
     scores = (q.to(keys.dtype) @ keys.transpose(-1, -2)).float() * q.shape[-1] ** -0.5
     weights = scores.masked_fill(~mask, float("-inf")).softmax(-1)
