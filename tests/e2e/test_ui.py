@@ -327,10 +327,10 @@ def test_grounded_answers_with_citations(page: Page, live_server, tmp_path: Path
     bad = tmp_path / "tool.exe"
     bad.write_bytes(b"MZ\x90\x00")
     # Greedy and short, so the answer (and whether the server can attribute it) is repeatable.
-    page.evaluate(
-        "([key, value]) => localStorage.setItem(key, value)",
-        [SETTINGS_KEY, json.dumps({"maxTokens": 40, "temperature": 0})],
-    )
+    # Written before the page's own scripts run on every load: set from a running page, the
+    # app could save its in-memory settings over it on the way out.
+    settings = json.dumps({"maxTokens": 40, "temperature": 0})
+    page.context.add_init_script(f"localStorage.setItem({SETTINGS_KEY!r}, {settings!r})")
     page.reload()
     picker = page.get_by_test_id("collection-picker")
     composer = page.get_by_test_id("composer")
