@@ -35,9 +35,15 @@ def serve(
     provider: Annotated[
         str | None, typer.Option(help="transformers (local model) or openai (upstream).")
     ] = None,
-    model: Annotated[str | None, typer.Option(help="Model id to serve.")] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="Model id to serve, or a path to load (a run directory such as "
+            "runs/NAME, a .gguf file, an HF directory); its name becomes the id."
+        ),
+    ] = None,
     model_path: Annotated[
-        str | None, typer.Option(help="GGUF file or HF model directory to load.")
+        str | None, typer.Option(help="Model to load, served under --model as its id.")
     ] = None,
     upstream_url: Annotated[
         str | None, typer.Option(help="OpenAI-compatible upstream for --provider openai.")
@@ -451,8 +457,14 @@ def train_base(
 
 @train_app.command("sft")
 def train_sft(
-    base: Annotated[Path, typer.Option(help="Checkpoint (or run) to fine-tune.")],
     out: Annotated[Path, typer.Option(help="Stage directory.")],
+    base: Annotated[
+        Path | None,
+        typer.Option(
+            help="Model to fine-tune: a run or checkpoint directory, a .gguf file or a "
+            "Hugging Face directory; default: the bundled SmolLM2."
+        ),
+    ] = None,
     chats: Annotated[
         Path | None, typer.Option(help="JSONL of {messages: [...]}; default: ShareGPT.")
     ] = None,
@@ -462,14 +474,14 @@ def train_sft(
     track: TrackOption = True,
 ) -> None:
     """Chat fine-tuning with the loss on assistant tokens only."""
-    from chatworks.training.export import find_checkpoint
+    from chatworks.model import bundled_model_path
     from chatworks.training.sft import load_conversations, sft
     from chatworks.training.tracking import start_tracking
 
     p = _preset(preset, threads, sft_steps=steps)
     conversations = load_conversations(chats, p.sft_conversations, 3 * p.seq_len)
     tracker = start_tracking(track, out.name)
-    losses = sft(p, find_checkpoint(base), conversations, out, tracker=tracker, log=_log)
+    losses = sft(p, base or bundled_model_path(), conversations, out, tracker=tracker, log=_log)
     tracker.close()
     status = f"final loss {losses[-1]:.4f}" if losses else "already trained"
     console.print(f"{len(conversations)} conversations, {status}")
@@ -504,8 +516,7 @@ def train_run(
     from chatworks.training.pipeline import run
 
     report = run(_preset(preset, threads), out, corpus, chats, track, _log)
-    console.print(f"report: {report}\nserve it: chatworks serve --provider native "
-                  f"--model-path {out}/export/model.gguf")  # fmt: skip
+    console.print(f"report: {report}\nserve it: chatworks serve --model {out}")
 
 
 def _default_corpus() -> list[Path]:
@@ -516,7 +527,9 @@ def _default_corpus() -> list[Path]:
 
 @app.command("export")
 def export_model(
-    run: Annotated[Path, typer.Argument(help="Run, stage or checkpoint directory.")],
+    run: Annotated[
+        Path, typer.Argument(help="Run, stage or checkpoint directory (or a .gguf / HF dir).")
+    ],
     format: Annotated[str, typer.Option("--format", help="hf or gguf.")] = "gguf",
     out: Annotated[Path, typer.Option(help="Directory (hf) or .gguf file.")] = Path("model.gguf"),
 ) -> None:

@@ -9,7 +9,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_MODEL_ID = "smollm2-135m-instruct"
@@ -26,9 +26,11 @@ class Settings(BaseSettings):
 
     # Generation
     provider: Literal["native", "transformers", "openai"] = "native"
-    model: str = Field(DEFAULT_MODEL_ID, description="Model id served, or a local model path")
+    model: str = Field(
+        DEFAULT_MODEL_ID, description="Model id served, or a local path to load (served by name)"
+    )
     model_path: Path | None = Field(
-        None, description="GGUF file or HF directory; default: the bundled SmolLM2 GGUF"
+        None, description="GGUF file, HF directory or chatworks run; default: bundled SmolLM2"
     )
     threads: int = Field(1, ge=1, le=256, description="torch intra-op threads (1 is fastest here)")
     engine_slots: int = Field(8, ge=1, le=256, description="Sequences the native engine batches")
@@ -86,6 +88,15 @@ class Settings(BaseSettings):
     demo_collection: str = Field(
         "chatworks-docs", description="Collection `make run` fills with the project's docs"
     )
+
+    @model_validator(mode="after")
+    def _model_named_by_path(self) -> Settings:
+        """`model=runs/NAME` (or a .gguf file, an HF directory) loads that path as `NAME`."""
+        path = Path(self.model).expanduser()
+        if self.model_path is None and self.provider != "openai" and path.exists():
+            path = path.resolve()
+            self.model_path, self.model = path, path.stem if path.is_file() else path.name
+        return self
 
 
 @lru_cache

@@ -1,4 +1,4 @@
-"""A model trained here, exported to GGUF, served by `chatworks serve`, asked via `openai`."""
+"""A model trained here, served by `chatworks serve --model runs/NAME`, asked via `openai`."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 import openai
 import pytest
 
-from chatworks.training.checkpoint import load_model
+from chatworks.model import load_pretrained
 from chatworks.training.evaluate import greedy
 from chatworks.training.pipeline import run
 from chatworks.training.presets import get_preset
@@ -24,18 +24,19 @@ def test_trained_model_answers_through_the_openai_client(tmp_path):
     run(get_preset("micro"), run_dir, [write_corpus(tmp_path)], chats, track=False,
         log=lambda _: None)  # fmt: skip
     question = [{"role": "user", "content": "The cat sees the dog. What does the cat do?"}]
-    model, tokenizer = load_model(run_dir / "sft" / "checkpoint")
+    model, tokenizer = load_pretrained(run_dir / "sft")
     prompt = tokenizer.encode(tokenizer.apply_chat_template(question))
     expected = tokenizer.decode(greedy(model, prompt, 12, tokenizer.eos_token_ids))
 
     server = start_server(
         "trained", {"CHATWORKS_DATA_DIR": str(tmp_path / "data")},
-        ["--model-path", str(run_dir / "export" / "model.gguf"), "--model", "chatworks-micro"],
+        ["--model", str(run_dir)],
     )  # fmt: skip
     try:
         client = openai.OpenAI(base_url=server.api_url, api_key="none")
+        assert [m.id for m in client.models.list().data] == ["micro"]  # the run's name
         reply = client.chat.completions.create(
-            model="chatworks-micro", messages=question, max_tokens=12, temperature=0
+            model="micro", messages=question, max_tokens=12, temperature=0
         )
     finally:
         server.stop()

@@ -30,6 +30,19 @@ def test_settings_reject_nonsense(monkeypatch):
         Settings()
 
 
+def test_model_given_as_a_path_is_loaded_and_served_by_its_name(tmp_path):
+    run = tmp_path / "runs" / "my-run"
+    run.mkdir(parents=True)
+    settings = Settings(model=str(run))
+    assert (settings.model, settings.model_path) == ("my-run", run.resolve())
+    (tmp_path / "tuned.gguf").touch()
+    assert Settings(model=str(tmp_path / "tuned.gguf")).model == "tuned"
+    assert Settings(model="smollm2-135m-instruct").model_path is None  # an id, not a path
+    assert Settings(model=str(run), provider="openai").model_path is None  # upstream's id
+    explicit = Settings(model="served-as", model_path=run)
+    assert (explicit.model, explicit.model_path) == ("served-as", run)
+
+
 @pytest.fixture
 def service() -> Service:
     settings = Settings(

@@ -10,7 +10,6 @@ import torch
 from chatworks.engine.sampling import SamplingParams
 from chatworks.engine.scheduler import Engine
 from chatworks.model import load_pretrained
-from chatworks.training.checkpoint import load_model
 from chatworks.training.corpus import prepare_corpus, split_texts
 from chatworks.training.evaluate import greedy
 from chatworks.training.export import export
@@ -42,7 +41,7 @@ def run(tmp_path_factory):
 
 
 def test_only_assistant_tokens_carry_loss(run):
-    _, tokenizer = load_model(run / "base" / "checkpoint")
+    _, tokenizer = load_pretrained(run / "base")
     chat = conversations(1)[0]
     ids, mask = render(tokenizer, chat)
     assert tokenizer.decode(ids, skip_special_tokens=False) == tokenizer.apply_chat_template(
@@ -77,7 +76,7 @@ def test_sharegpt_decodes_a_truncated_array(tmp_path):
 
 
 def _reference_tokens(run) -> tuple[list[list[int]], list[list[int]]]:
-    model, tokenizer = load_model(run / "base" / "checkpoint")
+    model, tokenizer = load_pretrained(run / "base")
     prompts = [tokenizer.encode(p) for p in PROMPTS]
     return prompts, [greedy(model, p, 12) for p in prompts]
 
@@ -99,7 +98,7 @@ def test_hf_export_loads_in_transformers_with_same_greedy_tokens(run, tmp_path):
         assert got[0, len(ids) :].tolist() == want
     # Our own loader reads the export too, weights unchanged.
     model, _ = load_pretrained(out)
-    reference, _ = load_model(run / "base" / "checkpoint")
+    reference, _ = load_pretrained(run / "base")
     for name, tensor in reference.state_dict().items():
         torch.testing.assert_close(model.state_dict()[name], tensor, rtol=0, atol=0)
 

@@ -1,7 +1,8 @@
 """The network and its files: a Llama-compatible decoder, its tokenizer, checkpoint readers.
 
-`load_pretrained(path)` is the one entry point: a `.gguf` file or a Hugging Face directory in,
-a float32 `Llama` in eval mode and its `Tokenizer` out. Nothing here downloads anything.
+`load_pretrained(path)` is the one entry point: a `.gguf` file, a Hugging Face directory, or one
+of our own checkpoints (or the run directory holding it) in; a float32 `Llama` in eval mode and
+its `Tokenizer` out. Nothing here downloads anything.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from chatworks.model import gguf_io, hf_io
+from chatworks.model import checkpoint_io, gguf_io, hf_io
 from chatworks.model.config import ModelConfig
 from chatworks.model.llama import Llama, rope_tables
 from chatworks.model.tokenizer import Tokenizer
@@ -38,12 +39,19 @@ def load_pretrained(path: str | Path | None = None) -> tuple[Llama, Tokenizer]:
         reader = gguf_io.open_gguf(path)
         cfg = gguf_io.read_config(reader)
         state, tokenizer = gguf_io.read_state_dict(reader, cfg), Tokenizer.from_gguf(reader)
-    elif path.is_dir():
+    elif (checkpoint := checkpoint_io.find_checkpoint(path)) is not None:
+        cfg = checkpoint_io.read_config(checkpoint)
+        state = checkpoint_io.read_state_dict(checkpoint)
+        tokenizer = Tokenizer.from_dir(checkpoint, eos_token_ids=cfg.eos_token_ids)
+    elif (path / "config.json").exists():
         cfg = hf_io.read_config(path)
         state = hf_io.read_state_dict(path, cfg)
         tokenizer = Tokenizer.from_dir(path, eos_token_ids=cfg.eos_token_ids)
     else:
-        raise FileNotFoundError(f"{path}: expected a .gguf file or a Hugging Face model directory")
+        raise FileNotFoundError(
+            f"{path}: expected a .gguf file, a Hugging Face model directory, or a chatworks run "
+            "or checkpoint directory"
+        )
     with torch.device("meta"):  # no time spent initialising weights we overwrite
         model = Llama(cfg)
     model.load_state_dict(state, strict=True, assign=True)

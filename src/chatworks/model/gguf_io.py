@@ -138,14 +138,9 @@ def write_gguf(
     cfg: ModelConfig,
     state: dict[str, torch.Tensor],
     tokenizer: Tokenizer,
-    pre_tokenizer: str,
     name: str = "chatworks",
 ) -> None:
-    """A float32 Llama GGUF with its byte-level BPE tokenizer and chat template.
-
-    `pre_tokenizer` is llama.cpp's name for the regex split the tokenizer was trained with
-    (`tokenizer.ggml.pre`, e.g. "smollm"); readers rebuild the tokenizer from it.
-    """
+    """A float32 Llama GGUF with its byte-level BPE tokenizer and chat template."""
     writer = GGUFWriter(str(path), "llama")
     writer.add_name(name)
     writer.add_file_type(LlamaFileType.ALL_F32)
@@ -163,7 +158,7 @@ def write_gguf(
     writer.add_layer_norm_rms_eps(cfg.norm_eps)
     if cfg.rope_scaling:
         raise ValueError("writing RoPE scaling to GGUF is not supported")
-    _add_tokenizer(writer, cfg, tokenizer, pre_tokenizer)
+    _add_tokenizer(writer, cfg, tokenizer)
     for key, tensor in state.items():
         if cfg.tie_embeddings and key.startswith("lm_head"):
             continue
@@ -179,9 +174,7 @@ def write_gguf(
     writer.close()
 
 
-def _add_tokenizer(
-    writer: GGUFWriter, cfg: ModelConfig, tokenizer: Tokenizer, pre_tokenizer: str
-) -> None:
+def _add_tokenizer(writer: GGUFWriter, cfg: ModelConfig, tokenizer: Tokenizer) -> None:
     vocab = tokenizer.hf.get_vocab(with_added_tokens=True)
     tokens = sorted(vocab, key=vocab.__getitem__)
     if len(tokens) != cfg.vocab_size:
@@ -189,7 +182,8 @@ def _add_tokenizer(
     special = {t.content for t in tokenizer.hf.get_added_tokens_decoder().values() if t.special}
     merges = json.loads(tokenizer.hf.to_str())["model"]["merges"]
     writer.add_tokenizer_model("gpt2")
-    writer.add_tokenizer_pre(pre_tokenizer)
+    # llama.cpp's name for the split before BPE; readers rebuild the same split from it.
+    writer.add_tokenizer_pre(tokenizer.pre_tokenizer_name)
     writer.add_token_list(tokens)
     writer.add_token_types(
         [TokenType.CONTROL if t in special else TokenType.NORMAL for t in tokens]
@@ -202,6 +196,8 @@ def _add_tokenizer(
         writer.add_eos_token_id(eos[0])
     if len(eos) > 1:
         writer.add_eot_token_id(eos[1])
+    if tokenizer.pad_token_id is not None:
+        writer.add_pad_token_id(tokenizer.pad_token_id)
     writer.add_add_bos_token(tokenizer.add_bos)
     if tokenizer.chat_template:
         writer.add_chat_template(tokenizer.chat_template)

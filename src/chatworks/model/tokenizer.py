@@ -57,12 +57,14 @@ class Tokenizer:
         bos_token_id: int | None,
         eos_token_ids: Sequence[int],
         add_bos: bool = False,
+        pad_token_id: int | None = None,
     ):
         self.hf = hf
         self.chat_template = chat_template
         self.bos_token_id = bos_token_id
         self.eos_token_ids = tuple(eos_token_ids)  # generation stops on any of these
         self.add_bos = add_bos
+        self.pad_token_id = pad_token_id
         env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
         env.globals["raise_exception"] = _raise
         env.globals["strftime_now"] = lambda fmt: datetime.now().strftime(fmt)
@@ -97,6 +99,7 @@ class Tokenizer:
             bos_token_id=metadata(reader, "tokenizer.ggml.bos_token_id"),
             eos_token_ids=[i for i in dict.fromkeys(eos) if i is not None],
             add_bos=bool(metadata(reader, "tokenizer.ggml.add_bos_token", False)),
+            pad_token_id=metadata(reader, "tokenizer.ggml.padding_token_id"),
         )
 
     @classmethod
@@ -121,7 +124,31 @@ class Tokenizer:
             bos_token_id=token_id("bos_token"),
             eos_token_ids=[i for i in dict.fromkeys(eos) if i is not None],
             add_bos=bool(config.get("add_bos_token", False)),
+            pad_token_id=token_id("pad_token"),
         )
+
+    # --- saving --------------------------------------------------------------------------------
+
+    def save(self, out_dir: str | Path) -> None:
+        """The Hugging Face files `from_dir` (and transformers' `AutoTokenizer`) read back."""
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        self.hf.save(str(out / "tokenizer.json"))
+        config: dict[str, Any] = {
+            "tokenizer_class": "PreTrainedTokenizerFast",
+            "add_bos_token": self.add_bos,
+            "model_max_length": 1_000_000,
+        }
+        named = {
+            "bos_token": self.bos_token_id,
+            "eos_token": self.eos_token_ids[0] if self.eos_token_ids else None,  # end of turn
+            "pad_token": self.pad_token_id,
+        }
+        config |= {name: self.id_to_token(i) for name, i in named.items() if i is not None}
+        if self.chat_template:
+            config["chat_template"] = self.chat_template
+            (out / "chat_template.jinja").write_text(self.chat_template)
+        (out / "tokenizer_config.json").write_text(json.dumps(config, indent=2))
 
     # --- use -----------------------------------------------------------------------------------
 
@@ -141,6 +168,21 @@ class Tokenizer:
 
     def id_to_token(self, token_id: int) -> str | None:
         return self.hf.id_to_token(token_id)
+
+    @property
+    def pre_tokenizer_name(self) -> str:
+        """llama.cpp's name (`tokenizer.ggml.pre`) for this tokenizer's split: the inverse of
+        `_pre_tokenizer`, so a GGUF written from it is split the same way when read back."""
+        spec = json.loads(self.hf.to_str()).get("pre_tokenizer") or {}
+        steps = spec.get("pretokenizers", [spec])
+        kinds = [step.get("type") for step in steps]
+        if kinds == ["ByteLevel"]:
+            return "gpt2"
+        if kinds == ["Digits", "ByteLevel"] and steps[0].get("individual_digits"):
+            return "smollm"
+        if kinds == ["Split", "ByteLevel"] and steps[0]["pattern"].get("Regex") == _LLAMA3_SPLIT:
+            return "llama-bpe"
+        raise ValueError(f"no llama.cpp name for the pre-tokenizer {kinds}: cannot write a GGUF")
 
     def apply_chat_template(
         self, messages: Sequence[dict[str, Any]], add_generation_prompt: bool = True, **extra: Any

@@ -34,8 +34,13 @@ def ensure_hf_checkpoint(source: Path, cache_dir: Path) -> Path:
     """Returns a directory transformers loads quickly: `source` itself, or its one-time
     safetensors conversion when `source` is a GGUF file. The conversion is written to a temporary
     directory and renamed into place, so a killed start never leaves a half-written cache."""
-    if source.is_dir():
+    if (source / "config.json").exists():
         return source
+    if source.is_dir():  # a chatworks run or checkpoint: transformers cannot read it
+        raise ValueError(
+            f"{source}: the transformers provider loads .gguf files and Hugging Face directories; "
+            f"serve it with the native provider, or `chatworks export {source} --format hf`"
+        )
     target = cache_dir / "models" / source.stem
     if (target / "config.json").exists():
         return target

@@ -37,13 +37,14 @@ def param_groups(model: Llama, lrs: dict[str, float]) -> dict[str, list[nn.Param
 
 
 def build_optimizers(
-    model: Llama, preset: Preset, lr_scale: float = 1.0
+    model: Llama, preset: Preset, lrs: dict[str, float] | None = None
 ) -> list[torch.optim.Optimizer]:
     """One AdamW over all groups, or AdamW plus Muon for the hidden matrices.
 
-    Each param group keeps its peak rate in `initial_lr`; `set_lr` scales it every step.
+    `lrs` are the peak rates per group (default: the preset's pretraining rates). Each param
+    group keeps its peak rate in `initial_lr`; `set_lr` scales it every step.
     """
-    lrs = {k: v * lr_scale for k, v in preset.learning_rates().items()}
+    lrs = lrs or preset.learning_rates()
     groups = param_groups(model, lrs)
     adam_names = [n for n in groups if n != "matrix" or preset.optimizer == "adamw"]
     adam_groups = [

@@ -19,10 +19,9 @@ from typing import Any
 
 import torch
 
-from chatworks.model import bundled_model_path, gguf_io
+from chatworks.model import bundled_model_path, gguf_io, load_pretrained
 from chatworks.model.tokenizer import Tokenizer
 from chatworks.training import corpus, sft
-from chatworks.training.checkpoint import load_model
 from chatworks.training.data import TokenStream
 from chatworks.training.ddp import World
 from chatworks.training.evaluate import bits_per_byte, cloze_task, greedy, mc_accuracy
@@ -79,7 +78,7 @@ def evaluate_stage(
     items = cloze_task(held_out, MC_ITEMS, seed=preset.seed)
     results: dict[str, float] = {}
     for stage in ("base", "sft"):
-        model, tokenizer = load_model(run_dir / stage / "checkpoint")
+        model, tokenizer = load_pretrained(run_dir / stage)
         sizes = torch.tensor(token_bytes(tokenizer))
         _, bpb = bits_per_byte(
             model, val, sizes, preset.seq_len, preset.device_batch, preset.eval_tokens

@@ -26,6 +26,7 @@ class Preset:
     sft_steps: int
     sft_batch: int = 8  # conversations per SFT step
     sft_lr_frac: float = 0.3  # SFT starts from this fraction of the pretraining learning rates
+    finetune_lr: float = 3e-5  # SFT of an imported model (its pretraining rates are unknown)
     warmup_steps: int = 20
     decay: Literal["cosine", "linear"] = "linear"
     final_lr_frac: float = 0.0  # learning rate at the last step, as a fraction of the peak

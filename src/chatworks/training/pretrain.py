@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from chatworks.model import checkpoint_io
 from chatworks.model.llama import Llama
 from chatworks.model.tokenizer import Tokenizer
 from chatworks.training import checkpoint as ckpt
@@ -125,13 +126,14 @@ class Loop:
 
     preset: Preset
     model: Llama
-    tokenizer_dir: Path
+    tokenizer: Tokenizer
     out_dir: Path
     world: World
     tracker: Tracker
     stage: str  # "base" or "sft"
     total_steps: int
-    lr_scale: float = 1.0
+    learning_rates: dict[str, float] | None = None  # default: the preset's pretraining rates
+    meta: dict[str, Any] = dataclasses.field(default_factory=dict)  # recorded in checkpoints
     on_eval: Callable[[int], dict[str, float]] | None = None
 
     def run(
@@ -146,11 +148,11 @@ class Loop:
         """
         preset, world = self.preset, self.world
         params = [p for p in self.model.parameters() if p.requires_grad]
-        optimizers = build_optimizers(self.model, preset, self.lr_scale)
+        optimizers = build_optimizers(self.model, preset, self.learning_rates)
         model: nn.Module = torch.compile(self.model) if preset.compile else self.model
         step = 0
         checkpoint_dir = self.out_dir / "checkpoint"
-        if (checkpoint_dir / "state.pt").exists():
+        if ckpt.has_state(checkpoint_dir):
             step, position = self._restore(checkpoint_dir, optimizers)
         metrics = MetricsLog(
             self.out_dir / "metrics.jsonl", step, self.tracker, enabled=world.is_main
@@ -194,11 +196,14 @@ class Loop:
             "optimizers": [o.state_dict() for o in optimizers],
             "rng": torch.get_rng_state(),
         }
-        meta = {"stage": self.stage, "step": step, "preset": dataclasses.asdict(self.preset)}
-        ckpt.save_checkpoint(path, self.model, self.tokenizer_dir, meta, state)
+        meta = {
+            **self.meta, "stage": self.stage, "step": step,
+            "preset": dataclasses.asdict(self.preset),
+        }  # fmt: skip
+        ckpt.save_checkpoint(path, self.model, self.tokenizer, meta, state)
 
     def _restore(self, path: Path, optimizers: list[torch.optim.Optimizer]) -> tuple[int, Any]:
-        self.model.load_state_dict(torch.load(path / "model.pt", weights_only=True))
+        self.model.load_state_dict(checkpoint_io.read_state_dict(path))
         state = ckpt.load_state(path)
         for opt, saved in zip(optimizers, state["optimizers"], strict=True):
             opt.load_state_dict(saved)
@@ -240,7 +245,7 @@ def pretrain(
         return micro, cursor
 
     loop = Loop(
-        preset, model, Path(tokenizer_dir), out, world, tracker or Tracker(), "base",
+        preset, model, tokenizer, out, world, tracker or Tracker(), "base",
         preset.steps, on_eval=_evaluator(model, tokenizer, val, preset, world, out),
     )  # fmt: skip
     return loop.run(batches, 0, stop_after, log)

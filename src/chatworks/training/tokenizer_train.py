@@ -8,7 +8,6 @@ Does not cover: reading corpora (`corpus.py`) or tokenizing them to shards (`cor
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -20,9 +19,6 @@ from chatworks.model.tokenizer import Tokenizer
 
 BOS, PAD, IM_START, IM_END = "<|endoftext|>", "<|pad|>", "<|im_start|>", "<|im_end|>"
 SPECIAL_TOKENS = [BOS, IM_START, IM_END, PAD]  # ids 0..3, in this order
-# The pre-tokenizer split below is what llama.cpp calls "smollm": GPT-2's regex with every digit
-# on its own (digit-by-digit numbers help small models with arithmetic, as in SmolLM and Llama).
-PRE_TOKENIZER_NAME = "smollm"
 
 # ChatML, the format SmolLM2 (the default model) uses, so one template serves both.
 CHAT_TEMPLATE = (
@@ -36,6 +32,8 @@ CHAT_TEMPLATE = (
 def train_tokenizer(texts: Iterable[str], vocab_size: int, out_dir: str | Path) -> Tokenizer:
     """Learn merges from `texts`, save to `out_dir`, return the loaded tokenizer."""
     hf = HFTokenizer(models.BPE())
+    # GPT-2's split with every digit on its own (llama.cpp calls it "smollm"): digit-by-digit
+    # numbers help small models with arithmetic, as in SmolLM and Llama.
     hf.pre_tokenizer = pre.Sequence(
         [
             pre.Digits(individual_digits=True),
@@ -56,21 +54,16 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int, out_dir: str | Path) 
 
 
 def save_tokenizer(hf: HFTokenizer, out_dir: str | Path) -> Tokenizer:
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    hf.save(str(out / "tokenizer.json"))
-    (out / "chat_template.jinja").write_text(CHAT_TEMPLATE)
-    config = {
-        "tokenizer_class": "PreTrainedTokenizerFast",
-        "bos_token": BOS,
-        "eos_token": IM_END,  # a chat model stops at the end of its turn
-        "pad_token": PAD,
-        "add_bos_token": False,  # documents get BOS when the corpus is tokenized, prompts don't
-        "model_max_length": 1_000_000,
-        "chat_template": CHAT_TEMPLATE,
-    }
-    (out / "tokenizer_config.json").write_text(json.dumps(config, indent=2))
-    return load_tokenizer(out)
+    tokenizer = Tokenizer(
+        hf,
+        CHAT_TEMPLATE,
+        bos_token_id=hf.token_to_id(BOS),
+        eos_token_ids=(hf.token_to_id(IM_END), hf.token_to_id(BOS)),  # end of turn, of text
+        add_bos=False,  # documents get BOS when the corpus is tokenized, prompts don't
+        pad_token_id=hf.token_to_id(PAD),
+    )
+    tokenizer.save(out_dir)
+    return tokenizer
 
 
 def load_tokenizer(path: str | Path) -> Tokenizer:
