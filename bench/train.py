@@ -1,6 +1,7 @@
 """Pretraining throughput and model-FLOPs utilization (MFU) of a preset, against this machine.
 
     .venv/bin/python bench/train.py [--preset tiny] [--steps 8] [--repeats 3] [--threads 2]
+                                    [--vocab-size 32768]   # nanochat's CPU shape: d4, 32k vocab
 
 MFU = 6 x (matrix parameters incl. lm_head) x tokens/s / (fp32 FLOP/s of a 2048x2048 matmul
 measured just before, in this same run, with the same threads): the share of the machine's
@@ -22,7 +23,7 @@ import torch
 from chatworks.model.llama import Llama
 from chatworks.training.ddp import World
 from chatworks.training.optim import build_optimizers
-from chatworks.training.presets import get_preset
+from chatworks.training.presets import Preset, get_preset
 from chatworks.training.pretrain import init_weights, optimizer_step
 
 MATMUL = 2048
@@ -46,9 +47,8 @@ def matrix_params(model: Llama) -> int:
     return sum(p.numel() for n, p in model.named_parameters() if p.ndim == 2 and "embed" not in n)
 
 
-def training_rate(preset_name: str, steps: int) -> tuple[float, int]:
+def training_rate(preset: Preset, steps: int) -> tuple[float, int]:
     """Tokens/s over `steps` optimizer steps after one warm-up step; and matrix params."""
-    preset = get_preset(preset_name)
     model = Llama(preset.model_config(preset.vocab_size, 0, (1,)))
     init_weights(model, preset.seed)
     optimizers = build_optimizers(model, preset)
@@ -73,17 +73,19 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--vocab-size", type=int, help="override the preset's vocabulary")
     args = parser.parse_args()
+    preset = get_preset(args.preset).override(vocab_size=args.vocab_size)
     torch.set_num_threads(args.threads)
     print(f"load average {os.getloadavg()}, torch threads {args.threads}")
     # Baseline and training alternate, so a change in the machine's load hits both alike.
     peaks, rates, mfus = [], [], []
     for _ in range(args.repeats):
         peaks.append(matmul_flops())
-        rate, n_matrix = training_rate(args.preset, args.steps)
+        rate, n_matrix = training_rate(preset, args.steps)
         rates.append(rate)
         mfus.append(6 * n_matrix * rate / peaks[-1])
-    print(f"preset {args.preset}: {n_matrix / 1e6:.2f}M matrix params, "
+    print(f"preset {args.preset}, vocab {preset.vocab_size}: {n_matrix / 1e6:.2f}M matrix params, "
           f"{6 * n_matrix / 1e6:.1f} MFLOPs/token")  # fmt: skip
     for label, pick in (("min", min), ("median", statistics.median)):
         print(f"{label:>6}: matmul {pick(peaks) / 1e9:.1f} GFLOP/s, training "

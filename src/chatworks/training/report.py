@@ -92,7 +92,8 @@ def write_report(run_dir: Path, summary: dict[str, Any], config: dict[str, Any])
         "",
         "## Sample chats (SFT model, greedy)",
         "",
-        *(f"**user:** {q}\n\n**assistant:** {a}\n" for q, a in summary["chats"]),
+        # Quoted, so whitespace-only answers (common for tiny models) and stray Markdown show.
+        *(f"**user:** {q}\n\n**assistant:**\n```\n{a!r}\n```\n" for q, a in summary["chats"]),
         "## Config",
         "",
         "```json",
