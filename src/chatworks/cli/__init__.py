@@ -1,0 +1,23 @@
+"""The `chatworks` command line: a thin shell over the packages (parse, call, print).
+
+One module per group of commands; this file is the whole command tree.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from chatworks.cli import documents, evals, serving, training
+
+app = typer.Typer(
+    help="chatworks: train, serve, ground and observe a chat model.", no_args_is_help=True
+)
+app.command()(serving.serve)
+app.command()(serving.models)
+app.command()(serving.chat)
+app.command()(documents.ingest)
+app.command()(documents.collections)
+app.command()(documents.ask)
+app.add_typer(evals.app, name="eval")
+app.add_typer(training.app, name="train")
+app.command("export")(training.export_model)

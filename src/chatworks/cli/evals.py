@@ -1,0 +1,140 @@
+"""`chatworks eval retrieval|answers`: golden-set evals with thresholds that fail the run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from chatworks.cli.shared import console, settings_from_flags
+
+app = typer.Typer(help="Evaluate retrieval and grounded answers against a golden set.")
+
+DatasetOption = Annotated[
+    Path | None, typer.Option(help="JSONL golden set (see docs/evals.md); default: the bundled "
+                       "Python-docs dev set."),
+]  # fmt: skip
+EvalCollectionOption = Annotated[str, typer.Option(help="Collection to evaluate.")]
+OutOption = Annotated[Path, typer.Option(help="Directory for the JSON and Markdown reports.")]
+CorpusRootOption = Annotated[
+    Path | None,
+    typer.Option(help="Ingest the dataset's corpus subset (its .sources.txt) from this root "
+                 "first, e.g. /usr/share/doc/python3.11/html/_sources."),
+]  # fmt: skip
+
+
+def _eval_library(dataset: Path, collection: str, corpus_root: Path | None):
+    from chatworks.evals.datasets import corpus_files, load_dataset
+    from chatworks.rag.ingest import ingest_path
+    from chatworks.rag.library import Library
+
+    items = load_dataset(dataset)
+    library = Library(settings_from_flags())
+    with console.status("loading the embedding model..."):
+        library.context  # noqa: B018 (loads it now, not under the progress bar)
+    if corpus_root:
+        with console.status("ingesting the corpus subset..."):
+            result = ingest_path(library.context, corpus_files(dataset, corpus_root), collection)
+        console.print(f"{collection}: {result.added + result.updated} ingested, "
+                      f"{result.unchanged} unchanged, {result.failed} failed")  # fmt: skip
+    return items, library
+
+
+def _run_with_bar(description: str, run):
+    from rich.progress import Progress
+
+    with Progress(console=console, transient=True) as bar:
+        task = bar.add_task(description, total=None)
+        return run(lambda done, total: bar.update(task, completed=done, total=total))
+
+
+def _finish_eval(report, out: Path, failures: list[str]) -> None:
+    from rich.table import Table
+
+    from chatworks.evals.report import write_reports
+
+    table = Table(title=f"{report.kind} eval: {report.collection} ({len(report.questions)} q)")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for name, value in report.metrics.items():
+        table.add_row(name, "n/a" if value is None else f"{value:.3f}")
+    console.print(table)
+    json_path, md_path = write_reports(report, out)
+    console.print(f"reports: {json_path} {md_path}", highlight=False)
+    for failure in failures:
+        console.print(f"[red]FAIL[/] {failure}", highlight=False)
+    if failures:
+        raise typer.Exit(1)
+
+
+@app.command("retrieval")
+def eval_retrieval(
+    dataset: DatasetOption = None,
+    collection: EvalCollectionOption = "python-docs-dev",
+    k: Annotated[int, typer.Option(help="Cut-off for recall@k and MRR.")] = 10,
+    mode: Annotated[str, typer.Option(help="hybrid, vector or keyword.")] = "hybrid",
+    min_recall: Annotated[float | None, typer.Option(help="Fail below this recall@k.")] = None,
+    min_mrr: Annotated[float | None, typer.Option(help="Fail below this MRR.")] = None,
+    min_ndcg: Annotated[float | None, typer.Option(help="Fail below this nDCG@10.")] = None,
+    corpus_root: CorpusRootOption = None,
+    out: OutOption = Path("eval-reports"),
+) -> None:
+    """recall@k, MRR and nDCG@10 against gold passages; refusals by the relevance floor."""
+    from chatworks.evals.datasets import PYTHON_DOCS_DEV
+    from chatworks.evals.report import check_thresholds
+    from chatworks.evals.runner import run_retrieval_eval
+
+    if mode not in ("hybrid", "vector", "keyword"):
+        raise typer.BadParameter("--mode must be hybrid, vector or keyword")
+    dataset = dataset or PYTHON_DOCS_DEV
+    items, library = _eval_library(dataset, collection, corpus_root)
+    report = _run_with_bar("retrieving", lambda progress: run_retrieval_eval(
+        items, library, collection, k=k, mode=mode, dataset=str(dataset), progress=progress,
+    ))  # fmt: skip
+    failures = check_thresholds(
+        report.metrics, {f"recall@{k}": min_recall, "mrr": min_mrr, "ndcg@10": min_ndcg}
+    )
+    _finish_eval(report, out, failures)
+
+
+@app.command("answers")
+def eval_answers(
+    dataset: DatasetOption = None,
+    collection: EvalCollectionOption = "python-docs-dev",
+    limit: Annotated[int | None, typer.Option(help="Only the first N questions.")] = None,
+    max_tokens: Annotated[int, typer.Option(help="Longest answer in tokens.")] = 64,
+    min_refusal_accuracy: Annotated[
+        float | None, typer.Option(help="Fail below this refusal accuracy (unanswerable).")
+    ] = None,
+    min_containment: Annotated[
+        float | None, typer.Option(help="Fail below this gold-answer containment.")
+    ] = None,
+    min_citation_precision: Annotated[
+        float | None, typer.Option(help="Fail below this citation precision.")
+    ] = None,
+    corpus_root: CorpusRootOption = None,
+    out: OutOption = Path("eval-reports"),
+) -> None:
+    """Grounded answers with the configured provider: refusals, containment, citations.
+    Any invalid citation (one naming a passage the model was not given) fails the run."""
+    from chatworks.evals.datasets import PYTHON_DOCS_DEV
+    from chatworks.evals.report import check_thresholds
+    from chatworks.evals.runner import run_answer_eval
+    from chatworks.providers.registry import create_provider
+
+    dataset = dataset or PYTHON_DOCS_DEV
+    items, library = _eval_library(dataset, collection, corpus_root)
+    items = items[:limit] if limit else items
+    provider = create_provider(library.settings)
+    report = _run_with_bar("answering", lambda progress: run_answer_eval(
+        items, library, provider, collection, model=library.settings.model,
+        max_tokens=max_tokens, dataset=str(dataset), progress=progress,
+    ))  # fmt: skip
+    failures = check_thresholds(
+        report.metrics,
+        {"refusal_accuracy": min_refusal_accuracy, "containment": min_containment,
+         "citation_precision": min_citation_precision},
+        {"invalid_citations": 0},
+    )  # fmt: skip
+    _finish_eval(report, out, failures)

@@ -1,0 +1,114 @@
+"""Serving and talking to a model: `serve`, `models`, `chat`."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated
+
+import typer
+
+from chatworks.cli.shared import UrlOption, console, settings_from_flags
+
+
+def serve(
+    host: Annotated[str | None, typer.Option(help="Interface to bind (default 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default 8000).")] = None,
+    provider: Annotated[
+        str | None, typer.Option(help="transformers (local model) or openai (upstream).")
+    ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="Model id to serve, or a path to load (a run directory such as "
+            "runs/NAME, a .gguf file, an HF directory); its name becomes the id."
+        ),
+    ] = None,
+    model_path: Annotated[
+        str | None, typer.Option(help="Model to load, served under --model as its id.")
+    ] = None,
+    upstream_url: Annotated[
+        str | None, typer.Option(help="OpenAI-compatible upstream for --provider openai.")
+    ] = None,
+    upstream_key: Annotated[str | None, typer.Option(help="API key for the upstream.")] = None,
+    threads: Annotated[int | None, typer.Option(help="torch threads.")] = None,
+) -> None:
+    """Serve the OpenAI-compatible API and the web UI."""
+    import uvicorn
+
+    from chatworks.api.app import create_app
+    from chatworks.telemetry.logging import configure_logging
+
+    settings = settings_from_flags(
+        host=host, port=port, provider=provider, model=model, model_path=model_path,
+        upstream_url=upstream_url, upstream_key=upstream_key, threads=threads,
+    )  # fmt: skip
+    configure_logging(settings.log_level)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    console.print(
+        f"[bold]chatworks[/] serving [cyan]{settings.model}[/] ({settings.provider}) on "
+        f"http://{settings.host}:{settings.port}", highlight=False,
+    )  # fmt: skip
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        access_log=False,
+        timeout_graceful_shutdown=5,
+    )
+
+
+def models(url: UrlOption = None) -> None:
+    """List the models a server (or this process's configuration) serves."""
+    if url:
+        import openai
+
+        for m in openai.OpenAI(base_url=url, api_key="none").models.list().data:
+            console.print(m.id)
+        return
+    console.print(settings_from_flags().model)
+
+
+def chat(
+    url: UrlOption = None,
+    model: Annotated[str | None, typer.Option(help="Model id.")] = None,
+    system: Annotated[str | None, typer.Option(help="System prompt.")] = None,
+    max_tokens: Annotated[int, typer.Option(help="Longest answer in tokens.")] = 512,
+    temperature: Annotated[float, typer.Option(help="Sampling temperature; 0 is greedy.")] = 0.7,
+) -> None:
+    """Chat in the terminal, streaming answers. Ctrl-D or an empty line quits."""
+    from chatworks.providers.base import GenerationRequest, Message
+    from chatworks.providers.registry import create_provider
+
+    # A remote server is just the `openai` provider pointed at it: one chat loop for both.
+    overrides = {"provider": "openai", "upstream_url": url} if url else {}
+    settings = settings_from_flags(model=model, **overrides)
+    provider = create_provider(settings)
+    history = [Message("system", system)] if system else []
+
+    async def run() -> None:
+        with console.status("loading model..."):
+            await provider.load()
+        console.print(f"[dim]chatting with {settings.model}; empty line or Ctrl-D quits[/]")
+        while question := _read_line():
+            history.append(Message("user", question))
+            request = GenerationRequest(
+                model=settings.model, messages=tuple(history),
+                max_tokens=max_tokens, temperature=temperature,
+            )  # fmt: skip
+            answer = []
+            async for delta in provider.stream(request):
+                console.print(delta.text, end="", markup=False, highlight=False)
+                answer.append(delta.text)
+            console.print()
+            history.append(Message("assistant", "".join(answer)))
+        await provider.close()
+
+    asyncio.run(run())
+
+
+def _read_line() -> str:
+    try:
+        return console.input("[bold green]you>[/] ").strip()
+    except EOFError:
+        return ""
