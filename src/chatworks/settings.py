@@ -93,9 +93,17 @@ class Settings(BaseSettings):
     def _model_named_by_path(self) -> Settings:
         """`model=runs/NAME` (or a .gguf file, an HF directory) loads that path as `NAME`."""
         path = Path(self.model).expanduser()
-        if self.model_path is None and self.provider != "openai" and path.exists():
+        if self.model_path is not None or self.provider == "openai":
+            return self
+        if path.exists():
             path = path.resolve()
             self.model_path, self.model = path, path.stem if path.is_file() else path.name
+        elif (
+            self.model.startswith(("/", ".", "~"))
+            or self.model.endswith(".gguf")
+            or (len(path.parts) > 1 and path.parent.is_dir())
+        ):  # meant as a path (runs/typo): serving the default model under that name would hide it
+            raise ValueError(f"model path {self.model!r} does not exist")
         return self
 
 

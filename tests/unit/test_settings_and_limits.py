@@ -41,6 +41,9 @@ def test_model_given_as_a_path_is_loaded_and_served_by_its_name(tmp_path):
     assert Settings(model=str(run), provider="openai").model_path is None  # upstream's id
     explicit = Settings(model="served-as", model_path=run)
     assert (explicit.model, explicit.model_path) == ("served-as", run)
+    with pytest.raises(ValidationError, match="does not exist"):
+        Settings(model=str(tmp_path / "runs" / "typo"))  # a path, mistyped: not an id
+    assert Settings(model="HuggingFaceTB/SmolLM2-135M-Instruct").model_path is None  # an id
 
 
 @pytest.fixture

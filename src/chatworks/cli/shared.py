@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 
 from chatworks.settings import Settings
@@ -19,5 +20,12 @@ UrlOption = Annotated[
 
 
 def settings_from_flags(**overrides) -> Settings:
-    """Settings from env/.env, with the flags the user actually passed taking precedence."""
-    return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    """Settings from env/.env, with the flags the user actually passed taking precedence.
+    Invalid values end the command with one line each (exit code 2), not a traceback."""
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as e:
+        for error in e.errors():
+            name = ".".join(str(part) for part in error["loc"]) or "settings"
+            console.print(f"[red]error:[/] {name}: {error['msg']}", highlight=False)
+        raise typer.Exit(2) from None
