@@ -152,10 +152,14 @@ def test_loss_goes_down_and_resume_is_exact(prepared, tmp_path):
     assert meta["step"] == PRESET.steps and meta["model"]["n_layers"] == PRESET.depth
 
 
-def test_newton_schulz_orthogonalises():
-    g = torch.randn(64, 32, generator=torch.Generator().manual_seed(0))
-    singular = torch.linalg.svdvals(newton_schulz(g))
-    assert singular.min() > 0.6 and singular.max() < 1.3  # near 1, as the update needs
+def test_newton_schulz_orthogonalises_each_matrix_of_a_batch():
+    g = torch.randn(3, 64, 32, generator=torch.Generator().manual_seed(0))
+    g[1] *= 100  # each matrix is normalised on its own
+    batched = newton_schulz(g)
+    for matrix, alone in zip(batched, g, strict=True):
+        torch.testing.assert_close(matrix, newton_schulz(alone), rtol=0, atol=0)
+        singular = torch.linalg.svdvals(matrix)
+        assert singular.min() > 0.6 and singular.max() < 1.3  # near 1, as the update needs
 
 
 def test_muon_option_trains(prepared, tmp_path):
