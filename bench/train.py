@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/train.py [--preset tiny] [--steps 8] [--repeats 3] [--threads 2]
                                     [--vocab-size 32768]   # nanochat's CPU shape: d4, 32k vocab
+                                    [--optimizer adamw]    # the preset's is the default
 
 MFU = 6 x (matrix parameters incl. lm_head) x tokens/s / (fp32 FLOP/s of a 2048x2048 matmul
 measured just before, in this same run, with the same threads): the share of the machine's
@@ -74,8 +75,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--vocab-size", type=int, help="override the preset's vocabulary")
+    parser.add_argument("--optimizer", choices=["adamw", "muon"], help="override the preset's")
     args = parser.parse_args()
-    preset = get_preset(args.preset).override(vocab_size=args.vocab_size)
+    preset = get_preset(args.preset).override(vocab_size=args.vocab_size, optimizer=args.optimizer)
     torch.set_num_threads(args.threads)
     print(f"load average {os.getloadavg()}, torch threads {args.threads}")
     # Baseline and training alternate, so a change in the machine's load hits both alike.
@@ -85,7 +87,8 @@ def main() -> None:
         rate, n_matrix = training_rate(preset, args.steps)
         rates.append(rate)
         mfus.append(6 * n_matrix * rate / peaks[-1])
-    print(f"preset {args.preset}, vocab {preset.vocab_size}: {n_matrix / 1e6:.2f}M matrix params, "
+    print(f"preset {args.preset}, vocab {preset.vocab_size}, {preset.optimizer}: "
+          f"{n_matrix / 1e6:.2f}M matrix params, "
           f"{6 * n_matrix / 1e6:.1f} MFLOPs/token")  # fmt: skip
     for label, pick in (("min", min), ("median", statistics.median)):
         print(f"{label:>6}: matmul {pick(peaks) / 1e9:.1f} GFLOP/s, training "

@@ -99,7 +99,7 @@ PRESETS: dict[str, Preset] = {
             corpus_bytes=200_000, val_fraction=0.1, sft_conversations=64,
         ),
         # A 2-core CPU: the whole pipeline in under 15 minutes (see docs/training.md). Muon:
-        # val bpb 1.84 after 300 steps against AdamW's 2.36, at the same speed (benchmarks.md).
+        # val bpb 1.84 after 300 steps against AdamW's 2.36, for ~7% fewer tokens/s (benchmarks.md).
         Preset(
             name="tiny", depth=4, vocab_size=4_096, seq_len=256, device_batch=8,
             batch_tokens=2_048, steps=300, sft_steps=60, warmup_steps=10, eval_every=60,
