@@ -81,14 +81,8 @@ def _reference_tokens(run) -> tuple[list[list[int]], list[list[int]]]:
     return prompts, [greedy(model, p, 12) for p in prompts]
 
 
-def test_hf_export_loads_in_transformers_with_same_greedy_tokens(run, tmp_path):
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    out = export(run / "base", "hf", tmp_path / "hf")
+def _assert_transformers_generates_the_same(run, hf_model, hf_tok) -> None:
     prompts, expected = _reference_tokens(run)
-    hf_model = AutoModelForCausalLM.from_pretrained(out, dtype=torch.float32).eval()
-    assert type(hf_model).__name__ == "LlamaForCausalLM"
-    hf_tok = AutoTokenizer.from_pretrained(out)
     for text, ids, want in zip(PROMPTS, prompts, expected, strict=True):
         assert hf_tok(text, add_special_tokens=False).input_ids == ids
         got = hf_model.generate(
@@ -96,6 +90,15 @@ def test_hf_export_loads_in_transformers_with_same_greedy_tokens(run, tmp_path):
             pad_token_id=0,
         )  # fmt: skip
         assert got[0, len(ids) :].tolist() == want
+
+
+def test_hf_export_loads_in_transformers_with_same_greedy_tokens(run, tmp_path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    out = export(run / "base", "hf", tmp_path / "hf")
+    hf_model = AutoModelForCausalLM.from_pretrained(out, dtype=torch.float32).eval()
+    assert type(hf_model).__name__ == "LlamaForCausalLM"
+    _assert_transformers_generates_the_same(run, hf_model, AutoTokenizer.from_pretrained(out))
     # Our own loader reads the export too, weights unchanged.
     model, _ = load_pretrained(out)
     reference, _ = load_pretrained(run / "base")
@@ -118,3 +121,16 @@ def test_gguf_export_serves_on_the_native_engine_with_same_greedy_tokens(run, tm
     finally:
         engine.stop()
     assert tokenizer.apply_chat_template([{"role": "user", "content": "Hi"}]) == PROMPTS[2]
+
+
+def test_gguf_export_reads_the_same_in_an_independent_gguf_reader(run, tmp_path):
+    """transformers' GGUF loader follows llama.cpp's conventions (tensor names, q/k permutation,
+    tokenizer metadata), not ours: agreeing with it is the check that others can load the file."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    export(run / "base", "gguf", tmp_path / "model.gguf")
+    hf_model = AutoModelForCausalLM.from_pretrained(
+        tmp_path, gguf_file="model.gguf", dtype=torch.float32
+    ).eval()
+    hf_tok = AutoTokenizer.from_pretrained(tmp_path, gguf_file="model.gguf")
+    _assert_transformers_generates_the_same(run, hf_model, hf_tok)
