@@ -8,8 +8,10 @@ more alike than the validation set is. The whole position of the loader is one i
 With several processes, each takes its own rows of the global batch, so N processes see exactly
 the tokens one process would. After the last window a new epoch starts in the same order.
 
-Does not cover: BOS-aligned packing (windows may start mid-document, as GPT-2's did), nor SFT
-batches (`sft.py`).
+Does not cover: BOS-aligned packing (windows may start mid-document, as GPT-2's did): the
+default corpus is long manuals (218 documents, median 2.3k tokens, in the tiny preset), and
+cropping each at its row, as nanochat does for short web pages, would keep 5% of its tokens.
+Nor SFT batches (`sft.py`).
 """
 
 from __future__ import annotations
