@@ -16,7 +16,7 @@ import torch
 from chatworks.model import bundled_model_path, load_pretrained
 from chatworks.training.evaluate import greedy
 from chatworks.training.export import export
-from chatworks.training.presets import get_preset
+from chatworks.training.presets import DEFAULT_FINETUNE_LR, get_preset
 from chatworks.training.sft import fine_tuning_rates, sft
 from tests.servers import start_server
 
@@ -58,7 +58,7 @@ def finetuned(tmp_path_factory):
 def test_imported_model_gets_the_fine_tuning_rate_not_the_pretraining_ones(tmp_path):
     preset, rates = fine_tuning_rates(get_preset("tiny"), bundled_model_path())
     assert preset.optimizer == "adamw"
-    assert set(rates.values()) == {preset.finetune_lr}
+    assert set(rates.values()) == {DEFAULT_FINETUNE_LR}
 
 
 def test_fine_tuning_smollm2_teaches_it_a_new_fact(finetuned):

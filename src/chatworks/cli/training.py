@@ -112,6 +112,17 @@ def train_sft(
     ] = None,
     preset: PresetOption = "tiny",
     steps: Annotated[int | None, typer.Option(help="SFT steps.")] = None,
+    lr: Annotated[
+        float | None,
+        typer.Option(
+            help="One AdamW rate for every weight; default: 3e-5 for imported models, "
+            "0.3x the pretraining rates for a base trained here."
+        ),
+    ] = None,
+    max_conversations: Annotated[
+        int | None, typer.Option(help="Conversations to use (default: the preset's).")
+    ] = None,
+    seq_len: Annotated[int | None, typer.Option(help="Tokens per conversation.")] = None,
     threads: ThreadsOption = None,
     track: TrackOption = True,
 ) -> None:
@@ -120,7 +131,8 @@ def train_sft(
     from chatworks.training.sft import load_conversations, sft
     from chatworks.training.tracking import start_tracking
 
-    p = _preset(preset, threads, sft_steps=steps)
+    p = _preset(preset, threads, sft_steps=steps, finetune_lr=lr, seq_len=seq_len,
+                sft_conversations=max_conversations)  # fmt: skip
     conversations = load_conversations(chats, p.sft_conversations, 3 * p.seq_len)
     tracker = start_tracking(track, out.name)
     losses = sft(p, base or bundled_model_path(), conversations, out, tracker=tracker, log=_log)

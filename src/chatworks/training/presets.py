@@ -13,6 +13,8 @@ from typing import Any, Literal
 
 from chatworks.model.config import ModelConfig
 
+DEFAULT_FINETUNE_LR = 3e-5  # small enough not to wreck a trained network in a few steps
+
 
 @dataclass(frozen=True)
 class Preset:
@@ -26,7 +28,9 @@ class Preset:
     sft_steps: int
     sft_batch: int = 8  # conversations per SFT step
     sft_lr_frac: float = 0.3  # SFT starts from this fraction of the pretraining learning rates
-    finetune_lr: float = 3e-5  # SFT of an imported model (its pretraining rates are unknown)
+    # SFT at one AdamW rate for every weight; None: DEFAULT_FINETUNE_LR for an imported model,
+    # `sft_lr_frac` of the pretraining rates for a base model trained here.
+    finetune_lr: float | None = None
     warmup_steps: int = 20
     decay: Literal["cosine", "linear"] = "linear"
     final_lr_frac: float = 0.0  # learning rate at the last step, as a fraction of the peak

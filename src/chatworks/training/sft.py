@@ -21,7 +21,7 @@ import torch
 from chatworks.model import checkpoint_io, load_pretrained
 from chatworks.model.tokenizer import Tokenizer
 from chatworks.training.ddp import World
-from chatworks.training.presets import Preset
+from chatworks.training.presets import DEFAULT_FINETUNE_LR, Preset
 from chatworks.training.pretrain import Batch, Loop, loss_fn
 from chatworks.training.tracking import Tracker
 
@@ -180,16 +180,17 @@ def fine_tuning_rates(preset: Preset, base: str | Path) -> tuple[Preset, dict[st
 
     A base model pretrained here continues from a fraction of the rates it was pretrained with.
     For any other model (imported, or already fine-tuned) those rates are unknown or too large
-    for a trained network: AdamW at one small rate (`finetune_lr`), as chat fine-tunes do.
+    for a trained network: AdamW at one small rate, as chat fine-tunes do. `finetune_lr` set
+    in the preset (`--lr`) means that one rate, whatever the base.
     """
     checkpoint = checkpoint_io.find_checkpoint(base)
     meta = checkpoint_io.read_meta(checkpoint) if checkpoint else {}
-    if meta.get("stage") == "base":
+    if preset.finetune_lr is None and meta.get("stage") == "base":
         pretrained_with = Preset(**meta["preset"])
         scaled = {k: v * preset.sft_lr_frac for k, v in pretrained_with.learning_rates().items()}
         return preset, scaled
     adamw = preset.override(optimizer="adamw")
-    return adamw, dict.fromkeys(adamw.learning_rates(), preset.finetune_lr)
+    return adamw, dict.fromkeys(adamw.learning_rates(), preset.finetune_lr or DEFAULT_FINETUNE_LR)
 
 
 def load_conversations(source: str | Path | None, limit: int, max_chars: int) -> list[Any]:
