@@ -40,21 +40,21 @@ def test_rrf_weights_shift_the_order():
 
 def test_mmr_skips_near_duplicates():
     items = [
-        Retrieved(hit("1", "python lists are mutable sequences of items"), 1.0, 0.9),
-        Retrieved(hit("2", "python lists are mutable sequences of items too"), 0.95, 0.88),
-        Retrieved(hit("3", "tuples are immutable and hashable"), 0.9, 0.8),
+        Retrieved(hit("1", "python lists are mutable sequences of items"), 1.0),
+        Retrieved(hit("2", "python lists are mutable sequences of items too"), 0.95),
+        Retrieved(hit("3", "tuples are immutable and hashable"), 0.9),
     ]
     assert [r.hit.chunk.id for r in mmr(items, 2, 0.5)] == ["1", "3"]
     assert [r.hit.chunk.id for r in mmr(items, 2, 1.0)] == ["1", "2"]
 
 
 def sources(*texts: str, **chunk):
-    passages = [Retrieved(hit(str(i), t, **chunk), 1.0 / (i + 1), 0.5) for i, t in enumerate(texts)]
+    passages = [Retrieved(hit(str(i), t, **chunk), 1.0 / (i + 1)) for i, t in enumerate(texts)]
     return select_sources(passages, budget_tokens=10_000, count_tokens=lambda s: len(s.split()))
 
 
 def test_budget_keeps_rank_order_and_at_least_one_source():
-    passages = [Retrieved(hit(str(i), "word " * 50), 1.0, 0.5) for i in range(5)]
+    passages = [Retrieved(hit(str(i), "word " * 50), 1.0) for i in range(5)]
     chosen = select_sources(passages, budget_tokens=140, count_tokens=lambda s: len(s.split()))
     assert [s.number for s in chosen] == [1, 2]
     assert len(select_sources(passages, 1, lambda s: 1000)) == 1

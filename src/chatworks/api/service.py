@@ -14,6 +14,7 @@ from chatworks.api.schemas import ChatCompletionRequest, CompletionRequest
 from chatworks.providers.base import GenerationRequest, Provider
 from chatworks.rag.library import Library
 from chatworks.settings import Settings
+from chatworks.storage import documents as docs
 
 
 @dataclass
@@ -54,6 +55,12 @@ class Service:
                 "model_not_found",
                 "model",
             )
+
+    def require_collection(self, name: str) -> None:
+        """404 unless the collection exists: checked before any retrieval work."""
+        with self.library.session() as session:
+            if docs.collection_id(session, name) is None:
+                raise APIError(404, f"collection '{name}' not found", "collection_not_found")
 
     def _max_tokens(self, *asked: int | None) -> int:
         value = next((v for v in asked if v is not None), self.settings.default_max_tokens)

@@ -69,27 +69,26 @@ def ask(
     import json
     from dataclasses import asdict
 
-    from chatworks.providers.base import GenerationRequest
     from chatworks.providers.registry import create_provider
-    from chatworks.rag.answer import REFUSAL, Grounded, ground
+    from chatworks.rag.answer import NO_SOURCES, Grounded, answer_greedily
     from chatworks.rag.library import Library
 
     settings = settings_from_flags()
     prepared = Library(settings).prepare(question, collection, top_k)
-    if prepared.messages is None:
-        result = Grounded(REFUSAL, [], True, 0)
-    else:
+    result = NO_SOURCES
+    if prepared.messages is not None:  # only load the model when there is something to answer
         provider = create_provider(settings)
 
-        async def generate() -> str:
+        async def generate() -> Grounded:
             await provider.load()
-            request = GenerationRequest(model=settings.model, messages=prepared.messages,
-                                        max_tokens=max_tokens, temperature=0)  # fmt: skip
-            text = "".join([d.text async for d in provider.stream(request)])
-            await provider.close()
-            return text
+            try:
+                return await answer_greedily(
+                    provider, settings.model, prepared.messages, prepared.sources, max_tokens
+                )
+            finally:
+                await provider.close()
 
-        result = ground(asyncio.run(generate()), prepared.sources)
+        result = asyncio.run(generate())
     if as_json:
         console.print_json(json.dumps(asdict(result)))
         return

@@ -16,8 +16,8 @@ from typing import Literal
 
 from chatworks.evals import metrics
 from chatworks.evals.datasets import EvalItem, passage_matches, source_matches
-from chatworks.providers.base import GenerationRequest, Provider
-from chatworks.rag.answer import REFUSAL, Grounded, ground
+from chatworks.providers.base import Provider
+from chatworks.rag.answer import answer_greedily
 from chatworks.rag.library import Library, Prepared
 from chatworks.rag.retrieve import retrieve
 from chatworks.rag.types import Hit
@@ -147,13 +147,9 @@ def _gold_cited(cited: list[str], item: EvalItem) -> list[str]:
 async def _answer(
     item: EvalItem, prepared: Prepared, provider: Provider, model: str, max_tokens: int
 ) -> AnswerResult:
-    if prepared.messages is None:
-        grounded = Grounded(REFUSAL, [], True, 0)
-    else:
-        request = GenerationRequest(model=model, messages=prepared.messages,
-                                    max_tokens=max_tokens, temperature=0)  # fmt: skip
-        text = "".join([d.text async for d in provider.stream(request)])
-        grounded = ground(text, prepared.sources)
+    grounded = await answer_greedily(
+        provider, model, prepared.messages, prepared.sources, max_tokens
+    )
     # Checked here independently of `ground`: a citation is valid only if it names, by number,
     # exactly a passage that was in the prompt (same chunk, same quoted text).
     given = {s.number: s.passage.hit for s in prepared.sources}

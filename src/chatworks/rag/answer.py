@@ -18,7 +18,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from chatworks.providers.base import Message
+from chatworks.providers.base import GenerationRequest, Message, Provider
 from chatworks.rag.retrieve import Retrieved
 
 REFUSAL = "I don't know based on the provided documents."
@@ -169,3 +169,24 @@ def ground(answer: str, sources: Sequence[Source]) -> Grounded:
     if not cited:
         cited = supporting_sources(text, sources)
     return Grounded(text.strip(), citations(cited, sources), False, dropped)
+
+
+NO_SOURCES = ground("", [])  # the refusal when retrieval found nothing relevant: no generation
+
+
+async def answer_greedily(
+    provider: Provider,
+    model: str,
+    messages: Sequence[Message] | None,
+    sources: Sequence[Source],
+    max_tokens: int,
+) -> Grounded:
+    """A prepared question answered at temperature 0 and grounded (how `chatworks ask` and the
+    evals answer); `messages` None means retrieval refused, and nothing is generated."""
+    if messages is None:
+        return NO_SOURCES
+    request = GenerationRequest(
+        model=model, messages=tuple(messages), max_tokens=max_tokens, temperature=0
+    )
+    text = "".join([delta.text async for delta in provider.stream(request)])
+    return ground(text, sources)

@@ -97,7 +97,6 @@ class IngestResult:
     deleted: int = 0
     chunks: int = 0
     seconds: float = 0.0
-    files: list[FileOutcome] = field(default_factory=list)
     errors: dict[str, str] = field(default_factory=dict)  # source -> message
 
 
@@ -145,7 +144,7 @@ def ingest_bytes(
     fingerprint = _fingerprint(data, metadata, ctx.settings)
     with Session(ctx.index.engine) as session:
         existing = documents.find_document(session, collection, source)
-    if existing and existing.content_hash == fingerprint and existing.status == "ready":
+    if existing and existing.content_hash == fingerprint:
         report("done")
         return FileOutcome(source, existing.id, "unchanged", existing.chunks)
 
@@ -253,7 +252,6 @@ def ingest_path(
             if progress:
                 progress(IngestProgress(str(path), i, len(files), "failed"))
             continue
-        result.files.append(outcome)
         setattr(result, outcome.status, getattr(result, outcome.status) + 1)
         if outcome.status != "unchanged":
             result.chunks += outcome.chunks

@@ -1,10 +1,11 @@
 """The document library a process serves: its database, index and embedder, opened once, and
 the two things callers do with it, ingest and prepare a grounded prompt.
 
-Both the API and the CLI use this; neither touches the index or the embedder directly. The
-embedder loads on first use (it takes seconds), so a server that never sees a document never
-pays for it. Generation is not here: callers run the prepared messages through their provider
-(the API through its admission gate) and finish with `answer.ground`.
+The API and the CLI ingest and retrieve through this (deleting a document and `/v1/embeddings`
+use its index and embedder). The embedder loads on first use (it takes seconds), so a server
+that never sees a document never pays for it. Generation is not here: callers run the prepared
+messages through their provider (the API through its admission gate) and finish with
+`answer.ground`.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""Hybrid retrieval: keyword (BM25) and vector search fused by reciprocal rank, then optional
-de-duplication (MMR) and a relevance floor.
+"""Hybrid retrieval: a relevance floor on the vector search, then keyword (BM25) and vector
+results fused by reciprocal rank, then optional de-duplication (MMR).
 
 Covers: turning a question into the ranked passages an answer may use, and deciding that none
 is relevant enough (the caller then refuses instead of letting the model improvise). Does not
@@ -37,7 +37,6 @@ class RetrievalConfig:
 class Retrieved:
     hit: Hit
     score: float  # fused
-    similarity: float | None  # cosine, if the vector search found it
 
 
 @dataclass(frozen=True)
@@ -109,13 +108,12 @@ def retrieve(
 ) -> Retrieval:
     vector = embedder.embed([question])[0]
     by_vector = index.vector_search(vector, config.candidates, collection, filters)
-    by_keyword = index.keyword_search(question, config.candidates, collection, filters)
-    similarity = {hit.chunk.id: hit.score for hit in by_vector}
-    best = max(similarity.values(), default=0.0)
-    if best < config.min_similarity:
+    best = max((hit.score for hit in by_vector), default=0.0)
+    if best < config.min_similarity:  # refused: no keyword search needed
         return Retrieval([], best)
+    by_keyword = index.keyword_search(question, config.candidates, collection, filters)
     fused = reciprocal_rank_fusion(
         [(by_keyword, config.keyword_weight), (by_vector, config.vector_weight)], config.rrf_k
     )
-    items = [Retrieved(hit, score, similarity.get(hit.chunk.id)) for hit, score in fused]
+    items = [Retrieved(hit, score) for hit, score in fused]
     return Retrieval(mmr(items, config.top_k, config.mmr_lambda), best)

@@ -66,15 +66,15 @@ def delete_collection(session: Session, name: str) -> bool:
 
 
 def _documents_query() -> Select[tuple[DocumentRow, str, int]]:
-    chunk_counts = (
-        select(ChunkRow.document_id, func.count().label("n"))
-        .group_by(ChunkRow.document_id)
-        .subquery()
+    # Counted per selected document (an index search), not grouped over every chunk stored.
+    chunks = (
+        select(func.count())
+        .where(ChunkRow.document_id == DocumentRow.id)
+        .correlate(DocumentRow)
+        .scalar_subquery()
     )
-    return (
-        select(DocumentRow, CollectionRow.name, func.coalesce(chunk_counts.c.n, 0))
-        .join(CollectionRow, CollectionRow.id == DocumentRow.collection_id)
-        .outerjoin(chunk_counts, chunk_counts.c.document_id == DocumentRow.id)
+    return select(DocumentRow, CollectionRow.name, chunks).join(
+        CollectionRow, CollectionRow.id == DocumentRow.collection_id
     )
 
 

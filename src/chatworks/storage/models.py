@@ -64,7 +64,7 @@ class DocumentRow(Base):
     )
     source: Mapped[str] = mapped_column(String(1024))  # path or upload name: the identity
     title: Mapped[str] = mapped_column(String(512))
-    content_hash: Mapped[str] = mapped_column(String(64))  # sha256 of the file bytes
+    content_hash: Mapped[str] = mapped_column(String(64))  # of bytes, metadata and ingest settings
     # `metadata` is reserved on declarative classes, hence the attribute name.
     meta: Mapped[dict[str, Any]] = mapped_column("metadata", JsonDict, default=dict)
     # "ready" is the only state written today: a document commits together with its chunks.

@@ -29,18 +29,12 @@ from chatworks.api.schemas import (
 from chatworks.api.service import Service, get_service
 from chatworks.api.sse import DONE, event
 from chatworks.providers.base import GenerationRequest, ProviderError
-from chatworks.rag.answer import REFUSAL, Grounded, ground
+from chatworks.rag.answer import NO_SOURCES, Grounded, ground
 from chatworks.rag.errors import FileTooLarge, IngestError, UnsupportedFileType
 from chatworks.rag.ingest import check_limits
 from chatworks.storage import documents as docs
 
 router = APIRouter(prefix="/v1", tags=["documents"])
-
-
-def _collection_exists(service: Service, name: str) -> None:
-    with service.library.session() as session:
-        if docs.collection_id(session, name) is None:
-            raise APIError(404, f"collection '{name}' not found", "collection_not_found")
 
 
 @router.get("/collections")
@@ -77,7 +71,7 @@ def _document_out(d: docs.DocumentInfo) -> DocumentOut:
 
 @router.get("/collections/{name}/documents")
 async def list_documents(name: str, service: Service = Depends(get_service)) -> dict:
-    _collection_exists(service, name)
+    service.require_collection(name)
     with service.library.session() as session:
         found = docs.list_documents(session, name)
     return {"object": "list", "data": [_document_out(d) for d in found]}
@@ -92,8 +86,7 @@ async def upload_document(
     filename = file.filename or "upload.txt"
     try:
         check_limits(filename, file.size or 0, service.settings)
-        data = await file.read(service.settings.max_upload_bytes + 1)
-        check_limits(filename, len(data), service.settings)
+        data = await file.read(service.settings.max_upload_bytes + 1)  # ingest checks the size
         outcome = await asyncio.to_thread(service.library.ingest, data, filename, name)
     except FileTooLarge as exc:
         raise APIError(413, str(exc), "file_too_large") from exc
@@ -132,12 +125,12 @@ async def ask(body: AskRequest, http_request: Request, service: Service = Depend
     """Answer from a collection with citations, or refuse when nothing relevant is found.
     With `stream: true`, text arrives as `{"delta": ...}` events and the final event carries
     the answer, citations, refusal flag and usage."""
-    _collection_exists(service, body.collection)
+    service.require_collection(body.collection)
     prepared = await asyncio.to_thread(
         service.library.prepare, body.question, body.collection, body.top_k
     )
     if prepared.messages is None:
-        refusal = _ask_response(Grounded(REFUSAL, [], True, 0), _usage())
+        refusal = _ask_response(NO_SOURCES, _usage())
         if not body.stream:
             return refusal
         return StreamingResponse(
@@ -184,7 +177,9 @@ def _encode(vector: np.ndarray, encoding: str) -> list[float] | str:
 async def embeddings(
     body: EmbeddingRequest, service: Service = Depends(get_service)
 ) -> EmbeddingResponse:
-    embedder = service.library.context.embedder
+    # The first call loads the embedding model: seconds of work that must not hold the event loop.
+    context = await asyncio.to_thread(lambda: service.library.context)
+    embedder = context.embedder
     if body.model != embedder.model_id:
         raise APIError(
             404, f"embedding model '{body.model}' not found; available: {embedder.model_id}",
@@ -193,9 +188,12 @@ async def embeddings(
     texts = body.texts()
     if not texts or len(texts) > 2048:
         raise APIError(400, "input must hold 1 to 2048 texts", "invalid_input", "input")
-    vectors = await asyncio.to_thread(embedder.embed, texts)
-    tokenizer = service.library.context.tokenizer
-    tokens = sum(len(tokenizer.encode(t).ids) for t in texts)
+
+    def embed_and_count() -> tuple[np.ndarray, int]:
+        counted = context.tokenizer.encode_batch(texts)
+        return embedder.embed(texts), sum(len(encoding.ids) for encoding in counted)
+
+    vectors, tokens = await asyncio.to_thread(embed_and_count)
     return EmbeddingResponse(
         data=[
             EmbeddingItem(index=i, embedding=_encode(v, body.encoding_format))

@@ -11,7 +11,6 @@ from dataclasses import asdict, replace
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response, StreamingResponse
 
-from chatworks.api.errors import APIError
 from chatworks.api.generation import GenerationResponse, collect, start_generation
 from chatworks.api.schemas import (
     ChatChoice,
@@ -29,7 +28,6 @@ from chatworks.api.service import Service, get_service
 from chatworks.api.sse import CHAT_CHUNK, TEXT_CHUNK, ChunkShape, encode_stream
 from chatworks.providers.base import Delta, GenerationRequest, Usage
 from chatworks.rag.answer import REFUSAL, Citation, Source, ground
-from chatworks.storage import documents as docs
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 
@@ -122,9 +120,8 @@ async def _grounded(
 ) -> tuple[GenerationRequest, list[Source]]:
     """The `collection` extension: the last user message is answered from the collection's
     passages (earlier turns are not sent: the sources take the context)."""
-    with service.library.session() as session:
-        if docs.collection_id(session, body.collection) is None:
-            raise APIError(404, f"collection '{body.collection}' not found", "collection_not_found")
+    await service.check_model(request.model)  # before the retrieval work, not after it
+    service.require_collection(body.collection)
     question = next(m.content for m in reversed(request.messages) if m.role == "user")
     prepared = await asyncio.to_thread(service.library.prepare, question, body.collection)
     if prepared.messages is None:
