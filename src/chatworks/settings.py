@@ -85,9 +85,6 @@ class Settings(BaseSettings):
         0.25, ge=-1, le=1, description="Below this best cosine similarity, refuse"
     )
     rag_context_tokens: int = Field(1500, ge=64, description="Token budget for the sources")
-    demo_collection: str = Field(
-        "chatworks-docs", description="Collection `make run` fills with the project's docs"
-    )
 
     @model_validator(mode="after")
     def _model_named_by_path(self) -> Settings:

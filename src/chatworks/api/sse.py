@@ -66,12 +66,13 @@ async def encode_stream(
     base = {"id": completion_id, "object": shape.object, "created": created, "model": model}
     extra = {"usage": None} if include_usage else {}
     first = True
-    parts: list[str] = []
+    parts: list[str] = []  # kept only when the finishing chunk needs the whole text
     try:
         async for delta in deltas:
             if not delta.text and delta.finish_reason is None:
                 continue
-            parts.append(delta.text)
+            if finish_fields is not None:
+                parts.append(delta.text)
             choice = shape.choice(delta.text, delta.finish_reason, first)
             finishing = delta.finish_reason is not None and finish_fields is not None
             late = finish_fields("".join(parts)) if finishing else {}

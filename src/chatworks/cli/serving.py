@@ -14,7 +14,8 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Interface to bind (default 127.0.0.1).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (default 8000).")] = None,
     provider: Annotated[
-        str | None, typer.Option(help="transformers (local model) or openai (upstream).")
+        str | None,
+        typer.Option(help="native (default), transformers (reference) or openai (upstream)."),
     ] = None,
     model: Annotated[
         str | None,

@@ -3,8 +3,9 @@
 One tensor pair per layer, [slots, n_kv_heads, capacity, head_dim]. The scheduler keeps its
 running sequences in slots 0..n-1 (it moves the last one into any slot that frees up), so a
 decode step reads a plain slice of the cache rather than gathering rows. Capacity starts small
-and doubles on demand up to `max_len`, so memory follows the longest live sequence rather than
-the model's context length. Does not cover: paging or prefix sharing.
+and doubles on demand up to `max_len`, so memory follows the longest sequence served so far
+(it never shrinks) rather than the model's context length. Does not cover: paging or prefix
+sharing.
 """
 
 from __future__ import annotations
@@ -51,7 +52,3 @@ class KVCache:
         """Copy the first `length` positions of slot `src` into slot `dst`."""
         for tensor in (*self.keys, *self.values):
             tensor[dst, :, :length] = tensor[src, :, :length]
-
-    @property
-    def nbytes(self) -> int:
-        return sum(t.numel() * t.element_size() for t in (*self.keys, *self.values))

@@ -3,7 +3,9 @@
 Decoding one token reads every weight once, so on a CPU its speed is set by bytes of weights per
 token (memory bandwidth), not by arithmetic: bf16 halves the bytes, int8 quarters them, int4
 (groups of 32 with a scale and a minimum each, the layout of GGUF's Q4_1, so a Q4_1 checkpoint
-loses nothing more) cuts them ~7x. The int kernels take bf16 activations. RoPE tables and norm
+loses nothing more) cuts them ~7x for decode batches of up to 4 rows; larger batches and
+prefill use a dense bf16 copy of the same quantized weights (compute-bound there), so resident
+memory is ~2.5 bytes per weight. The int kernels take bf16 activations. RoPE tables and norm
 statistics stay float32 in every mode.
 Does not cover: quantization-aware training or activation quantization.
 """

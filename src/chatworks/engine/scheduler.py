@@ -73,7 +73,6 @@ class EngineStats:
     prefill_seconds: float = 0.0
     decode_seconds: float = 0.0
     queue_seconds: float = 0.0  # summed over admitted requests
-    admitted: int = 0
 
 
 class Handle:
@@ -218,7 +217,6 @@ class Engine:
             self.stats.running = len(self._running) + len(admitted)
         now = time.perf_counter()
         for seq in admitted:
-            self.stats.admitted += 1
             self.stats.queue_seconds += now - seq.submitted_at
         return admitted
 

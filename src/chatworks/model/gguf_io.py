@@ -65,7 +65,6 @@ def read_config(reader: GGUFReader) -> ModelConfig:
         scaling = {"rope_type": "linear", "factor": meta("rope.scaling.factor")}
     elif meta("rope.scaling.type", "none") != "none" or "rope_freqs.weight" in names:
         raise ValueError("this GGUF's RoPE scaling is not supported")
-    eos = [metadata(reader, f"tokenizer.ggml.{k}_token_id") for k in ("eos", "eot")]
     return ModelConfig(
         vocab_size=meta("vocab_size") or len(reader.fields["tokenizer.ggml.tokens"].data),
         dim=dim,
@@ -81,8 +80,14 @@ def read_config(reader: GGUFReader) -> ModelConfig:
         qk_norm="blk.0.attn_q_norm.weight" in names,
         max_seq_len=meta("context_length", 2048),
         bos_token_id=metadata(reader, "tokenizer.ggml.bos_token_id"),
-        eos_token_ids=tuple(dict.fromkeys(i for i in eos if i is not None)),
+        eos_token_ids=eos_token_ids(reader),
     )
+
+
+def eos_token_ids(reader: GGUFReader) -> tuple[int, ...]:
+    """End of text and end of turn (chat models stop on either), without repeats."""
+    eos = [metadata(reader, f"tokenizer.ggml.{k}_token_id") for k in ("eos", "eot")]
+    return tuple(dict.fromkeys(i for i in eos if i is not None))
 
 
 def _rename(gguf_name: str) -> str:

@@ -21,7 +21,7 @@ from tokenizers import AddedToken, Regex, decoders, models
 from tokenizers import Tokenizer as HFTokenizer
 from tokenizers import pre_tokenizers as pre
 
-from chatworks.model.gguf_io import metadata
+from chatworks.model.gguf_io import eos_token_ids, metadata
 
 _LLAMA3_SPLIT = (
     r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}"
@@ -30,7 +30,7 @@ _LLAMA3_SPLIT = (
 _CONTROL, _USER_DEFINED = 3, 4  # llama.cpp token types
 
 
-def _pre_tokenizer(kind: str) -> pre.PreTokenizer:
+def named_pre_tokenizer(kind: str) -> pre.PreTokenizer:
     """llama.cpp's `tokenizer.ggml.pre` names the regex that splits text before BPE."""
     byte_level = pre.ByteLevel(add_prefix_space=False, use_regex=True)
     if kind in ("smollm", "starcoder", "refact"):  # GPT-2 regex, but every digit on its own
@@ -80,7 +80,7 @@ class Tokenizer:
         tokens: list[str] = metadata(reader, "tokenizer.ggml.tokens")
         merges = [tuple(m.split(" ", 1)) for m in metadata(reader, "tokenizer.ggml.merges")]
         hf = HFTokenizer(models.BPE({t: i for i, t in enumerate(tokens)}, merges))
-        hf.pre_tokenizer = _pre_tokenizer(metadata(reader, "tokenizer.ggml.pre", "gpt2"))
+        hf.pre_tokenizer = named_pre_tokenizer(metadata(reader, "tokenizer.ggml.pre", "gpt2"))
         hf.decoder = decoders.ByteLevel()
         # Control tokens (<|im_start|>) and user-defined ones must match whole in text, not as BPE.
         types = metadata(reader, "tokenizer.ggml.token_type") or []
@@ -92,12 +92,11 @@ class Tokenizer:
             ]
         )
         hf.add_special_tokens([t for t, typ in zip(tokens, types, strict=False) if typ == _CONTROL])
-        eos = [metadata(reader, f"tokenizer.ggml.{k}_token_id") for k in ("eos", "eot")]
         return cls(
             hf,
             chat_template=metadata(reader, "tokenizer.chat_template"),
             bos_token_id=metadata(reader, "tokenizer.ggml.bos_token_id"),
-            eos_token_ids=[i for i in dict.fromkeys(eos) if i is not None],
+            eos_token_ids=eos_token_ids(reader),
             add_bos=bool(metadata(reader, "tokenizer.ggml.add_bos_token", False)),
             pad_token_id=metadata(reader, "tokenizer.ggml.padding_token_id"),
         )
@@ -172,7 +171,7 @@ class Tokenizer:
     @property
     def pre_tokenizer_name(self) -> str:
         """llama.cpp's name (`tokenizer.ggml.pre`) for this tokenizer's split: the inverse of
-        `_pre_tokenizer`, so a GGUF written from it is split the same way when read back."""
+        `named_pre_tokenizer`, so a GGUF written from it is split the same way when read back."""
         spec = json.loads(self.hf.to_str()).get("pre_tokenizer") or {}
         steps = spec.get("pretokenizers", [spec])
         kinds = [step.get("type") for step in steps]
