@@ -14,21 +14,16 @@ from pathlib import Path
 
 import pytest
 
-from chatworks.training.corpus import prepare_corpus, split_texts
 from chatworks.training.presets import get_preset
 from chatworks.training.pretrain import pretrain, read_metrics
-from chatworks.training.tokenizer_train import train_tokenizer
-from tests.unit.training_corpus import write_corpus
+from tests.unit.training_corpus import prepare_data
 
 PRESET = get_preset("micro").override(steps=12)  # global batch 8 rows: 2 x 4 or 1 x (2 x 4)
 TOLERANCE = 1e-4  # relative, per step
 
 
 def test_two_process_gloo_matches_one_process(tmp_path):
-    corpus = write_corpus(tmp_path)
-    texts = split_texts([corpus], PRESET.corpus_bytes, PRESET.val_fraction, "train")
-    tokenizer = train_tokenizer(texts, PRESET.vocab_size, tmp_path / "tokenizer")
-    prepare_corpus([corpus], tokenizer, tmp_path / "data", PRESET.corpus_bytes, PRESET.val_fraction)
+    prepare_data(tmp_path, PRESET)
     assert PRESET.accumulation_steps(1) == 2 and PRESET.accumulation_steps(2) == 1
 
     single = pretrain(PRESET, tmp_path / "data", tmp_path / "tokenizer", tmp_path / "one",

@@ -17,8 +17,8 @@ from chatworks.training.data import TokenStream
 from chatworks.training.optim import lr_multiplier, newton_schulz
 from chatworks.training.presets import get_preset
 from chatworks.training.pretrain import pretrain, read_metrics
-from chatworks.training.tokenizer_train import bytes_per_token, token_bytes, train_tokenizer
-from tests.unit.training_corpus import write_corpus
+from chatworks.training.tokenizer_train import bytes_per_token, token_bytes
+from tests.unit.training_corpus import prepare_data
 
 PRESET = get_preset("micro")
 
@@ -26,10 +26,7 @@ PRESET = get_preset("micro")
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory):
     root = tmp_path_factory.mktemp("pretrain")
-    corpus = write_corpus(root)
-    texts = split_texts([corpus], PRESET.corpus_bytes, PRESET.val_fraction, "train")
-    tokenizer = train_tokenizer(texts, PRESET.vocab_size, root / "tokenizer")
-    prepare_corpus([corpus], tokenizer, root / "data", PRESET.corpus_bytes, PRESET.val_fraction)
+    corpus, tokenizer = prepare_data(root, PRESET)
     return root, corpus, tokenizer
 
 
@@ -177,3 +174,13 @@ def test_schedule_warms_up_then_decays_to_the_floor():
     assert lrs[-1] == pytest.approx(0.1 + 0.9 / 90)
     cosine = PRESET.override(steps=100, warmup_steps=10, decay="cosine")
     assert lr_multiplier(55, cosine) == pytest.approx(0.5)
+
+
+def test_a_crash_between_the_checkpoint_renames_resumes_from_the_old_one(prepared, tmp_path):
+    root = prepared[0]
+    out = tmp_path / "run"
+    pretrain(PRESET, root / "data", root / "tokenizer", out, stop_after=10, log=lambda _: None)
+    checkpoint = out / "checkpoint"
+    checkpoint.rename(checkpoint.with_name("checkpoint.old"))  # killed after the first rename
+    rest = pretrain(PRESET, root / "data", root / "tokenizer", out, log=lambda _: None)
+    assert len(rest) == PRESET.steps - 10  # resumed at step 10, not restarted

@@ -10,14 +10,12 @@ import torch
 from chatworks.engine.sampling import SamplingParams
 from chatworks.engine.scheduler import Engine
 from chatworks.model import load_pretrained
-from chatworks.training.corpus import prepare_corpus, split_texts
 from chatworks.training.evaluate import greedy
 from chatworks.training.export import export
 from chatworks.training.presets import get_preset
 from chatworks.training.pretrain import pretrain
 from chatworks.training.sft import example, read_sharegpt, render, sft
-from chatworks.training.tokenizer_train import train_tokenizer
-from tests.unit.training_corpus import conversations, write_corpus
+from tests.unit.training_corpus import conversations, prepare_data
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 PRESET = get_preset("micro")
@@ -32,10 +30,7 @@ PROMPTS = [
 def run(tmp_path_factory):
     """A micro run: tokenizer, shards, a few pretraining steps, a few SFT steps."""
     root = tmp_path_factory.mktemp("run")
-    corpus = write_corpus(root)
-    texts = split_texts([corpus], PRESET.corpus_bytes, PRESET.val_fraction, "train")
-    tok = train_tokenizer(texts, PRESET.vocab_size, root / "tokenizer")
-    prepare_corpus([corpus], tok, root / "data", PRESET.corpus_bytes, PRESET.val_fraction)
+    prepare_data(root, PRESET)
     pretrain(PRESET, root / "data", root / "tokenizer", root / "base", log=lambda _: None)
     return root
 

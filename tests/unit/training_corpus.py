@@ -5,6 +5,11 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+from chatworks.model.tokenizer import Tokenizer
+from chatworks.training.corpus import prepare_corpus, split_texts
+from chatworks.training.presets import Preset
+from chatworks.training.tokenizer_train import train_tokenizer
+
 NOUNS = ["cat", "dog", "bird", "list", "file", "river", "king", "function", "garden", "robot"]
 ADJECTIVES = ["small", "quick", "green", "lazy", "bright", "old", "empty", "happy"]
 VERBS = ["sees", "opens", "likes", "reads", "moves", "calls", "finds", "keeps"]
@@ -24,6 +29,16 @@ def write_corpus(root: Path, n_docs: int = 160, seed: int = 0) -> Path:
         text = " ".join(sentence(rng) for _ in range(rng.randint(8, 16)))
         (corpus / f"doc{i:04d}.txt").write_text(f"Story {i}.\n\n{text}\n")
     return corpus
+
+
+def prepare_data(root: Path, preset: Preset) -> tuple[Path, Tokenizer]:
+    """The corpus above, a tokenizer trained on it (`root/tokenizer`) and its token shards
+    (`root/data`), sized by `preset`. Returns the corpus directory and the tokenizer."""
+    corpus = write_corpus(root)
+    texts = split_texts([corpus], preset.corpus_bytes, preset.val_fraction, "train")
+    tokenizer = train_tokenizer(texts, preset.vocab_size, root / "tokenizer")
+    prepare_corpus([corpus], tokenizer, root / "data", preset.corpus_bytes, preset.val_fraction)
+    return corpus, tokenizer
 
 
 def conversations(n: int = 40, seed: int = 0) -> list[list[dict[str, str]]]:

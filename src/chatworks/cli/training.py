@@ -128,17 +128,22 @@ def train_sft(
 ) -> None:
     """Chat fine-tuning with the loss on assistant tokens only."""
     from chatworks.model import bundled_model_path
+    from chatworks.training.ddp import close_world, init_world
     from chatworks.training.sft import load_conversations, sft
     from chatworks.training.tracking import start_tracking
 
     p = _preset(preset, threads, sft_steps=steps, finetune_lr=lr, seq_len=seq_len,
                 sft_conversations=max_conversations)  # fmt: skip
     conversations = load_conversations(chats, p.sft_conversations, 3 * p.seq_len)
-    tracker = start_tracking(track, out.name)
-    losses = sft(p, base or bundled_model_path(), conversations, out, tracker=tracker, log=_log)
+    world = init_world()
+    tracker = start_tracking(track and world.is_main, out.name)
+    log = _log if world.is_main else (lambda _: None)
+    losses = sft(p, base or bundled_model_path(), conversations, out, world, tracker, log)
     tracker.close()
-    status = f"final loss {losses[-1]:.4f}" if losses else "already trained"
-    console.print(f"{len(conversations)} conversations, {status}")
+    close_world(world)
+    if world.is_main:
+        status = f"final loss {losses[-1]:.4f}" if losses else "already trained"
+        console.print(f"{len(conversations)} conversations, {status}")
 
 
 @app.command("eval")

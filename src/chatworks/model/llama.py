@@ -202,9 +202,12 @@ class Llama(nn.Module):
         last_only: return logits for the last token of each row only ([B, V]): all decoding needs.
         """
         B, T = tokens.shape
+        device = tokens.device
         if positions is None:
-            positions = torch.arange(T).expand(B, T)
-        key_positions = positions if kv is None else torch.arange(kv_len).expand(B, kv_len)
+            positions = torch.arange(T, device=device).expand(B, T)
+        key_positions = (
+            positions if kv is None else torch.arange(kv_len, device=device).expand(B, kv_len)
+        )
         mask = (key_positions.unsqueeze(1) <= positions.unsqueeze(2)).unsqueeze(1)  # [B,1,T,L]
         cos = self.rope_cos[positions].unsqueeze(2)
         sin = self.rope_sin[positions].unsqueeze(2)

@@ -42,6 +42,12 @@ def save_checkpoint(
 
 
 def has_state(path: str | Path) -> bool:
+    """Whether `path` holds a checkpoint to resume from. A crash between `save_checkpoint`'s two
+    renames leaves only `path.old`, the last complete checkpoint: it is put back first."""
+    path = Path(path)
+    old = path.with_name(path.name + ".old")
+    if not path.exists() and old.exists():
+        old.rename(path)
     return Path(path, STATE).exists()
 
 

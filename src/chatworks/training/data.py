@@ -36,9 +36,9 @@ class TokenStream:
         ]
         if not shards:
             raise ValueError(f"{data_dir}: no {split} tokens")
-        # Shards are small next to RAM for the presets here; one array keeps slicing trivial.
+        # One array keeps slicing trivial, at the cost of a copy of the split in RAM per process:
+        # fine for the CPU presets, too much for the GPU presets' full corpora (left for then).
         self.tokens = np.concatenate(shards) if len(shards) > 1 else shards[0]
-        self.bytes = manifest.bytes[split]
         self.shuffle_seed = shuffle_seed
         self._orders: dict[int, np.ndarray] = {}  # seq_len -> window order
 

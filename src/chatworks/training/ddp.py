@@ -27,11 +27,16 @@ class World:
         return self.rank == 0
 
 
+def local_world() -> World:
+    """One process, on the GPU when there is one."""
+    return World(device=torch.device("cuda" if torch.cuda.is_available() else "cpu"))
+
+
 def init_world() -> World:
     """Join the process group when launched by torchrun (it sets RANK, WORLD_SIZE, ...)."""
     cuda = torch.cuda.is_available()
     if not dist.is_torchelastic_launched():
-        return World(device=torch.device("cuda" if cuda else "cpu"))
+        return local_world()
     dist.init_process_group("nccl" if cuda else "gloo")
     rank = dist.get_rank()
     device = torch.device("cpu")

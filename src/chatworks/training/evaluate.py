@@ -63,9 +63,9 @@ def greedy(
 ) -> list[int]:
     """Greedy continuation, recomputing the whole prefix each step (fine for short samples)."""
     ids = list(prompt)
-    window = model.cfg.max_seq_len
+    window, device = model.cfg.max_seq_len, model.embed_tokens.weight.device
     for _ in range(max_new):
-        logits = model(torch.tensor([ids[-window:]]), last_only=True)
+        logits = model(torch.tensor([ids[-window:]], device=device), last_only=True)
         token = int(logits[0].argmax())
         if token in stop:
             break
@@ -98,13 +98,13 @@ def choice_logprobs(model: Llama, tokenizer: Tokenizer, item: MCItem) -> list[fl
     """
     bos = [] if tokenizer.bos_token_id is None else [tokenizer.bos_token_id]
     context = bos + tokenizer.encode(item.context)
-    scores = []
+    scores, device = [], model.embed_tokens.weight.device
     for choice in item.choices:
         target = tokenizer.encode(choice)
         ids = (context + target)[-(model.cfg.max_seq_len + 1) :]
-        x = torch.tensor([ids[:-1]])
+        x = torch.tensor([ids[:-1]], device=device)
         logp = F.log_softmax(model(x)[0, -len(target) :], dim=-1)
-        total = logp.gather(1, torch.tensor(target).unsqueeze(1)).sum().item()
+        total = logp.gather(1, torch.tensor(target, device=device).unsqueeze(1)).sum().item()
         scores.append(total / max(1, len(choice.encode("utf-8"))))
     return scores
 

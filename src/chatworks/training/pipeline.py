@@ -1,10 +1,12 @@
 """The whole pipeline in one call: tokenizer -> shards -> pretraining -> SFT -> eval -> export.
 
-Each stage writes into the run directory and is skipped when its output is already there, so an
-interrupted `chatworks train run` continues where it stopped (pretraining and SFT resume from
-their checkpoints). Layout of `runs/NAME/`: `tokenizer/`, `data/`, `base/` and `sft/` (each with
-`checkpoint/`, `metrics.jsonl`), `export/hf/`, `export/model.gguf`, `report.md`, `*.png`.
-Does not cover: running stages on other machines; `torchrun` launches this same code per process.
+Each stage writes into the run directory, so an interrupted `chatworks train run` continues where
+it stopped: the tokenizer and finished shards are reused, pretraining and SFT resume from their
+checkpoints (a finished one reloads its inputs and finds no steps left), eval and export rerun.
+Layout of `runs/NAME/`: `tokenizer/`, `data/`, `base/` and `sft/` (each with `checkpoint/`,
+`metrics.jsonl`), `export/hf/`, `export/model.gguf`, `report.md`, `*.png`.
+Runs as one process (on the GPU when there is one). Does not cover: several processes; for
+DDP, run the stages one by one and `train base` (or `sft`) under `torchrun`.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from chatworks.model import bundled_model_path, gguf_io, load_pretrained
 from chatworks.model.tokenizer import Tokenizer
 from chatworks.training import corpus, sft
 from chatworks.training.data import TokenStream
-from chatworks.training.ddp import World
+from chatworks.training.ddp import local_world
 from chatworks.training.evaluate import bits_per_byte, cloze_task, greedy, mc_accuracy
 from chatworks.training.export import export
 from chatworks.training.presets import Preset
@@ -112,7 +114,7 @@ def run(
     tracker.log_params(config)
     timings: dict[str, float] = {}
     results: dict[str, Any] = {}
-    world = World()
+    world = local_world()
 
     with timed(timings, "tokenizer", log):
         tokenizer, compression = tokenizer_stage(preset, paths, run_dir / "tokenizer")

@@ -164,7 +164,10 @@ def sft(
 
     @torch.no_grad()
     def evaluate(step: int) -> dict[str, float]:
-        losses = [loss_fn(model, x.unsqueeze(0), y.unsqueeze(0)).item() for x, y in val]
+        losses = [
+            loss_fn(model, x.unsqueeze(0).to(world.device), y.unsqueeze(0).to(world.device)).item()
+            for x, y in val
+        ]
         return {"val_loss": sum(losses) / len(losses)}
 
     preset, rates = fine_tuning_rates(preset, base)

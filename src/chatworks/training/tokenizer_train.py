@@ -15,7 +15,7 @@ from tokenizers import Tokenizer as HFTokenizer
 from tokenizers import decoders, models, trainers
 from tokenizers import pre_tokenizers as pre
 
-from chatworks.model.tokenizer import Tokenizer
+from chatworks.model.tokenizer import Tokenizer, named_pre_tokenizer
 
 BOS, PAD, IM_START, IM_END = "<|endoftext|>", "<|pad|>", "<|im_start|>", "<|im_end|>"
 SPECIAL_TOKENS = [BOS, IM_START, IM_END, PAD]  # ids 0..3, in this order
@@ -34,12 +34,7 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int, out_dir: str | Path) 
     hf = HFTokenizer(models.BPE())
     # GPT-2's split with every digit on its own (llama.cpp calls it "smollm"): digit-by-digit
     # numbers help small models with arithmetic, as in SmolLM and Llama.
-    hf.pre_tokenizer = pre.Sequence(
-        [
-            pre.Digits(individual_digits=True),
-            pre.ByteLevel(add_prefix_space=False, use_regex=True),
-        ]
-    )
+    hf.pre_tokenizer = named_pre_tokenizer("smollm")
     hf.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
