@@ -1,5 +1,6 @@
-"""Serving benchmark: first vs warm start, and TTFT / decode speed through the HTTP API against
-the same model driven directly with transformers `generate` (the baseline, same run).
+"""Serving benchmark for the transformers provider: first vs warm start, and TTFT / decode speed
+through the HTTP API against the same model driven directly with transformers `generate` (the
+baseline, same run). The native engine has its own: bench/engine.py and bench/http_load.py.
 
     .venv/bin/python bench/serving.py [--requests 5] [--max-tokens 128]
 """
@@ -25,7 +26,8 @@ PROMPT = "Explain in detail how a lighthouse works and why it matters to ships."
 
 def timed_start(data_dir: Path, name: str):
     started = time.perf_counter()
-    server = start_server(name, {"CHATWORKS_DATA_DIR": str(data_dir)})
+    env = {"CHATWORKS_DATA_DIR": str(data_dir), "CHATWORKS_PROVIDER": "transformers"}
+    server = start_server(name, env)
     return server, time.perf_counter() - started
 
 

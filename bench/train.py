@@ -3,6 +3,7 @@
     .venv/bin/python bench/train.py [--preset tiny] [--steps 8] [--repeats 3] [--threads 2]
                                     [--vocab-size 32768]   # nanochat's CPU shape: d4, 32k vocab
                                     [--optimizer adamw]    # the preset's is the default
+                                    [--compile]            # torch.compile the model
 
 MFU = 6 x (matrix parameters incl. lm_head) x tokens/s / (fp32 FLOP/s of a 2048x2048 matmul
 measured just before, in this same run, with the same threads): the share of the machine's
@@ -49,7 +50,8 @@ def matrix_params(model: Llama) -> int:
 
 
 def training_rate(preset: Preset, steps: int) -> tuple[float, int]:
-    """Tokens/s over `steps` optimizer steps after one warm-up step; and matrix params."""
+    """Tokens/s over `steps` optimizer steps after one warm-up step (which also pays for
+    `torch.compile` when the preset asks for it); and matrix params."""
     model = Llama(preset.model_config(preset.vocab_size, 0, (1,)))
     init_weights(model, preset.seed)
     optimizers = build_optimizers(model, preset)
@@ -61,10 +63,11 @@ def training_rate(preset: Preset, steps: int) -> tuple[float, int]:
         for _ in range(accumulation)
     ]
     model.train()
-    optimizer_step(model, params, optimizers, micro, preset.grad_clip, World())
+    step_model = torch.compile(model) if preset.compile else model
+    optimizer_step(step_model, params, optimizers, micro, preset.grad_clip, World())
     started = time.perf_counter()
     for _ in range(steps):
-        optimizer_step(model, params, optimizers, micro, preset.grad_clip, World())
+        optimizer_step(step_model, params, optimizers, micro, preset.grad_clip, World())
     return preset.batch_tokens * steps / (time.perf_counter() - started), matrix_params(model)
 
 
@@ -76,8 +79,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--vocab-size", type=int, help="override the preset's vocabulary")
     parser.add_argument("--optimizer", choices=["adamw", "muon"], help="override the preset's")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the model")
     args = parser.parse_args()
-    preset = get_preset(args.preset).override(vocab_size=args.vocab_size, optimizer=args.optimizer)
+    preset = get_preset(args.preset).override(
+        vocab_size=args.vocab_size, optimizer=args.optimizer, compile=args.compile or None
+    )
     torch.set_num_threads(args.threads)
     print(f"load average {os.getloadavg()}, torch threads {args.threads}")
     # Baseline and training alternate, so a change in the machine's load hits both alike.

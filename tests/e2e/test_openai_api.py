@@ -178,6 +178,10 @@ def test_metrics_count_generations(any_server, client):
         )
         > 0
     )
+    if httpx.get(f"{any_server.base_url}/readyz").json()["provider"] == "native":
+        assert any_server.metric("chatworks_engine_decode_tokens_total", model=MODEL) > 0
+        assert any_server.metric("chatworks_engine_prefill_tokens_total", model=MODEL) > 0
+        assert "chatworks_kv_cache_usage_perc{" in httpx.get(f"{any_server.base_url}/metrics").text
 
 
 def test_health_and_readiness(live_server):

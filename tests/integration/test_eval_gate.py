@@ -33,6 +33,7 @@ from chatworks.rag.answer import REFUSAL
 from chatworks.rag.ingest import ingest_path
 from chatworks.rag.library import Library
 from chatworks.settings import Settings
+from tests.servers import ARTIFACTS
 
 # Ingestion alone takes 1-2 minutes on a busy 2-core machine.
 pytestmark = pytest.mark.timeout(600)
@@ -115,6 +116,7 @@ def test_grounded_answers_refuse_and_cite_only_given_sources(
         chosen, library, create_provider(settings), COLLECTION,
         model=settings.model, max_tokens=48,
     )  # fmt: skip
+    write_reports(report, ARTIFACTS / "eval-answers")  # the numbers docs/evals.md quotes
     results = {r.id: r for r in report.questions}
     m = report.metrics
     # Citation validity: every citation names, by number, a passage that was in the prompt.
