@@ -25,7 +25,9 @@ class Settings(BaseSettings):
     data_dir: Path = Path("./data")
 
     # Generation
-    provider: Literal["native", "transformers", "openai"] = "native"
+    provider: Literal["native", "transformers", "openai", "scripted"] = Field(
+        "native", description="scripted: replies from CHATWORKS_SCRIPT_PATH, no model (tests, UI)"
+    )
     model: str = Field(
         DEFAULT_MODEL_ID, description="Model id served, or a local path to load (served by name)"
     )
@@ -38,6 +40,7 @@ class Settings(BaseSettings):
         "int4", description="Native engine weights: int4 decodes fastest on CPU, fp32 is exact"
     )
     engine_max_seq_len: int = Field(4096, ge=16, description="Longest prompt + answer, in tokens")
+    script_path: Path | None = Field(None, description="JSON rules for the scripted provider")
     upstream_url: str = "http://127.0.0.1:8080/v1"
     upstream_key: str = "none"
     upstream_timeout_s: float = Field(120.0, gt=0)
@@ -89,8 +92,10 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _model_named_by_path(self) -> Settings:
         """`model=runs/NAME` (or a .gguf file, an HF directory) loads that path as `NAME`."""
+        if self.provider == "scripted" and "model" not in self.model_fields_set:
+            self.model = "scripted"  # not the default model's name: no model answers
         path = Path(self.model).expanduser()
-        if self.model_path is not None or self.provider == "openai":
+        if self.model_path is not None or self.provider in ("openai", "scripted"):
             return self
         if path.exists():
             path = path.resolve()

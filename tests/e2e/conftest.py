@@ -1,6 +1,9 @@
-"""Real servers for end-to-end tests: one chatworks with the default model for the session."""
+"""Real servers for end-to-end tests: one chatworks with the default model for the session,
+and one with the scripted provider for what must not depend on a model's words."""
 
 from __future__ import annotations
+
+import json
 
 import pytest
 
@@ -19,6 +22,23 @@ LIVE_ENV = {
 }
 
 MODEL = "smollm2-135m-instruct"
+
+# The scripted server's replies (see chatworks.providers.scripted): a grounded answer that cites
+# the passage holding the fact, one that quotes it without a marker, one with a marker naming no
+# source, and the model's own refusal. Rules match the question at the end of a grounded prompt
+# (the passages before it contain the fact too); anything else is echoed.
+SCRIPT = {
+    "delay_s": 0.01,
+    "rules": [
+        {"match": "Question: What is the secret code word",
+         "reply": "The code word is BLUEBIRD-42 {cite:BLUEBIRD-42}."},
+        {"match": "Question: What is the Zephyr project password",
+         "reply": "The secret code word of the Zephyr project is BLUEBIRD-42."},
+        {"match": "Question: Is there parking", "reply": "Parking is free for staff [7]."},
+        {"match": "Question: What is the dress code",
+         "reply": "I don't know based on the provided documents."},
+    ],
+}  # fmt: skip
 
 
 @pytest.fixture(scope="session")
@@ -42,3 +62,16 @@ def any_server(request) -> LiveServer:
     """Runs a test once per local provider."""
     name = "live_server" if request.param == "native" else "transformers_server"
     return request.getfixturevalue(name)
+
+
+@pytest.fixture(scope="session")
+def scripted_server(tmp_path_factory) -> LiveServer:
+    """Deterministic replies from SCRIPT behind the real server: documents, citations, streams."""
+    data = tmp_path_factory.mktemp("scripted")
+    script = data / "script.json"
+    script.write_text(json.dumps(SCRIPT))
+    server = start_server("scripted", {**LIVE_ENV, "CHATWORKS_DATA_DIR": str(data),
+                                       "CHATWORKS_PROVIDER": "scripted",
+                                       "CHATWORKS_SCRIPT_PATH": str(script)})  # fmt: skip
+    yield server
+    server.stop()

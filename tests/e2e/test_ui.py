@@ -4,7 +4,8 @@ Covers: the model picker, streaming, Stop (the fetch is aborted and the UI is us
 usage under an answer, Regenerate, Edit-and-resend, the sidebar (titles, search, delete,
 persistence), that model output cannot inject HTML or script, that a server error shows the
 server's own message in a dismissible banner, and answers grounded in uploaded documents (new
-collection, upload toasts, citation chips and their panel, refusals, history after a reload).
+collection, upload toasts, citation chips and their panel, refusals, history after a reload),
+the last against the scripted provider so the chips do not depend on a model's words.
 Screenshots go to tests/artifacts/ui-*.png.
 """
 
@@ -60,13 +61,24 @@ def open_page(browser: Browser, base_url: str, **context_args) -> tuple[Page, li
     return page, errors
 
 
-@pytest.fixture
-def page(browser: Browser, live_server) -> Iterator[Page]:
+def desktop_page(browser: Browser, server) -> Iterator[Page]:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    page, errors = open_page(browser, live_server.base_url, viewport={"width": 1280, "height": 800})
+    page, errors = open_page(browser, server.base_url, viewport={"width": 1280, "height": 800})
     yield page
     page.context.close()
     assert errors == [], f"JavaScript errors in the page: {errors}"
+
+
+@pytest.fixture
+def page(browser: Browser, live_server) -> Iterator[Page]:
+    """The UI on the default model."""
+    yield from desktop_page(browser, live_server)
+
+
+@pytest.fixture
+def scripted_page(browser: Browser, scripted_server) -> Iterator[Page]:
+    """The UI on the scripted provider: fixed answers, for what must not depend on a model."""
+    yield from desktop_page(browser, scripted_server)
 
 
 def shot(page: Page, name: str) -> None:
@@ -320,15 +332,19 @@ Lunch in the Zephyr office is served at noon on the third floor.
 REFUSAL = "I don't know based on the provided documents."
 
 
-def test_grounded_answers_with_citations(page: Page, live_server, tmp_path: Path) -> None:
+def test_grounded_answers_with_citations(
+    scripted_page: Page, scripted_server, tmp_path: Path
+) -> None:
+    page = scripted_page
     name = f"ui-{uuid.uuid4().hex[:8]}"
     doc = tmp_path / f"zephyr-{name}.md"
     doc.write_text(ZEPHYR)
     bad = tmp_path / "tool.exe"
     bad.write_bytes(b"MZ\x90\x00")
-    # Greedy and short, so the answer (and whether the server can attribute it) is repeatable.
-    # Written before the page's own scripts run on every load: set from a running page, the
-    # app could save its in-memory settings over it on the way out.
+    # The scripted server answers the code-word question citing the passage that holds it
+    # (tests/e2e/conftest.py). The UI's settings are written before the page's own scripts
+    # run on every load: set from a running page, the app could save its in-memory settings
+    # over it on the way out.
     settings = json.dumps({"maxTokens": 40, "temperature": 0})
     page.context.add_init_script(f"localStorage.setItem({SETTINGS_KEY!r}, {settings!r})")
     page.reload()
@@ -407,4 +423,4 @@ def test_grounded_answers_with_citations(page: Page, live_server, tmp_path: Path
         picker.select_option("")
         expect(composer).to_have_attribute("placeholder", "Message chatworks")
     finally:
-        httpx.delete(f"{live_server.api_url}/collections/{name}", timeout=30)
+        httpx.delete(f"{scripted_server.api_url}/collections/{name}", timeout=30)

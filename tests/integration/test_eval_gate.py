@@ -48,6 +48,12 @@ RETRIEVAL_MINIMUMS = {
 RETRIEVAL_MAXIMUMS = {"floor_false_refusal_rate": 0.02}  # measured 0: no answerable refused
 # The answer slice: 8 answerable + 2 out-of-domain + 2 in-domain unanswerable questions.
 ANSWER_SLICE_UNANSWERABLE = ("na-australia", "na-bread", "na-asyncio", "na-gil")
+ANSWER_MINIMUMS = {
+    "refusal_accuracy": 0.5,  # measured 0.50: the 2 out-of-domain ones, refused by retrieval
+    "citation_precision": 0.4,  # measured 0.75 (AMD), 0.60 (Intel)
+    "containment": 0.25,  # measured 0.375 (3 of 8)
+}
+ANSWER_MAXIMUMS = {"false_refusal_rate": 0.125}  # measured 0; at most 1 of the 8 answerable
 
 
 @pytest.fixture(scope="module")
@@ -126,7 +132,7 @@ def test_grounded_answers_refuse_and_cite_only_given_sources(
     # Below the relevance floor there is no generation at all: the answer is the refusal.
     for qid in ("na-australia", "na-bread"):
         assert results[qid].refused and results[qid].answer == REFUSAL
-    assert m["refusal_accuracy"] is not None and m["refusal_accuracy"] >= 0.5
-    assert m["false_refusal_rate"] == 0.0
-    assert m["citation_precision"] is not None and m["citation_precision"] >= 0.5
-    assert m["containment"] is not None and m["containment"] >= 0.25
+    # Rates over a few questions, each a little below what was measured on AMD EPYC and on
+    # Intel Xeon under both kinds of kernel (docs/evals.md): one answer that flips on another
+    # CPU moves a rate by one question and must not fail the build.
+    assert check_thresholds(m, ANSWER_MINIMUMS, ANSWER_MAXIMUMS) == [], m

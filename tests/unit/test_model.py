@@ -14,6 +14,7 @@ from chatworks.engine.precision import apply_precision
 from chatworks.engine.sampling import SamplingParams
 from chatworks.engine.scheduler import Engine
 from chatworks.model import bundled_model_path, load_pretrained
+from tests.reference import assert_near_greedy
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 
@@ -89,25 +90,28 @@ def test_logits_match_transformers(reference, native):
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=2e-4)
 
 
-def test_greedy_fp32_generates_exactly_transformers_tokens(reference, native):
+def test_greedy_fp32_picks_transformers_best_tokens(reference, native):
+    """Every token the engine picks, and the end of turn where it stops, is transformers' best
+    next token for that prefix, up to a near-tie (tests/reference.py): two implementations
+    with different kernels, so their texts may part at a tie on some CPU, never at a real gap."""
     engine = Engine(native[0], slots=2).start()
     eos = native[1].eos_token_ids
     params = SamplingParams(max_tokens=NEW_TOKENS, temperature=0, stop_token_ids=eos)
+
+    def logits_of(ids: list[int]) -> torch.Tensor:
+        return reference[0](torch.tensor([ids])).logits[0]
+
     try:
         for prompt in PROMPTS:
             ids = native[1].encode(prompt)
-            with torch.inference_mode():
-                out = reference[0].generate(
-                    torch.tensor([ids]), max_new_tokens=NEW_TOKENS, do_sample=False
-                )
-            expected = out[0, len(ids) :].tolist()
             tokens, finish = engine.generate(ids, params)
-            # Both stop at EOS; the engine does not emit it as a token.
-            if expected[-1] in eos:
-                expected, reason = expected[: expected.index(expected[-1])], "stop"
+            if finish.reason == "stop":  # the engine does not emit the EOS it stopped at
+                with torch.inference_mode():
+                    last = logits_of([*ids, *tokens])[-1]
+                tokens = [*tokens, max(eos, key=lambda t: float(last[t]))]
             else:
-                reason = "length"
-            assert (tokens, finish.reason) == (expected, reason), prompt
+                assert (finish.reason, len(tokens)) == ("length", NEW_TOKENS), prompt
+            assert_near_greedy(logits_of, ids, tokens)
     finally:
         engine.stop()
 

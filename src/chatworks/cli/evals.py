@@ -1,4 +1,4 @@
-"""`chatworks eval retrieval|answers`: golden-set evals with thresholds that fail the run."""
+"""`chatworks eval retrieval|answers|probes`: evals with thresholds that fail the run."""
 
 from __future__ import annotations
 
@@ -9,7 +9,10 @@ import typer
 
 from chatworks.cli.shared import console, settings_from_flags
 
-app = typer.Typer(help="Evaluate retrieval and grounded answers against a golden set.")
+app = typer.Typer(
+    help="Evaluate retrieval and grounded answers against a golden set, and the model against "
+    "a probe set."
+)
 
 DatasetOption = Annotated[
     Path | None, typer.Option(help="JSONL golden set (see docs/evals.md); default: the bundled "
@@ -138,3 +141,41 @@ def eval_answers(
         {"invalid_citations": 0},
     )  # fmt: skip
     _finish_eval(report, out, failures)
+
+
+@app.command("probes")
+def eval_probes(
+    probes: Annotated[
+        Path | None, typer.Option(help="JSONL probe set; default: the bundled model probes.")
+    ] = None,
+    docs: Annotated[
+        Path | None,
+        typer.Option(help="Documents the grounded probes ask about; default: the bundled ones."),
+    ] = None,
+    collection: EvalCollectionOption = "probes",
+    max_tokens: Annotated[int, typer.Option(help="Longest answer in tokens.")] = 48,
+    min_pass_rate: Annotated[
+        float | None, typer.Option(help="Fail below this share of passed probes.")
+    ] = None,
+    out: OutOption = Path("eval-reports"),
+) -> None:
+    """What the configured model says to a probe set (facts, grounded answers, refusals),
+    scored as pass rates: model quality as a rate, never as one answer."""
+    from chatworks.evals.probes import MODEL_PROBES, PROBE_DOCS, load_probes, run_probes
+    from chatworks.evals.report import check_thresholds
+    from chatworks.providers.registry import create_provider
+    from chatworks.rag.ingest import ingest_path
+    from chatworks.rag.library import Library
+
+    probes = probes or MODEL_PROBES
+    items = load_probes(probes)
+    library = Library(settings_from_flags())
+    with console.status("ingesting the probe documents..."):
+        ingest_path(library.context, [docs or PROBE_DOCS], collection, prune=True)
+    provider = create_provider(library.settings)
+    with console.status(f"asking {len(items)} probes..."):
+        report = run_probes(
+            items, provider, model=library.settings.model, library=library,
+            collection=collection, max_tokens=max_tokens, dataset=str(probes),
+        )  # fmt: skip
+    _finish_eval(report, out, check_thresholds(report.metrics, {"pass_rate": min_pass_rate}))

@@ -15,7 +15,10 @@ def serve(
     port: Annotated[int | None, typer.Option(help="Port (default 8000).")] = None,
     provider: Annotated[
         str | None,
-        typer.Option(help="native (default), transformers (reference) or openai (upstream)."),
+        typer.Option(
+            help="native (default), transformers (reference), openai (upstream) or scripted "
+            "(replies from --script, no model)."
+        ),
     ] = None,
     model: Annotated[
         str | None,
@@ -32,6 +35,9 @@ def serve(
     ] = None,
     upstream_key: Annotated[str | None, typer.Option(help="API key for the upstream.")] = None,
     threads: Annotated[int | None, typer.Option(help="torch threads.")] = None,
+    script: Annotated[
+        str | None, typer.Option(help="JSON reply rules for --provider scripted.")
+    ] = None,
 ) -> None:
     """Serve the OpenAI-compatible API and the web UI."""
     import uvicorn
@@ -42,6 +48,7 @@ def serve(
     settings = settings_from_flags(
         host=host, port=port, provider=provider, model=model, model_path=model_path,
         upstream_url=upstream_url, upstream_key=upstream_key, threads=threads,
+        script_path=script,
     )  # fmt: skip
     configure_logging(settings.log_level)
     settings.data_dir.mkdir(parents=True, exist_ok=True)

@@ -12,6 +12,7 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 
+from chatworks.evals.probes import ProbeResult
 from chatworks.evals.runner import AnswerResult, EvalReport, RetrievalResult
 
 
@@ -61,6 +62,8 @@ def to_markdown(report: EvalReport) -> str:
 
 
 def _missed(q: object) -> bool:
+    if isinstance(q, ProbeResult):
+        return not q.passed
     if isinstance(q, RetrievalResult):
         return not q.refused if not q.answerable else (q.recall or 0.0) < 1.0 or q.refused
     assert isinstance(q, AnswerResult)
@@ -70,6 +73,8 @@ def _missed(q: object) -> bool:
 
 
 def _why(q: object) -> str:
+    if isinstance(q, ProbeResult):
+        return f"{'; '.join(q.failures)}: {q.answer.replace(chr(10), ' ')[:160]!r}"
     if isinstance(q, RetrievalResult):
         if not q.answerable:
             return f"unanswerable, but above the relevance floor ({_fmt(q.best_similarity)})"

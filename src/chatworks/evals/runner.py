@@ -10,9 +10,9 @@ run vector-only or keyword-only, to show what fusion adds. Does not cover: inges
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, TypeVar
 
 from chatworks.evals import metrics
 from chatworks.evals.datasets import EvalItem, passage_matches, source_matches
@@ -23,6 +23,8 @@ from chatworks.rag.retrieve import retrieve
 from chatworks.rag.types import Hit
 
 Mode = Literal["hybrid", "vector", "keyword"]
+T = TypeVar("T")
+R = TypeVar("R")
 Progress = Callable[[int, int], None]  # (done, total)
 
 
@@ -43,7 +45,7 @@ class EvalReport:
     """What a run measured: `metrics` (name -> value; None when undefined, e.g. no unanswerable
     questions) and one record per question."""
 
-    kind: Literal["retrieval", "answers"]
+    kind: Literal["retrieval", "answers", "probes"]
     dataset: str
     collection: str
     params: dict[str, object]
@@ -171,6 +173,36 @@ async def _answer(
     )  # fmt: skip
 
 
+def ask_all(
+    provider: Provider,
+    items: Sequence[T],
+    ask: Callable[[T], Awaitable[R]],
+    progress: Progress | None = None,
+) -> list[R]:
+    """`ask` for every item, concurrently up to the provider's concurrency (so a batching engine
+    decodes several at once), results in item order. The provider is loaded and closed here."""
+    limit = asyncio.Semaphore(max(1, provider.max_concurrency))
+    done = 0
+
+    async def one(item: T) -> R:
+        nonlocal done
+        async with limit:
+            result = await ask(item)
+        done += 1
+        if progress:
+            progress(done, len(items))
+        return result
+
+    async def run_all() -> list[R]:
+        await provider.load()
+        try:
+            return list(await asyncio.gather(*map(one, items)))
+        finally:
+            await provider.close()
+
+    return asyncio.run(run_all())
+
+
 def run_answer_eval(
     items: Sequence[EvalItem],
     library: Library,
@@ -183,29 +215,12 @@ def run_answer_eval(
     progress: Progress | None = None,
 ) -> EvalReport:
     """Grounded answers, greedy, as `chatworks ask` makes them. Retrieval runs first, one
-    question at a time; then generations run concurrently up to the provider's concurrency, so
-    a batching engine decodes several at once. The provider is loaded and closed here."""
+    question at a time; then the generations, through `ask_all`."""
     prepared = [library.prepare(item.question, collection) for item in items]
-    limit = asyncio.Semaphore(max(1, provider.max_concurrency))
-    done = 0
-
-    async def one(item: EvalItem, ready: Prepared) -> AnswerResult:
-        nonlocal done
-        async with limit:
-            result = await _answer(item, ready, provider, model, max_tokens)
-        done += 1
-        if progress:
-            progress(done, len(items))
-        return result
-
-    async def run_all() -> list[AnswerResult]:
-        await provider.load()
-        try:
-            return list(await asyncio.gather(*map(one, items, prepared)))
-        finally:
-            await provider.close()
-
-    results = asyncio.run(run_all())
+    results = ask_all(
+        provider, list(zip(items, prepared, strict=True)),
+        lambda pair: _answer(*pair, provider, model, max_tokens), progress,
+    )  # fmt: skip
     answerable = [r for r in results if r.answerable]
     summary: dict[str, float | None] = {
         "refusal_accuracy": metrics.refusal_accuracy(

@@ -15,6 +15,10 @@ def create_provider(settings: Settings) -> Provider:
         from chatworks.providers.transformers import TransformersProvider
 
         return TransformersProvider(settings)
+    if settings.provider == "scripted":
+        from chatworks.providers.scripted import ScriptedProvider
+
+        return ScriptedProvider(settings)
     from chatworks.providers.native import NativeProvider
 
     return NativeProvider(settings)

@@ -1,0 +1,128 @@
+"""The scripted provider: deterministic replies without a model.
+
+Covers: choosing a reply from a JSON script (the first rule whose regex matches the last user
+message, else an echo of that message), resolving `{cite:TEXT}` in a reply to the `[n]` marker
+of the numbered source that contains TEXT, and streaming the reply piece by piece with the same
+stop-string and `max_tokens` handling as a model. Does not cover: language. It exists so that
+everything around generation (citations, refusals, streams, cancellation, the UI) can be tested
+through the real server with answers that do not depend on a CPU's rounding, and so the UI can
+be worked on without loading a model.
+
+A script (`CHATWORKS_SCRIPT_PATH`):
+
+    {"delay_s": 0.0,
+     "rules": [{"match": "Question: .*code word", "reply": "It is BLUEBIRD-42 {cite:BLUEBIRD}."}]}
+
+(A grounded prompt puts the passages before "Question: ...", so a rule for a grounded question
+anchors on that, or it would also match any question whose passages mention the words.)
+
+A "token" is one whitespace-delimited word with the whitespace after it, so usage counts are
+exact and predictable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from chatworks.engine.textstream import StopMatcher
+from chatworks.providers.base import Delta, GenerationRequest, ProviderError, Usage
+from chatworks.settings import Settings
+
+_PIECE = re.compile(r"\s*\S+\s*|\s+")
+_CITE = re.compile(r"\{cite:([^}]+)\}")
+# The numbered passages of a grounded prompt, as `chatworks.rag.answer` writes them.
+_SOURCE = re.compile(r"<source id=(\d+)[^\n]*\n(.*?)\n</source>", re.S)  # header: one line
+
+
+@dataclass(frozen=True)
+class Rule:
+    match: re.Pattern[str]
+    reply: str
+
+
+@dataclass(frozen=True)
+class Script:
+    rules: tuple[Rule, ...] = ()
+    delay_s: float = 0.0  # pause before each piece, to make streams slow enough to stop
+
+    @classmethod
+    def load(cls, path: Path) -> Script:
+        try:
+            raw = json.loads(path.read_text())
+            rules = tuple(Rule(re.compile(r["match"]), r["reply"]) for r in raw.get("rules", []))
+            return cls(rules, float(raw.get("delay_s", 0.0)))
+        except (OSError, ValueError, KeyError, TypeError, re.error) as exc:
+            raise ValueError(f"script {path}: {exc}") from exc
+
+
+def pieces(text: str) -> list[str]:
+    return _PIECE.findall(text)
+
+
+def _cite(reply: str, prompt: str) -> str:
+    """`{cite:TEXT}` becomes `[n]` for the first source containing TEXT, or nothing."""
+    sources = [(number, body) for number, body in _SOURCE.findall(prompt)]
+
+    def marker(match: re.Match[str]) -> str:
+        wanted = match.group(1)
+        return next((f"[{n}]" for n, body in sources if wanted in body), "")
+
+    return _CITE.sub(marker, reply)
+
+
+class ScriptedProvider:
+    name = "scripted"
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.max_concurrency = settings.engine_slots
+        self._script: Script | None = None
+
+    async def load(self) -> None:
+        path = self.settings.script_path
+        self._script = Script.load(path) if path else Script()
+
+    @property
+    def ready(self) -> bool:
+        return self._script is not None
+
+    async def models(self) -> list[str]:
+        return [self.settings.model]
+
+    async def close(self) -> None:
+        self._script = None
+
+    def reply(self, request: GenerationRequest) -> str:
+        if self._script is None:
+            raise ProviderError("script not loaded yet", status_code=503, code="not_ready")
+        if request.messages is None:
+            return request.prompt or ""
+        users = [m.content for m in request.messages if m.role == "user"]
+        last = users[-1] if users else ""
+        for rule in self._script.rules:
+            if rule.match.search(last):
+                return _cite(rule.reply, last)
+        return last
+
+    async def stream(self, request: GenerationRequest) -> AsyncIterator[Delta]:
+        reply = pieces(self.reply(request))
+        prompt = request.prompt if request.messages is None else ""
+        prompt += "".join(m.content + " " for m in request.messages or ())
+        usage = Usage(prompt_tokens=len(pieces(prompt)))
+        stops = StopMatcher(request.stop)
+        for piece in reply[: request.max_tokens]:
+            if self._script.delay_s:
+                await asyncio.sleep(self._script.delay_s)
+            usage.completion_tokens += 1
+            text = stops.push(piece)
+            if stops.stopped:
+                yield Delta(text, 1, "stop", usage)
+                return
+            yield Delta(text, 1)
+        finish = "length" if len(reply) > request.max_tokens else "stop"
+        yield Delta(stops.flush(), 0, finish, usage)

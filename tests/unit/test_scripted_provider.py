@@ -1,0 +1,85 @@
+"""The scripted provider: rules, `{cite:...}`, echo, and the Provider contract (limits, stops)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+
+from chatworks.providers.base import GenerationRequest, Message, Provider
+from chatworks.providers.registry import create_provider
+from chatworks.providers.scripted import Script, ScriptedProvider
+from chatworks.settings import Settings
+
+GROUNDED = """Sources:
+<source id=1 from="Handbook / Lunch">
+Lunch is served at noon.
+</source>
+
+<source id=2 from="Handbook > Access">
+The code word is BLUEBIRD-42.
+</source>
+
+Question: What is the code word?"""
+
+
+def provider_with(tmp_path, script: dict | None) -> ScriptedProvider:
+    path = None
+    if script is not None:
+        path = tmp_path / "script.json"
+        path.write_text(json.dumps(script))
+    settings = Settings(provider="scripted", script_path=path, _env_file=None)
+    provider = create_provider(settings)
+    asyncio.run(provider.load())
+    return provider
+
+
+def run(provider, content: str, **kwargs):
+    request = GenerationRequest(model="scripted", messages=(Message("user", content),), **kwargs)
+
+    async def collect():
+        return [d async for d in provider.stream(request)]
+
+    return asyncio.run(collect())
+
+
+def test_is_a_provider_served_as_scripted(tmp_path):
+    provider = provider_with(tmp_path, None)
+    assert isinstance(provider, Provider) and provider.ready
+    assert asyncio.run(provider.models()) == ["scripted"]
+
+
+def test_first_matching_rule_wins_and_cite_names_the_source_holding_the_text(tmp_path):
+    provider = provider_with(tmp_path, {"rules": [
+        {"match": "Question: .*code word", "reply": "It is BLUEBIRD-42 {cite:BLUEBIRD-42}."},
+        {"match": "code word", "reply": "never reached"},
+    ]})  # fmt: skip
+    deltas = run(provider, GROUNDED)
+    assert "".join(d.text for d in deltas) == "It is BLUEBIRD-42 [2]."
+    assert deltas[-1].finish_reason == "stop"
+    assert deltas[-1].usage.completion_tokens == 4 == sum(d.tokens for d in deltas)
+    assert deltas[-1].usage.prompt_tokens == len(GROUNDED.split())
+
+
+def test_cite_of_text_in_no_source_is_dropped_and_unmatched_messages_are_echoed(tmp_path):
+    provider = provider_with(tmp_path, {"rules": [{"match": "^Hi", "reply": "See {cite:x}."}]})
+    assert "".join(d.text for d in run(provider, "Hi there")) == "See ."
+    assert "".join(d.text for d in run(provider, "echo  me\nplease")) == "echo  me\nplease"
+
+
+def test_max_tokens_and_stop_strings_end_like_a_model(tmp_path):
+    provider = provider_with(tmp_path, None)
+    cut = run(provider, "one two three four five", max_tokens=2)
+    assert "".join(d.text for d in cut) == "one two "
+    assert (cut[-1].finish_reason, cut[-1].usage.completion_tokens) == ("length", 2)
+    stopped = run(provider, "one two three four five", stop=("ee f",))
+    assert "".join(d.text for d in stopped) == "one two thr"
+    assert stopped[-1].finish_reason == "stop"
+
+
+def test_a_broken_script_is_a_clear_error(tmp_path):
+    path = tmp_path / "bad.json"
+    path.write_text('{"rules": [{"match": "(unclosed", "reply": "x"}]}')
+    with pytest.raises(ValueError, match=r"bad\.json"):
+        Script.load(path)
