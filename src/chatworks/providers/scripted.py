@@ -111,9 +111,12 @@ class ScriptedProvider:
 
     async def stream(self, request: GenerationRequest) -> AsyncIterator[Delta]:
         reply = pieces(self.reply(request))
-        prompt = request.prompt if request.messages is None else ""
-        prompt += "".join(m.content + " " for m in request.messages or ())
-        usage = Usage(prompt_tokens=len(pieces(prompt)))
+        texts = (
+            [request.prompt or ""]
+            if request.messages is None
+            else [m.content for m in request.messages]
+        )
+        usage = Usage(prompt_tokens=sum(len(pieces(text)) for text in texts))
         stops = StopMatcher(request.stop)
         for piece in reply[: request.max_tokens]:
             if self._script.delay_s:
