@@ -88,6 +88,11 @@ class Settings(BaseSettings):
         0.25, ge=-1, le=1, description="Below this best cosine similarity, refuse"
     )
     rag_context_tokens: int = Field(1500, ge=64, description="Token budget for the sources")
+    rag_focus_windows: int = Field(
+        3, ge=0, le=20, description="Give the model this many best sentence windows instead of "
+        "whole passages (0: whole passages); 3 measured best (docs/evals.md)",
+    )  # fmt: skip
+    rag_focus_neighbours: int = Field(2, ge=0, le=10, description="Sentences around each one")
 
     @model_validator(mode="after")
     def _model_named_by_path(self) -> Settings:

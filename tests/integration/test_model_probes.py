@@ -1,10 +1,11 @@
 """The model probe gate: what the default model says, scored as pass rates with thresholds.
 
 The rates were measured on an Intel Xeon (AVX-512, AMX) under its native kernels and under
-`ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2`: chat 0.682 and grounded 0.700 at int4 (the
-default), fp32 the same, int8 0.773 / 0.700 (docs/evals.md). The thresholds sit 4 chat probes
-and 2 grounded probes below that: a flipped token costs one probe, broken weights, a broken
-template or a grounding prompt the model cannot follow cost most of them.
+`ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2`, the same under both: chat 0.682 and
+grounded 0.600 with the defaults (int4, three sentence windows); docs/evals.md has the rest.
+The thresholds sit 4 chat probes and 2 grounded probes below that: a flipped token costs one
+probe, broken weights, a broken template or a grounding prompt the model cannot follow cost
+most of them.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from tests.servers import ARTIFACTS
 
 pytestmark = pytest.mark.timeout(600)
 
-MINIMUMS = {"chat_pass_rate": 0.5, "grounded_pass_rate": 0.5}
+MINIMUMS = {"chat_pass_rate": 0.5, "grounded_pass_rate": 0.4}
 
 
 @pytest.fixture(scope="module")

@@ -98,3 +98,16 @@ def test_refusals_and_empty_retrieval():
     assert ground("Whatever", []).answer == REFUSAL and ground("x", []).refused
     g = ground(f"{REFUSAL} [1]", sources("unrelated"))
     assert g.refused and g.citations == []
+
+
+def test_attribution_follows_the_answers_key_spans_not_the_questions_words():
+    srcs = sources("The code word of Zephyr is BLUEBIRD-42.", "Zephyr serves lunch at noon.")
+    question = "What is the secret code word of the Zephyr project?"
+    quoted = ground("It is called BLUEBIRD-42.", srcs, question)
+    assert [c.index for c in quoted.citations] == [1]
+    # Names from the question are no evidence: this answer is made up and stays uncited.
+    invented = ground("The Zephyr project is a German company.", srcs, question)
+    assert invented.citations == []
+    # The model's marker comes first; the passage holding the evidence is added after it.
+    marked = ground("Lunch is at noon [2], the code is BLUEBIRD-42.", srcs, question)
+    assert [c.index for c in marked.citations] == [2, 1]

@@ -83,7 +83,12 @@ def ask(
             await provider.load()
             try:
                 return await answer_greedily(
-                    provider, settings.model, prepared.messages, prepared.sources, max_tokens
+                    provider,
+                    settings.model,
+                    question,
+                    prepared.messages,
+                    prepared.sources,
+                    max_tokens,
                 )
             finally:
                 await provider.close()

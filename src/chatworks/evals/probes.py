@@ -111,7 +111,7 @@ async def _ask(
     assert library is not None, "grounded probes need a library with the probe documents"
     prepared = await asyncio.to_thread(library.prepare, probe.prompt, collection)
     grounded = await answer_greedily(
-        provider, model, prepared.messages, prepared.sources, max_tokens
+        provider, model, probe.prompt, prepared.messages, prepared.sources, max_tokens
     )
     return judge(probe, grounded.answer, grounded)
 

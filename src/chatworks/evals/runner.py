@@ -150,7 +150,7 @@ async def _answer(
     item: EvalItem, prepared: Prepared, provider: Provider, model: str, max_tokens: int
 ) -> AnswerResult:
     grounded = await answer_greedily(
-        provider, model, prepared.messages, prepared.sources, max_tokens
+        provider, model, item.question, prepared.messages, prepared.sources, max_tokens
     )
     # Checked here independently of `ground`: a citation is valid only if it names, by number,
     # exactly a passage that was in the prompt (same chunk, same quoted text).

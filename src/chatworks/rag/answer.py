@@ -2,14 +2,15 @@
 citations that can only point at passages the model was actually given.
 
 Covers: the context budget, the prompt, checking the model's `[n]` markers after generation
-(markers naming no given source are removed and counted), attributing an answer that cites
-nothing to the sources that support it word for word, and the refusal. Does not cover:
-retrieval (`retrieve.py`) or generation itself (a `Provider`).
+(markers naming no given source are removed and counted), attributing an answer to the sources
+that hold its evidence, and the refusal. Does not cover: retrieval (`retrieve.py`), choosing
+sentences (`evidence.py`) or generation itself (a `Provider`).
 
-Why validate after generation: small models invent source numbers. Why attribute by overlap
-when the model cites nothing: a 135M model rarely writes markers, yet the user still needs to
-see where an answer came from; a source is named only if most of the answer's content words
-appear in it, so a made-up answer stays uncited.
+Why validate after generation: small models invent source numbers. Why attribute by evidence
+as well as markers: a 135M model rarely writes markers, yet the user still needs to see where
+an answer came from; a source is named only if it holds most of the answer's key spans (the
+numbers, names and identifiers the question did not already contain), so an answer that quotes
+a passage's fact cites it and a made-up one stays uncited.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from chatworks.providers.base import GenerationRequest, Message, Provider
+from chatworks.rag.evidence import content_words, key_spans
 from chatworks.rag.retrieve import Retrieved
 
 REFUSAL = "I don't know based on the provided documents."
@@ -31,7 +33,6 @@ SYSTEM_PROMPT = (
 )
 
 _MARKER = re.compile(r"\[(\d{1,3})\]")
-_CONTENT_WORD = re.compile(r"[A-Za-z0-9_]{4,}")
 _REFUSAL_HINTS = ("i don't know", "i do not know", "not contain the answer", "no information")
 
 
@@ -114,20 +115,27 @@ def clean_markers(answer: str, n_sources: int) -> tuple[str, list[int], int]:
     return _MARKER.sub(keep, answer), cited, dropped
 
 
-def supporting_sources(
-    answer: str, sources: Sequence[Source], min_support: float = 0.5
-) -> list[int]:
-    """Sources containing at least `min_support` of the answer's content words, best first."""
-    words = {w.lower() for w in _CONTENT_WORD.findall(answer)}
-    if not words:
-        return []
+def supporting_sources(answer: str, sources: Sequence[Source], question: str = "") -> list[int]:
+    """Sources that hold the answer's evidence, best first. Evidence is the answer's key spans
+    (numbers, names, identifiers, quoted text) that the question did not already contain: a
+    source is named when it holds at least half of them. An answer with no such span is
+    attributed by content words instead, to a source holding at least half of them. Anything
+    looser would cite a passage for an answer that only repeats the question's words, and a
+    wrong citation is worse than none."""
+    asked = key_spans(question) | content_words(question)
+    spans = key_spans(answer) - asked
+    words = content_words(answer) - asked
     support = []
     for source in sources:
-        text = {w.lower() for w in _CONTENT_WORD.findall(source.passage.hit.chunk.text)}
-        fraction = len(words & text) / len(words)
-        if fraction >= min_support:
-            support.append((fraction, source.number))
-    return [number for _, number in sorted(support, reverse=True)]
+        text = source.passage.hit.chunk.text
+        if spans:
+            lowered = text.lower()
+            fraction = sum(span in lowered for span in spans) / len(spans)
+        else:
+            fraction = len(words & content_words(text)) / len(words) if words else 0.0
+        if fraction >= 0.5:
+            support.append((fraction, -source.number))
+    return [-number for _, number in sorted(support, reverse=True)]
 
 
 def citations(numbers: Sequence[int], sources: Sequence[Source]) -> list[Citation]:
@@ -161,13 +169,14 @@ class Grounded:
     dropped_markers: int
 
 
-def ground(answer: str, sources: Sequence[Source]) -> Grounded:
-    """The final answer: markers checked, citations resolved, refusals recognised."""
+def ground(answer: str, sources: Sequence[Source], question: str = "") -> Grounded:
+    """The final answer: markers checked, citations resolved (the model's valid markers, then
+    the sources holding the answer's evidence), refusals recognised."""
     text, cited, dropped = clean_markers(answer, len(sources))
     if not sources or is_refusal(text):
         return Grounded(REFUSAL if not sources else text.strip(), [], True, dropped)
-    if not cited:
-        cited = supporting_sources(text, sources)
+    evidence = supporting_sources(text, sources, question)
+    cited += [n for n in evidence if n not in cited]
     return Grounded(text.strip(), citations(cited, sources), False, dropped)
 
 
@@ -177,6 +186,7 @@ NO_SOURCES = ground("", [])  # the refusal when retrieval found nothing relevant
 async def answer_greedily(
     provider: Provider,
     model: str,
+    question: str,
     messages: Sequence[Message] | None,
     sources: Sequence[Source],
     max_tokens: int,
@@ -189,4 +199,4 @@ async def answer_greedily(
         model=model, messages=tuple(messages), max_tokens=max_tokens, temperature=0
     )
     text = "".join([delta.text async for delta in provider.stream(request)])
-    return ground(text, sources)
+    return ground(text, sources, question)

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from chatworks.providers.base import Message
 from chatworks.rag.answer import Source, build_messages, select_sources
+from chatworks.rag.evidence import focus
 from chatworks.rag.index_sql import SqlIndex, open_index
 from chatworks.rag.ingest import FileOutcome, IngestContext, ingest_bytes
 from chatworks.rag.retrieve import RetrievalConfig, retrieve
@@ -87,5 +88,9 @@ class Library:
         )  # fmt: skip
         if not found.relevant:
             return Prepared([], None, found.best_similarity)
-        sources = select_sources(found.passages, self.settings.rag_context_tokens, _approx_tokens)
+        passages = found.passages
+        if self.settings.rag_focus_windows:
+            passages = focus(question, passages, ctx.embedder, keep=self.settings.rag_focus_windows,
+                             neighbours=self.settings.rag_focus_neighbours)  # fmt: skip
+        sources = select_sources(passages, self.settings.rag_context_tokens, _approx_tokens)
         return Prepared(sources, build_messages(question, sources), found.best_similarity)

@@ -146,11 +146,12 @@ async def ask(body: AskRequest, http_request: Request, service: Service = Depend
     if not body.stream:
         text, final = await collect(generation, http_request)
         usage = _usage(final.usage.prompt_tokens, final.usage.completion_tokens)
-        return _ask_response(ground(text, prepared.sources), usage)
-    return GenerationResponse(_ask_events(generation, prepared.sources), generation)
+        return _ask_response(ground(text, prepared.sources, body.question), usage)
+    events = _ask_events(generation, prepared.sources, body.question)
+    return GenerationResponse(events, generation)
 
 
-async def _ask_events(generation: Generation, sources) -> AsyncIterator[bytes]:
+async def _ask_events(generation: Generation, sources, question: str) -> AsyncIterator[bytes]:
     parts: list[str] = []
     try:
         async for delta in generation.deltas():
@@ -160,7 +161,8 @@ async def _ask_events(generation: Generation, sources) -> AsyncIterator[bytes]:
             if delta.finish_reason is not None:
                 u = delta.usage
                 usage = _usage(u.prompt_tokens, u.completion_tokens) if u else _usage()
-                yield event(_ask_response(ground("".join(parts), sources), usage).model_dump())
+                grounded = ground("".join(parts), sources, question)
+                yield event(_ask_response(grounded, usage).model_dump())
     except ProviderError as exc:
         yield event(error_body(exc.status_code, str(exc), exc.code))
         return

@@ -78,13 +78,14 @@ async def chat_completions(
 ):
     request = service.chat_request(body)
     sources: list[Source] | None = None
+    question = next((m.content for m in reversed(request.messages) if m.role == "user"), "")
     if body.collection:
-        request, sources = await _grounded(service, body, request)
+        request, sources = await _grounded(service, body, request, question)
         if not sources:
             return _refusal(body)
 
     def citations_of(text: str) -> list[Citation]:
-        return ground(text, sources).citations
+        return ground(text, sources, question).citations
 
     result = await _generate(
         service,
@@ -116,13 +117,12 @@ async def chat_completions(
 
 
 async def _grounded(
-    service: Service, body: ChatCompletionRequest, request: GenerationRequest
+    service: Service, body: ChatCompletionRequest, request: GenerationRequest, question: str
 ) -> tuple[GenerationRequest, list[Source]]:
     """The `collection` extension: the last user message is answered from the collection's
     passages (earlier turns are not sent: the sources take the context)."""
     await service.check_model(request.model)  # before the retrieval work, not after it
     service.require_collection(body.collection)
-    question = next(m.content for m in reversed(request.messages) if m.role == "user")
     prepared = await asyncio.to_thread(service.library.prepare, question, body.collection)
     if prepared.messages is None:
         return request, []

@@ -1,0 +1,119 @@
+"""Evidence: the sentences of the retrieved passages that answer the question, and the spans of
+an answer that tie it to a passage.
+
+Covers: splitting a passage into sentences with document offsets, choosing the few sentence
+windows that best match the question (`focus`), and the key spans of a text (numbers, names,
+identifiers, quoted strings) that attribution compares. Does not cover: retrieval itself
+(`retrieve.py`) or the prompt and citations (`answer.py`).
+
+Why narrow passages to windows: a 135M model given five 200-token passages often answers from
+the wrong one or from none; given the three sentences nearest the question it copies the fact.
+The prompt is also a fifth as long, and prefill is most of a grounded answer's latency on a CPU.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+import numpy as np
+from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
+from chatworks.rag.retrieve import Retrieved
+from chatworks.rag.types import Embedder
+
+# A sentence ends at ., ! or ? before whitespace, or at a blank line (headings, list items and
+# code blocks in Markdown/reST are separated by them). Single newlines are re-wrapped prose.
+_BOUNDARY = re.compile(r"(?<=[.!?])\s+(?=\S)|\n\s*\n")
+_WORD = re.compile(r"\w+")
+# Key spans: numbers (with units or separators), identifiers with _ . / - or inner capitals,
+# capitalised words, and quoted or backticked strings.
+_KEY_SPAN = re.compile(
+    r"`[^`\n]{2,60}`|\"[^\"\n]{2,60}\"|"  # quoted
+    r"[£$€]?\d[\d.,:/%-]*\w*|"  # numbers, amounts, dates, versions
+    r"\b\w+(?:[_./-]\w+)+\b|\b[a-z]+[A-Z]\w*\b|"  # identifiers
+    r"\b[A-Z][\w'-]+\b"  # names
+)
+_STOP = ENGLISH_STOP_WORDS  # scikit-learn's list (a sentence-transformers dependency)
+
+
+@dataclass(frozen=True)
+class Sentence:
+    text: str
+    start: int  # document offsets, like Chunk.start/end
+    end: int
+
+
+def sentences(text: str, offset: int = 0) -> list[Sentence]:
+    """The sentences of `text`, stripped, with offsets into the document (`offset` is where
+    `text` starts in it)."""
+    out, start = [], 0
+    for boundary in [*_BOUNDARY.finditer(text), None]:
+        end = boundary.start() if boundary else len(text)
+        piece = text[start:end]
+        if piece.strip():
+            lead = len(piece) - len(piece.lstrip())
+            body = piece.strip()
+            out.append(Sentence(body, offset + start + lead, offset + start + lead + len(body)))
+        start = boundary.end() if boundary else len(text)
+    return out
+
+
+def content_words(text: str) -> set[str]:
+    return {w for w in (m.lower() for m in _WORD.findall(text)) if w not in _STOP and len(w) > 1}
+
+
+def key_spans(text: str) -> set[str]:
+    """Distinctive spans of `text`, lower-cased: what an answer must share with its source.
+    Sentence-initial capitals are kept: in short answers they are usually names anyway."""
+    spans = {m.group(0).strip('`"').rstrip(".,:;/-").lower() for m in _KEY_SPAN.finditer(text)}
+    return {s for s in spans if s not in _STOP and len(s) > 1}
+
+
+def focus(
+    question: str,
+    passages: Sequence[Retrieved],
+    embedder: Embedder,
+    *,
+    keep: int = 3,
+    neighbours: int = 1,
+    lexical_weight: float = 0.5,
+) -> list[Retrieved]:
+    """The `keep` best sentences of `passages` for `question`, each with `neighbours` sentences
+    on either side, as narrowed passages (same chunk id, document and section; text and offsets
+    of the window), best first. Sentences are scored by cosine similarity to the question plus
+    `lexical_weight` times the share of the question's content words they contain."""
+    units = [(i, s) for i, p in enumerate(passages)
+             for s in sentences(p.hit.chunk.text, p.hit.chunk.start)]  # fmt: skip
+    if not units:
+        return list(passages[:keep])
+    vectors = embedder.embed([question] + [s.text for _, s in units])
+    similarity = vectors[1:] @ vectors[0]
+    asked = content_words(question)
+    lexical = np.array(
+        [len(asked & content_words(s.text)) / len(asked) if asked else 0.0 for _, s in units]
+    )
+    scores = similarity + lexical_weight * lexical
+    chosen: list[tuple[int, int, int, float]] = []  # windows: passage, first/last unit, score
+    for u in np.argsort(-scores):
+        p = units[u][0]
+        lo, hi = u, u
+        while lo > 0 and units[lo - 1][0] == p and u - lo < neighbours:
+            lo -= 1
+        while hi + 1 < len(units) and units[hi + 1][0] == p and hi - u < neighbours:
+            hi += 1
+        if any(q == p and lo <= b and a <= hi for q, a, b, _ in chosen):
+            continue  # overlaps a better window of the same passage
+        chosen.append((p, lo, hi, float(scores[u])))
+        if len(chosen) == keep:
+            break
+    return [_window(passages[p], units[lo][1], units[hi][1], score)
+            for p, lo, hi, score in chosen]  # fmt: skip
+
+
+def _window(passage: Retrieved, first: Sentence, last: Sentence, score: float) -> Retrieved:
+    chunk = passage.hit.chunk
+    local = slice(first.start - chunk.start, last.end - chunk.start)
+    narrowed = replace(chunk, text=chunk.text[local], start=first.start, end=last.end)
+    return Retrieved(replace(passage.hit, chunk=narrowed), score)
