@@ -248,3 +248,30 @@ def test_default_model_chat_with_a_collection_streams_what_it_answers(live_serve
     assert chunks[-1].model_extra["citations"] == grounded.model_extra["citations"]
     for citation in grounded.model_extra["citations"]:
         assert_quotes_a_given_passage(citation, {"zephyr.md", "notes.md"})
+
+
+@pytest.fixture(scope="module")
+def extractive_server(tmp_path_factory):
+    from tests.servers import start_server
+
+    data = tmp_path_factory.mktemp("extractive")
+    server = start_server("extractive", {"CHATWORKS_DATA_DIR": str(data),
+                                         "CHATWORKS_PROVIDER": "scripted",
+                                         "CHATWORKS_RAG_ANSWER": "extract"})  # fmt: skip
+    yield server
+    server.stop()
+
+
+def test_extractive_answers_quote_the_window_they_cite_without_generating(extractive_server):
+    name = create_collection(extractive_server)
+    result = ask(extractive_server, name, CODE_WORD).json()
+    [citation] = result["citations"]
+    assert result["answer"] == f"{citation['quote']} [1]" and not result["refused"]
+    assert "BLUEBIRD-42" in citation["quote"] and citation["source"] == "zephyr.md"
+    assert_quotes_a_given_passage(citation, {"zephyr.md"})
+    assert result["usage"]["completion_tokens"] == 0
+    chat = chat_over(extractive_server, "scripted", name, CODE_WORD)
+    assert chat.choices[0].message.content == result["answer"]
+    assert chat.model_extra["citations"] == result["citations"]
+    chunks = list(chat_over(extractive_server, "scripted", name, CODE_WORD, stream=True))
+    assert chunks[-1].model_extra["citations"] == result["citations"]

@@ -6,6 +6,7 @@ from chatworks.rag.answer import (
     REFUSAL,
     build_messages,
     clean_markers,
+    extract,
     ground,
     select_sources,
 )
@@ -111,3 +112,10 @@ def test_attribution_follows_the_answers_key_spans_not_the_questions_words():
     # The model's marker comes first; the passage holding the evidence is added after it.
     marked = ground("Lunch is at noon [2], the code is BLUEBIRD-42.", srcs, question)
     assert [c.index for c in marked.citations] == [2, 1]
+
+
+def test_the_extractive_answer_quotes_the_best_source_and_cites_it():
+    srcs = sources("Green tea is steeped at 80 degrees.", "Black tea takes four minutes.")
+    answer = extract(srcs)
+    assert answer.answer == "Green tea is steeped at 80 degrees. [1]" and not answer.refused
+    assert [(c.index, c.quote) for c in answer.citations] == [(1, srcs[0].passage.hit.chunk.text)]

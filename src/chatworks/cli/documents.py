@@ -70,25 +70,20 @@ def ask(
     from dataclasses import asdict
 
     from chatworks.providers.registry import create_provider
-    from chatworks.rag.answer import NO_SOURCES, Grounded, answer_greedily
+    from chatworks.rag.answer import Grounded, answer_greedily
     from chatworks.rag.library import Library
 
     settings = settings_from_flags()
     prepared = Library(settings).prepare(question, collection, top_k)
-    result = NO_SOURCES
-    if prepared.messages is not None:  # only load the model when there is something to answer
+    result = prepared.answer
+    if result is None:  # only load the model when there is something to generate
         provider = create_provider(settings)
 
         async def generate() -> Grounded:
             await provider.load()
             try:
                 return await answer_greedily(
-                    provider,
-                    settings.model,
-                    question,
-                    prepared.messages,
-                    prepared.sources,
-                    max_tokens,
+                    provider, settings.model, question, prepared, max_tokens
                 )
             finally:
                 await provider.close()

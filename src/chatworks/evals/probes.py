@@ -110,9 +110,7 @@ async def _ask(
         return judge(probe, text.strip(), None)
     assert library is not None, "grounded probes need a library with the probe documents"
     prepared = await asyncio.to_thread(library.prepare, probe.prompt, collection)
-    grounded = await answer_greedily(
-        provider, model, probe.prompt, prepared.messages, prepared.sources, max_tokens
-    )
+    grounded = await answer_greedily(provider, model, probe.prompt, prepared, max_tokens)
     return judge(probe, grounded.answer, grounded)
 
 

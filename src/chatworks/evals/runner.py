@@ -149,9 +149,7 @@ def _gold_cited(cited: list[str], item: EvalItem) -> list[str]:
 async def _answer(
     item: EvalItem, prepared: Prepared, provider: Provider, model: str, max_tokens: int
 ) -> AnswerResult:
-    grounded = await answer_greedily(
-        provider, model, item.question, prepared.messages, prepared.sources, max_tokens
-    )
+    grounded = await answer_greedily(provider, model, item.question, prepared, max_tokens)
     # Checked here independently of `ground`: a citation is valid only if it names, by number,
     # exactly a passage that was in the prompt (same chunk, same quoted text).
     given = {s.number: s.passage.hit for s in prepared.sources}

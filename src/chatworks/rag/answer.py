@@ -183,20 +183,34 @@ def ground(answer: str, sources: Sequence[Source], question: str = "") -> Ground
 NO_SOURCES = ground("", [])  # the refusal when retrieval found nothing relevant: no generation
 
 
+def extract(sources: Sequence[Source]) -> Grounded:
+    """The extractive answer: the best source quoted as it stands, citing itself. With sentence
+    windows that is the window nearest the question; nothing is generated, so nothing invented."""
+    return Grounded(f"{sources[0].passage.hit.chunk.text} [1]", citations([1], sources), False, 0)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A question after retrieval: either the messages to generate from, or (`messages` None)
+    the `answer` already known without generation: the refusal when nothing is relevant
+    enough, or the extractive quote."""
+
+    sources: list[Source]
+    messages: tuple[Message, ...] | None
+    best_similarity: float
+    answer: Grounded | None = None
+
+
 async def answer_greedily(
-    provider: Provider,
-    model: str,
-    question: str,
-    messages: Sequence[Message] | None,
-    sources: Sequence[Source],
-    max_tokens: int,
+    provider: Provider, model: str, question: str, prepared: Prepared, max_tokens: int
 ) -> Grounded:
     """A prepared question answered at temperature 0 and grounded (how `chatworks ask` and the
-    evals answer); `messages` None means retrieval refused, and nothing is generated."""
-    if messages is None:
-        return NO_SOURCES
+    evals answer); nothing is generated when the answer is already known."""
+    if prepared.messages is None:
+        assert prepared.answer is not None
+        return prepared.answer
     request = GenerationRequest(
-        model=model, messages=tuple(messages), max_tokens=max_tokens, temperature=0
+        model=model, messages=prepared.messages, max_tokens=max_tokens, temperature=0
     )
     text = "".join([delta.text async for delta in provider.stream(request)])
-    return ground(text, sources, question)
+    return ground(text, prepared.sources, question)

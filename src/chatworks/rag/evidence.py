@@ -95,7 +95,8 @@ def focus(
         [len(asked & content_words(s.text)) / len(asked) if asked else 0.0 for _, s in units]
     )
     scores = similarity + lexical_weight * lexical
-    chosen: list[tuple[int, int, int, float]] = []  # windows: passage, first/last unit, score
+    windows: list[list] = []  # [passage, first unit, last unit, best score], best first
+    budget = keep * (2 * neighbours + 1)  # sentences in all, so merged windows stay short
     for u in np.argsort(-scores):
         p = units[u][0]
         lo, hi = u, u
@@ -103,13 +104,17 @@ def focus(
             lo -= 1
         while hi + 1 < len(units) and units[hi + 1][0] == p and hi - u < neighbours:
             hi += 1
-        if any(q == p and lo <= b and a <= hi for q, a, b, _ in chosen):
-            continue  # overlaps a better window of the same passage
-        chosen.append((p, lo, hi, float(scores[u])))
-        if len(chosen) == keep:
+        # A good sentence next to a chosen window joins it (the fact is often the sentence
+        # after the one that matched the question best) rather than being dropped.
+        near = next((w for w in windows if w[0] == p and lo <= w[2] + 1 and w[1] - 1 <= hi), None)
+        if near is not None:
+            near[1], near[2] = min(near[1], lo), max(near[2], hi)
+        elif len(windows) < keep:
+            windows.append([p, lo, hi, float(scores[u])])
+        if sum(w[2] - w[1] + 1 for w in windows) >= budget:
             break
     return [_window(passages[p], units[lo][1], units[hi][1], score)
-            for p, lo, hi, score in chosen]  # fmt: skip
+            for p, lo, hi, score in windows]  # fmt: skip
 
 
 def _window(passage: Retrieved, first: Sentence, last: Sentence, score: float) -> Retrieved:

@@ -11,30 +11,18 @@ messages through their provider (the API through its admission gate) and finish 
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
 from functools import cached_property
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from chatworks.providers.base import Message
-from chatworks.rag.answer import Source, build_messages, select_sources
+from chatworks.rag.answer import NO_SOURCES, Prepared, build_messages, extract, select_sources
 from chatworks.rag.evidence import focus
 from chatworks.rag.index_sql import SqlIndex, open_index
 from chatworks.rag.ingest import FileOutcome, IngestContext, ingest_bytes
 from chatworks.rag.retrieve import RetrievalConfig, retrieve
 from chatworks.settings import Settings
 from chatworks.storage.db import open_database
-
-
-@dataclass(frozen=True)
-class Prepared:
-    """What a question needs before generation; `messages` is None when nothing is relevant
-    enough (the answer is then a refusal, with no generation at all)."""
-
-    sources: list[Source]
-    messages: tuple[Message, ...] | None
-    best_similarity: float
 
 
 def _approx_tokens(text: str) -> int:
@@ -87,10 +75,12 @@ class Library:
             config=self.retrieval_config(top_k), filters=filters,
         )  # fmt: skip
         if not found.relevant:
-            return Prepared([], None, found.best_similarity)
+            return Prepared([], None, found.best_similarity, NO_SOURCES)
         passages = found.passages
         if self.settings.rag_focus_windows:
             passages = focus(question, passages, ctx.embedder, keep=self.settings.rag_focus_windows,
                              neighbours=self.settings.rag_focus_neighbours)  # fmt: skip
         sources = select_sources(passages, self.settings.rag_context_tokens, _approx_tokens)
+        if self.settings.rag_answer == "extract":
+            return Prepared(sources, None, found.best_similarity, extract(sources))
         return Prepared(sources, build_messages(question, sources), found.best_similarity)

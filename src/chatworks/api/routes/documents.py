@@ -29,7 +29,7 @@ from chatworks.api.schemas import (
 from chatworks.api.service import Service, get_service
 from chatworks.api.sse import DONE, event
 from chatworks.providers.base import GenerationRequest, ProviderError
-from chatworks.rag.answer import NO_SOURCES, Grounded, ground
+from chatworks.rag.answer import Grounded, ground
 from chatworks.rag.errors import FileTooLarge, IngestError, UnsupportedFileType
 from chatworks.rag.ingest import check_limits
 from chatworks.storage import documents as docs
@@ -129,12 +129,12 @@ async def ask(body: AskRequest, http_request: Request, service: Service = Depend
     prepared = await asyncio.to_thread(
         service.library.prepare, body.question, body.collection, body.top_k
     )
-    if prepared.messages is None:
-        refusal = _ask_response(NO_SOURCES, _usage())
+    if prepared.answer is not None:  # a refusal or an extractive quote: nothing to generate
+        known = _ask_response(prepared.answer, _usage())
         if not body.stream:
-            return refusal
+            return known
         return StreamingResponse(
-            iter([event(refusal.model_dump()), DONE]), media_type="text/event-stream"
+            iter([event(known.model_dump()), DONE]), media_type="text/event-stream"
         )
     await service.check_model(service.settings.model)
     request = GenerationRequest(

@@ -27,7 +27,7 @@ from chatworks.api.schemas import (
 from chatworks.api.service import Service, get_service
 from chatworks.api.sse import CHAT_CHUNK, TEXT_CHUNK, ChunkShape, encode_stream
 from chatworks.providers.base import Delta, GenerationRequest, Usage
-from chatworks.rag.answer import REFUSAL, Citation, Source, ground
+from chatworks.rag.answer import Citation, Grounded, Prepared, Source, ground
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 
@@ -80,9 +80,10 @@ async def chat_completions(
     sources: list[Source] | None = None
     question = next((m.content for m in reversed(request.messages) if m.role == "user"), "")
     if body.collection:
-        request, sources = await _grounded(service, body, request, question)
-        if not sources:
-            return _refusal(body)
+        prepared = await _grounded(service, body, request, question)
+        if prepared.messages is None:
+            return _known_answer(body, prepared.answer)
+        request, sources = replace(request, messages=prepared.messages), prepared.sources
 
     def citations_of(text: str) -> list[Citation]:
         return ground(text, sources, question).citations
@@ -118,21 +119,22 @@ async def chat_completions(
 
 async def _grounded(
     service: Service, body: ChatCompletionRequest, request: GenerationRequest, question: str
-) -> tuple[GenerationRequest, list[Source]]:
+) -> Prepared:
     """The `collection` extension: the last user message is answered from the collection's
     passages (earlier turns are not sent: the sources take the context)."""
     await service.check_model(request.model)  # before the retrieval work, not after it
     service.require_collection(body.collection)
-    prepared = await asyncio.to_thread(service.library.prepare, question, body.collection)
-    if prepared.messages is None:
-        return request, []
-    return replace(request, messages=prepared.messages), prepared.sources
+    return await asyncio.to_thread(service.library.prepare, question, body.collection)
 
 
-def _refusal(body: ChatCompletionRequest) -> Response | ChatCompletionResponse:
-    """Nothing relevant in the collection: answer the fixed refusal without generating."""
+def _known_answer(
+    body: ChatCompletionRequest, known: Grounded
+) -> Response | ChatCompletionResponse:
+    """An answer known without generating: the refusal when nothing in the collection is
+    relevant, or the extractive quote."""
     completion_id, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
-    final = Delta(REFUSAL, 0, "stop", Usage())
+    final = Delta(known.answer, 0, "stop", Usage())
+    cited = [asdict(c) for c in known.citations]
 
     async def once() -> AsyncIterator[Delta]:
         yield final
@@ -141,13 +143,15 @@ def _refusal(body: ChatCompletionRequest) -> Response | ChatCompletionResponse:
         chunks = encode_stream(
             once(), shape=CHAT_CHUNK, completion_id=completion_id, model=body.model,
             created=created, include_usage=body.include_usage,
-            finish_fields=lambda _: {"citations": []},
+            finish_fields=lambda _: {"citations": cited},
         )  # fmt: skip
         return StreamingResponse(chunks, media_type="text/event-stream")
     return ChatCompletionResponse(
         id=completion_id, created=created, model=body.model,
-        choices=[ChatChoice(message=ResponseMessage(content=REFUSAL), finish_reason="stop")],
-        usage=_usage(final), citations=[],
+        choices=[
+            ChatChoice(message=ResponseMessage(content=known.answer), finish_reason="stop")
+        ],
+        usage=_usage(final), citations=known.citations,
     )  # fmt: skip
 
 
