@@ -92,9 +92,10 @@ class Settings(BaseSettings):
         3, ge=0, le=20, description="Give the model this many best sentence windows instead of "
         "whole passages (0: whole passages); 3 measured best (docs/evals.md)",
     )  # fmt: skip
-    rag_answer: Literal["generate", "extract"] = Field(
-        "generate", description="extract: quote the best window instead of generating"
-    )
+    rag_answer: Literal["extract", "generate"] = Field(
+        "extract", description="extract: quote the best window (measured best with small models); "
+        "generate: the model answers from the windows",
+    )  # fmt: skip
     rag_focus_neighbours: int = Field(2, ge=0, le=10, description="Sentences around each one")
 
     @model_validator(mode="after")

@@ -19,6 +19,9 @@ LIVE_ENV = {
     "CHATWORKS_ENGINE_SLOTS": "2",
     "CHATWORKS_MAX_WAITING_REQUESTS": "2",
     "CHATWORKS_QUEUE_TIMEOUT_S": "60",
+    # Grounded answers generated, not quoted: these servers test generation around documents
+    # (the extractive default has its own server in test_documents_api.py).
+    "CHATWORKS_RAG_ANSWER": "generate",
 }
 
 MODEL = "smollm2-135m-instruct"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import httpx
 import openai
@@ -152,10 +153,18 @@ def test_request_id_is_echoed_and_logged_without_prompt(any_server, client):
         timeout=60,
     )
     assert r.status_code == 200 and r.headers["x-request-id"] == "test-req-42"
-    events = [json.loads(line) for line in any_server.log_lines() if line.startswith("{")]
-    mine = [e for e in events if e.get("request_id") == "test-req-42"]
-    assert {e["event"] for e in mine} >= {"http_request", "generation"}
-    assert any(e.get("completion_tokens") == 3 for e in mine)
+
+    def mine() -> list[dict]:
+        events = [json.loads(line) for line in any_server.log_lines() if line.startswith("{")]
+        return [e for e in events if e.get("request_id") == "test-req-42"]
+
+    # The access log line is written once the response is sent, so on a busy machine it can
+    # land a moment after the client has the whole body: wait for it (bounded).
+    deadline = time.monotonic() + 15
+    while not {e["event"] for e in mine()} >= {"http_request", "generation"}:
+        assert time.monotonic() < deadline, f"log lines never arrived: {mine()}"
+        time.sleep(0.05)
+    assert any(e.get("completion_tokens") == 3 for e in mine())
     assert secret not in any_server.log_path.read_text()
 
 

@@ -185,8 +185,12 @@ NO_SOURCES = ground("", [])  # the refusal when retrieval found nothing relevant
 
 def extract(sources: Sequence[Source]) -> Grounded:
     """The extractive answer: the best source quoted as it stands, citing itself. With sentence
-    windows that is the window nearest the question; nothing is generated, so nothing invented."""
-    return Grounded(f"{sources[0].passage.hit.chunk.text} [1]", citations([1], sources), False, 0)
+    windows that is the window nearest the question; nothing is generated, so nothing invented.
+    The marker goes on a line of its own after a multi-line quote, where it could otherwise end
+    up inside the quote's last code block or list item."""
+    quote = sources[0].passage.hit.chunk.text
+    marker = "\n\n[1]" if "\n" in quote else " [1]"
+    return Grounded(quote + marker, citations([1], sources), False, 0)
 
 
 @dataclass(frozen=True)
