@@ -80,10 +80,12 @@ def focus(
     neighbours: int = 1,
     lexical_weight: float = 0.5,
 ) -> list[Retrieved]:
-    """The `keep` best sentences of `passages` for `question`, each with `neighbours` sentences
-    on either side, as narrowed passages (same chunk id, document and section; text and offsets
-    of the window), best first. Sentences are scored by cosine similarity to the question plus
-    `lexical_weight` times the share of the question's content words they contain."""
+    """At most `keep` windows of `passages` for `question`, best first, as narrowed passages
+    (same chunk id, document and section; text and offsets of the window). A window is a good
+    sentence with `neighbours` sentences on either side; a good sentence touching a chosen
+    window widens it instead, and all windows together hold at most keep x (2 x neighbours + 1)
+    sentences. Sentences are scored by cosine similarity to the question plus `lexical_weight`
+    times the share of the question's content words they contain."""
     units = [(i, s) for i, p in enumerate(passages)
              for s in sentences(p.hit.chunk.text, p.hit.chunk.start)]  # fmt: skip
     if not units:
