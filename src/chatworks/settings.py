@@ -84,9 +84,14 @@ class Settings(BaseSettings):
     rag_keyword_weight: float = Field(1.0, ge=0)
     rag_vector_weight: float = Field(1.0, ge=0)
     rag_mmr_lambda: float = Field(0.8, ge=0, le=1, description="1.0 turns de-duplication off")
-    rag_min_similarity: float = Field(
-        0.25, ge=-1, le=1, description="Below this best cosine similarity, refuse"
-    )
+    rag_min_similarity: float | None = Field(
+        None, ge=-1, le=1, description="Below this best cosine similarity, refuse; unset: "
+        "calibrated per collection on off-topic probe questions (rag/answerability.py)",
+    )  # fmt: skip
+    rag_answerability: bool = Field(
+        True, description="Refuse when the answerability model says the sentence windows do "
+        "not answer the question (needs focus windows; docs/evals.md)",
+    )  # fmt: skip
     rag_context_tokens: int = Field(1500, ge=64, description="Token budget for the sources")
     rag_focus_windows: int = Field(
         3, ge=0, le=20, description="Give the model this many best sentence windows instead of "

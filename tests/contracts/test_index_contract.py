@@ -206,3 +206,12 @@ def test_vectors_must_match_passages(index: Index) -> None:
         index.replace_document(
             NewDocument("c", "x.txt", "x", "h"), [Passage("a", 0, 1)], np.zeros((2, DIM))
         )
+
+
+def test_term_counts_are_per_collection_and_stemmed(index: Index) -> None:
+    add(index, ["the tables of sqlite", "one table here", "nothing else"])
+    add(index, ["tables everywhere"], collection="other")
+    total, counts = index.term_counts(["table", "sqlite", "zebra"], "c")
+    assert total == 3
+    assert counts == {"table": 2, "sqlite": 1, "zebra": 0}
+    assert index.term_counts(["table"], "missing") == (0, {"table": 0})

@@ -186,3 +186,59 @@ def eval_probes(
             collection=collection, max_tokens=max_tokens, dataset=str(probes),
         )  # fmt: skip
     _finish_eval(report, out, check_thresholds(report.metrics, {"pass_rate": min_pass_rate}))
+
+
+@app.command("calibrate")
+def eval_calibrate(
+    max_false_refusals: Annotated[
+        float, typer.Option(help="Share of answerable training questions the model may refuse.")
+    ] = 0.05,
+    out: Annotated[
+        Path | None, typer.Option(help="Where to write the model; default: the bundled one.")
+    ] = None,
+) -> None:
+    """Fit the answerability model (when to refuse) on the bundled Python-docs set and the
+    `dev` parts of the BBC News and demo sets; report it on their held-out parts too."""
+    from rich.table import Table
+
+    from chatworks.evals.calibrate import calibrate, collect, refusal_rates
+    from chatworks.evals.datasets import (
+        BBC_NEWS_DEV,
+        CHATWORKS_DEMO,
+        PYTHON_DOCS_DEV,
+        PYTHON_DOCS_ROOT,
+        REPOSITORY_ROOT,
+        bbc_news_root,
+    )
+    from chatworks.rag.answerability import MODEL_PATH
+
+    sets = {  # name: (dataset, collection, corpus root, tag)
+        "python-docs": (PYTHON_DOCS_DEV, "python-docs-dev", PYTHON_DOCS_ROOT, None),
+        "bbc-news dev": (BBC_NEWS_DEV, "bbc-news-dev", bbc_news_root(), "dev"),
+        "demo dev": (CHATWORKS_DEMO, "chatworks-docs", REPOSITORY_ROOT, "dev"),
+        "bbc-news heldout": (BBC_NEWS_DEV, "bbc-news-dev", bbc_news_root(), "heldout"),
+        "demo heldout": (CHATWORKS_DEMO, "chatworks-docs", REPOSITORY_ROOT, "heldout"),
+    }
+    examples = {}
+    for name, (dataset, collection, root, tag) in sets.items():
+        items, library = _eval_library(dataset, collection, root, tag)
+        with console.status(f"examining {len(items)} questions of {name}..."):
+            examples[name] = collect(items, library, collection)
+    training = [examples[name] for name in ("python-docs", "bbc-news dev", "demo dev")]
+    model = calibrate(training, max_false_refusals, "python-docs + bbc-news dev + demo dev")
+    model.save(out or MODEL_PATH)
+    table = Table(title=f"answerability model (threshold {model.threshold})")
+    for column in (
+        "set",
+        "examples",
+        "floor refused",
+        "answerable refused",
+        "unanswerable refused",
+    ):
+        table.add_column(column)
+    for name, found in examples.items():
+        rates = refusal_rates(model, found)
+        shown = [f"{v:.3f}" if v is not None else "n/a" for v in rates.values()]
+        table.add_row(name, str(len(found.features)), str(found.floor_refused), *shown)
+    console.print(table)
+    console.print(f"weights {model.weights}, bias {model.bias}; wrote {out or MODEL_PATH}")

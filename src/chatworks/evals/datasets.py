@@ -40,6 +40,8 @@ BBC_NEWS_DEV = DATA_DIR / "bbc_news_dev.jsonl"
 # 30 questions a new user asks about chatworks, over its own README and docs (the demo
 # collection `make run` ingests); the corpus root is the repository.
 CHATWORKS_DEMO = DATA_DIR / "chatworks_demo.jsonl"
+# Its corpus root: the repository, when chatworks runs from a source checkout (`make run`).
+REPOSITORY_ROOT = Path(__file__).resolve().parents[3]
 
 
 def bbc_news_root() -> Path:

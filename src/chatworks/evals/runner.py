@@ -61,7 +61,7 @@ def _search(
     if mode == "hybrid":
         found = retrieve(
             item.question, index=ctx.index, embedder=ctx.embedder, collection=collection,
-            config=library.retrieval_config(top_k=k),
+            config=library.retrieval_config(collection, top_k=k),
         )  # fmt: skip
         return [p.hit for p in found.passages], found.best_similarity, not found.relevant
     if mode == "vector":

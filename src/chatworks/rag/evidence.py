@@ -90,7 +90,11 @@ def focus(
              for s in sentences(p.hit.chunk.text, p.hit.chunk.start)]  # fmt: skip
     if not units:
         return list(passages[:keep])
-    vectors = embedder.embed([question] + [s.text for _, s in units])
+    # A sentence is embedded under its section heading, as chunks are at ingestion: the command
+    # line in "Train your own model" shares no words with "how do I train a model?", its
+    # heading does.
+    headed = [_headed(passages[i].hit.chunk.section, s.text) for i, s in units]
+    vectors = embedder.embed([question, *headed])
     similarity = vectors[1:] @ vectors[0]
     asked = content_words(question)
     lexical = np.array(
@@ -117,6 +121,10 @@ def focus(
             break
     return [_window(passages[p], units[lo][1], units[hi][1], score)
             for p, lo, hi, score in windows]  # fmt: skip
+
+
+def _headed(section: str | None, text: str) -> str:
+    return f"{section}: {text}" if section else text
 
 
 def _window(passage: Retrieved, first: Sentence, last: Sentence, score: float) -> Retrieved:

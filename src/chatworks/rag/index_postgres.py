@@ -73,3 +73,13 @@ class PostgresIndex(SqlIndex):
             {"q": " | ".join(terms), "k": k, "cid": collection_id, **params},
         )
         return [(chunk_id, float(rank)) for chunk_id, rank in rows]
+
+    def _term_count(self, conn: Connection, word: str, collection_id: int) -> int:
+        # plainto_tsquery: a stop word becomes an empty query, which matches nothing (count 0).
+        return conn.execute(
+            text(
+                "SELECT count(*) FROM chunks c JOIN documents d ON d.id = c.document_id"
+                " WHERE c.tsv @@ plainto_tsquery('english', :w) AND d.collection_id = :cid"
+            ),
+            {"w": word, "cid": collection_id},
+        ).scalar_one()

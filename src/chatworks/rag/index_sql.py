@@ -1,6 +1,7 @@
 """What the SQLite and Postgres indexes share: writes, deletes, filter checking, query-term
 extraction and turning ranked chunk ids into `Hit`s. Each dialect supplies only its ranking SQL
-(`_vector_ranked`, `_keyword_ranked`), its metadata-filter SQL and its vector encoding.
+(`_vector_ranked`, `_keyword_ranked`), its term statistics (`_term_count`), its metadata-filter
+SQL and its vector encoding.
 
 Search is two steps in one connection: the dialect query ranks chunk ids with the collection
 and metadata filters inside it (so filtering happens before top-k), then one shared query loads
@@ -76,6 +77,9 @@ class SqlIndex:
     def _keyword_ranked(
         self, conn: Connection, terms: list[str], k: int, collection_id: int, filters: Checked
     ) -> Ranked:
+        raise NotImplementedError
+
+    def _term_count(self, conn: Connection, word: str, collection_id: int) -> int:
         raise NotImplementedError
 
     # -- writes ---------------------------------------------------------------------------------
@@ -171,6 +175,19 @@ class SqlIndex:
             collection,
             filters,
         )
+
+    def term_counts(self, terms: Sequence[str], collection: str) -> tuple[int, dict[str, int]]:
+        words = [t for term in terms for t in query_terms(term)[:1]]  # one plain word each
+        with Session(self.engine) as session:
+            cid = documents.collection_id(session, collection)
+            if cid is None:
+                return 0, dict.fromkeys(words, 0)
+            conn = session.connection()
+            total = conn.execute(
+                text("SELECT count(*) FROM chunks c JOIN documents d ON d.id = c.document_id"
+                     " WHERE d.collection_id = :cid"), {"cid": cid},
+            ).scalar_one()  # fmt: skip
+            return total, {word: self._term_count(conn, word, cid) for word in words}
 
     def _search(self, rank: RankFn, k: int, collection: str, filters: Filters) -> list[Hit]:
         checked = check_filters(filters)

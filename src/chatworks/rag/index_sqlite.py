@@ -74,3 +74,13 @@ class SqliteIndex(SqlIndex):
             {"match": match, "k": k, "cid": collection_id, **params},
         )
         return [(chunk_id, -rank) for chunk_id, rank in rows]  # bm25(): lower is better
+
+    def _term_count(self, conn: Connection, word: str, collection_id: int) -> int:
+        return conn.execute(
+            text(
+                "WITH m AS MATERIALIZED (SELECT rowid FROM chunks_fts WHERE chunks_fts MATCH :w)"
+                " SELECT count(*) FROM m JOIN chunks c ON c.id = m.rowid"
+                " JOIN documents d ON d.id = c.document_id WHERE d.collection_id = :cid"
+            ),
+            {"w": f'"{word}"', "cid": collection_id},
+        ).scalar_one()

@@ -100,9 +100,16 @@ class IngestResult:
     errors: dict[str, str] = field(default_factory=dict)  # source -> message
 
 
+# Bumped whenever what is embedded for a chunk changes, so `ingest` re-embeds unchanged files.
+_EMBEDDED_TEXT_VERSION = 2  # 2: the chunk's title and section path are embedded with its text
+
+
 def _fingerprint(data: bytes, metadata: Mapping[str, object], settings: Settings) -> str:
     digest = hashlib.sha256(data)
-    shape = [settings.embedding_model, settings.chunk_tokens, settings.chunk_overlap_tokens]
+    shape = [
+        settings.embedding_model, settings.chunk_tokens, settings.chunk_overlap_tokens,
+        _EMBEDDED_TEXT_VERSION,
+    ]  # fmt: skip
     digest.update(json.dumps([shape, metadata], sort_keys=True, default=str).encode())
     return digest.hexdigest()
 
@@ -156,7 +163,7 @@ def ingest_bytes(
             parsed, ctx.tokenizer, ctx.settings.chunk_tokens, ctx.settings.chunk_overlap_tokens
         )
     ]
-    vectors = _embed(ctx, passages, lambda done: report("embed", done, len(passages)))
+    vectors = _embed(ctx, parsed.title, passages, lambda done: report("embed", done, len(passages)))
     report("store")
     document_id = ctx.index.replace_document(
         NewDocument(collection, source, parsed.title, fingerprint, metadata), passages, vectors
@@ -165,14 +172,24 @@ def ingest_bytes(
     return FileOutcome(source, document_id, "updated" if existing else "added", len(passages))
 
 
+def embedded_text(title: str, passage: Passage) -> str:
+    """What the vector of a chunk is computed from: its text under its title and section path.
+    A chunk cut from the middle of "Train your own model" rarely repeats those words, yet a
+    question about training is about it (contextual chunk headers); the stored text and the
+    keyword index stay the chunk's own words."""
+    where = " > ".join(part for part in (title, passage.section) if part)
+    return f"{where}\n{passage.text}" if where else passage.text
+
+
 def _embed(
-    ctx: IngestContext, passages: list[Passage], on_batch: Callable[[int], None]
+    ctx: IngestContext, title: str, passages: list[Passage], on_batch: Callable[[int], None]
 ) -> np.ndarray:
     batch = ctx.settings.embedding_batch_size
     parts = [np.zeros((0, ctx.embedder.dim), dtype=np.float32)]
     on_batch(0)
     for i in range(0, len(passages), batch):
-        parts.append(ctx.embedder.embed([p.text for p in passages[i : i + batch]]))
+        texts = [embedded_text(title, p) for p in passages[i : i + batch]]
+        parts.append(ctx.embedder.embed(texts))
         on_batch(min(i + batch, len(passages)))
     return np.concatenate(parts)
 

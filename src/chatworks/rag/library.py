@@ -11,18 +11,37 @@ messages through their provider (the API through its admission gate) and finish 
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 from functools import cached_property
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from chatworks.rag.answer import NO_SOURCES, Prepared, build_messages, extract, select_sources
+from chatworks.rag.answerability import (
+    AnswerabilityModel,
+    Features,
+    features,
+    question_terms,
+    relevance_floor,
+)
 from chatworks.rag.evidence import focus
 from chatworks.rag.index_sql import SqlIndex, open_index
 from chatworks.rag.ingest import FileOutcome, IngestContext, ingest_bytes
-from chatworks.rag.retrieve import RetrievalConfig, retrieve
+from chatworks.rag.retrieve import RetrievalConfig, Retrieved, retrieve
 from chatworks.settings import Settings
 from chatworks.storage.db import open_database
+
+
+@dataclass(frozen=True)
+class Examined:
+    """A question after retrieval: the passages an answer may use (sentence windows when they
+    are on; empty when nothing passed the relevance floor), and the answerability features
+    (None when there are no windows to measure)."""
+
+    passages: list[Retrieved]
+    best_similarity: float
+    features: Features | None
 
 
 def _approx_tokens(text: str) -> int:
@@ -35,6 +54,7 @@ class Library:
         self.settings = settings
         self._engine = engine
         self._lock = threading.Lock()
+        self._floors: dict[tuple[str, int], float] = {}  # (collection, chunks) -> floor
 
     @cached_property
     def engine(self) -> Engine:
@@ -58,29 +78,63 @@ class Library:
     def ingest(self, data: bytes, filename: str, collection: str, metadata=None) -> FileOutcome:
         return ingest_bytes(self.context, data, filename, collection, metadata=metadata)
 
-    def retrieval_config(self, top_k: int | None = None) -> RetrievalConfig:
+    @cached_property
+    def answerability(self) -> AnswerabilityModel:
+        return AnswerabilityModel.load()
+
+    def relevance_floor(self, collection: str, chunks: int | None = None) -> float:
+        """The configured floor, or the one calibrated on `collection` (recomputed when its
+        number of chunks changes; `chunks` saves the count query when the caller has it)."""
+        if self.settings.rag_min_similarity is not None:
+            return self.settings.rag_min_similarity
+        ctx = self.context
+        if chunks is None:
+            chunks = ctx.index.term_counts([], collection)[0]
+        key = (collection, chunks)
+        if key not in self._floors:
+            self._floors[key] = relevance_floor(ctx.index, ctx.embedder, collection)
+        return self._floors[key]
+
+    def retrieval_config(
+        self, collection: str, top_k: int | None = None, chunks: int | None = None
+    ) -> RetrievalConfig:
         s = self.settings
         return RetrievalConfig(
             top_k=top_k or s.rag_top_k, candidates=max(s.rag_candidates, top_k or 0),
             keyword_weight=s.rag_keyword_weight, vector_weight=s.rag_vector_weight,
-            mmr_lambda=s.rag_mmr_lambda, min_similarity=s.rag_min_similarity,
+            mmr_lambda=s.rag_mmr_lambda, min_similarity=self.relevance_floor(collection, chunks),
         )  # fmt: skip
+
+    def examine(
+        self, question: str, collection: str, top_k: int | None = None, filters=None
+    ) -> Examined:
+        """Retrieval, then the sentence windows and their answerability features (what
+        `prepare` decides on, and what `chatworks eval calibrate` fits the model to)."""
+        ctx, s = self.context, self.settings
+        terms = ctx.index.term_counts(question_terms(question), collection)
+        config = self.retrieval_config(collection, top_k, chunks=terms[0])
+        found = retrieve(
+            question, index=ctx.index, embedder=ctx.embedder, collection=collection,
+            config=config, filters=filters,
+        )  # fmt: skip
+        if not found.relevant or not s.rag_focus_windows:
+            return Examined(found.passages, found.best_similarity, None)
+        windows = focus(question, found.passages, ctx.embedder, keep=s.rag_focus_windows,
+                        neighbours=s.rag_focus_neighbours)  # fmt: skip
+        measured = features(question, found.best_similarity, windows, config.min_similarity, terms)
+        return Examined(windows, found.best_similarity, measured)
 
     def prepare(
         self, question: str, collection: str, top_k: int | None = None, filters=None
     ) -> Prepared:
-        ctx = self.context
-        found = retrieve(
-            question, index=ctx.index, embedder=ctx.embedder, collection=collection,
-            config=self.retrieval_config(top_k), filters=filters,
-        )  # fmt: skip
-        if not found.relevant:
-            return Prepared([], None, found.best_similarity, NO_SOURCES)
-        passages = found.passages
-        if self.settings.rag_focus_windows:
-            passages = focus(question, passages, ctx.embedder, keep=self.settings.rag_focus_windows,
-                             neighbours=self.settings.rag_focus_neighbours)  # fmt: skip
-        sources = select_sources(passages, self.settings.rag_context_tokens, _approx_tokens)
+        examined = self.examine(question, collection, top_k, filters)
+        check = self.settings.rag_answerability and examined.features is not None
+        if not examined.passages or (
+            check and not self.answerability.answerable(examined.features)
+        ):
+            return Prepared([], None, examined.best_similarity, NO_SOURCES)
+        sources = select_sources(examined.passages, self.settings.rag_context_tokens,
+                                 _approx_tokens)  # fmt: skip
         if self.settings.rag_answer == "extract":
-            return Prepared(sources, None, found.best_similarity, extract(sources))
-        return Prepared(sources, build_messages(question, sources), found.best_similarity)
+            return Prepared(sources, None, examined.best_similarity, extract(sources))
+        return Prepared(sources, build_messages(question, sources), examined.best_similarity)

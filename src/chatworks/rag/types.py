@@ -117,3 +117,7 @@ class Index(Protocol):
     ) -> list[Hit]:
         """Top-k chunks by BM25 / full-text rank (higher is better), best first. Query text is
         user input: it must never be able to break the query syntax."""
+
+    def term_counts(self, terms: Sequence[str], collection: str) -> tuple[int, dict[str, int]]:
+        """(chunks in the collection, chunks whose full text matches each term), with the same
+        word matching (stemming) as `keyword_search`: the statistics behind an IDF."""
