@@ -89,45 +89,30 @@ def run(
     """Run an eval suite in process or against a server: answers, citations, refusals,
     groundedness, latency and tokens (plus retrieval metrics in process), with a JSON,
     Markdown and HTML report compared with the previous run. Exits 1 below a threshold."""
-    from chatworks.evals.datasets import corpus_files
-    from chatworks.evals.suite_run import ingest_suite_corpus, run_suite, track_run
-    from chatworks.providers.registry import create_provider
+    from chatworks.evals.client import ServerError
+    from chatworks.evals.suite_run import run_suite, track_run
 
     suite, items = _load_suite(suite_name, suites)
     settings = settings_from_flags()
-    library = verdicts = None
-    if url:
-        from chatworks.evals.client import RemoteAsker, upload_corpus
+    try:
+        if url:
+            asker, library, judge_provider, params = _remote(suite, settings, url, api_key,
+                                                             ingest, judge)  # fmt: skip
+        else:
+            asker, library, judge_provider, params = _in_process(suite, settings, judge)
+        verdicts = None
+        if judge_provider is not None:
+            from chatworks.evals.judge import provider_judge
 
-        if ingest:
-            files = corpus_files(suite.dataset, suite.corpus_root())
-            with console.status(f"uploading {len(files)} files to {suite.collection}..."):
-                upload_corpus(url, suite.collection, files, suite.corpus_root(), api_key)
-        asker = RemoteAsker(url, suite.collection, suite.max_tokens, api_key)
-        params: dict[str, object] = {"mode": "http", "url": url}
-        judge_provider = create_provider(settings) if judge else None
-    else:
-        from chatworks.evals.ask import LocalAsker
-        from chatworks.rag.library import Library
-
-        library = Library(settings)
-        with console.status("loading the embedding model and ingesting the corpus..."):
-            result = ingest_suite_corpus(suite, library)
-        console.print(f"{suite.collection}: {result.added + result.updated} ingested, "
-                      f"{result.unchanged} unchanged, {result.failed} failed")  # fmt: skip
-        provider = create_provider(settings)
-        asker = LocalAsker(library, provider, suite.collection, settings.model, suite.max_tokens)
-        params = {"mode": "in-process", **_settings_params(settings)}
-        judge_provider = provider if judge else None
-    if judge_provider is not None:
-        from chatworks.evals.judge import provider_judge
-
-        verdicts = provider_judge(judge_provider, settings.model)
-        params["judge_model"] = settings.model
-    outcome = _run_with_bar(f"{suite.name}: asking {len(items)}", lambda progress: run_suite(
-        suite, asker, out, library=library, params=params, concurrency=concurrency,
-        resume=resume, judge=verdicts, progress=progress,
-    ))  # fmt: skip
+            verdicts = provider_judge(judge_provider, settings.model)
+            params["judge_model"] = settings.model
+        outcome = _run_with_bar(f"{suite.name}: asking {len(items)}", lambda progress: run_suite(
+            suite, asker, out, library=library, params=params, concurrency=concurrency,
+            resume=resume, judge=verdicts, progress=progress,
+        ))  # fmt: skip
+    except (ServerError, FileNotFoundError) as e:  # a server, a corpus or a package missing
+        console.print(f"[red]error:[/] {e}", highlight=False)
+        raise typer.Exit(2) from None
     _print_outcome(outcome, suite)
     if mlflow:
         run_id = track_run(outcome, mlflow_store)
@@ -140,6 +125,40 @@ def run(
         console.print(f"[red]FAIL[/] {failure}", highlight=False)
     if outcome.failures:
         raise typer.Exit(1)
+
+
+def _remote(suite, settings, url: str, api_key: str | None, ingest: bool, judge: bool):
+    """(asker, no library, judge provider, params) for a run against a server."""
+    from chatworks.evals.client import RemoteAsker, upload_corpus
+    from chatworks.evals.datasets import corpus_files
+    from chatworks.providers.registry import create_provider
+
+    if ingest:
+        files = corpus_files(suite.dataset, suite.corpus_root())
+        with console.status(f"uploading {len(files)} files to {suite.collection}..."):
+            upload_corpus(url, suite.collection, files, suite.corpus_root(), api_key)
+    asker = RemoteAsker(url, suite.collection, suite.max_tokens, api_key)
+    # The judge runs here, with this machine's configured provider, not the server's model.
+    judge_provider = create_provider(settings) if judge else None
+    return asker, None, judge_provider, {"mode": "http", "url": url}
+
+
+def _in_process(suite, settings, judge: bool):
+    """(asker, library, judge provider, params) for a run in this process; ingests first."""
+    from chatworks.evals.ask import LocalAsker
+    from chatworks.evals.suite_run import ingest_suite_corpus
+    from chatworks.providers.registry import create_provider
+    from chatworks.rag.library import Library
+
+    library = Library(settings)
+    with console.status("loading the embedding model and ingesting the corpus..."):
+        result = ingest_suite_corpus(suite, library)
+    console.print(f"{suite.collection}: {result.added + result.updated} ingested, "
+                  f"{result.unchanged} unchanged, {result.failed} failed")  # fmt: skip
+    provider = create_provider(settings)
+    asker = LocalAsker(library, provider, suite.collection, settings.model, suite.max_tokens)
+    params = {"mode": "in-process", **_settings_params(settings)}
+    return asker, library, provider if judge else None, params
 
 
 def new(

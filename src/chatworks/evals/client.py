@@ -22,6 +22,10 @@ RETRIES = 3  # for 429 and 503, which a busy server answers with Retry-After
 MAX_WAIT_S = 10.0
 
 
+class ServerError(RuntimeError):
+    """The server cannot run the suite (unreachable, no such collection, an upload refused)."""
+
+
 def api_base(url: str) -> str:
     """`http://host:8000` and `http://host:8000/v1` both mean the same server."""
     url = url.rstrip("/")
@@ -41,10 +45,15 @@ class RemoteAsker:
         self.client = httpx.AsyncClient(headers=_headers(api_key), timeout=timeout_s)
 
     async def start(self) -> None:
-        response = await self.client.get(f"{self.base}/collections/{self.collection}/documents")
+        url = f"{self.base}/collections/{self.collection}/documents"
+        try:
+            response = await self.client.get(url)
+        except httpx.HTTPError as e:
+            raise ServerError(f"{self.base}: {e!r}") from None
         if response.status_code == 404:
-            raise RuntimeError(f"{self.base}: no collection {self.collection!r} (use --ingest)")
-        response.raise_for_status()
+            raise ServerError(f"{self.base}: no collection {self.collection!r} (use --ingest)")
+        if response.status_code != 200:
+            raise ServerError(f"GET {url}: HTTP {response.status_code} {response.text[:200]}")
 
     async def close(self) -> None:
         await self.client.aclose()
@@ -83,13 +92,19 @@ def upload_corpus(
     source keeps the directories the gold passages name); returns how many were uploaded.
     Re-uploading an unchanged file is a no-op on the server."""
     base = api_base(url)
-    with httpx.Client(headers=_headers(api_key), timeout=300.0) as client:
-        client.post(f"{base}/collections", json={"name": collection}).raise_for_status()
-        for path in files:
-            name = Path(path).relative_to(root).as_posix()
-            response = client.post(
-                f"{base}/collections/{collection}/documents",
-                files={"file": (name, Path(path).read_bytes(), "text/plain")},
-            )
-            response.raise_for_status()
+    try:
+        with httpx.Client(headers=_headers(api_key), timeout=300.0) as client:
+            client.post(f"{base}/collections", json={"name": collection}).raise_for_status()
+            for path in files:
+                name = Path(path).relative_to(root).as_posix()
+                response = client.post(
+                    f"{base}/collections/{collection}/documents",
+                    files={"file": (name, Path(path).read_bytes(), "text/plain")},
+                )
+                response.raise_for_status()
+    except httpx.HTTPStatusError as e:
+        raise ServerError(f"{e.request.url}: HTTP {e.response.status_code} "
+                          f"{e.response.text[:200]}") from None  # fmt: skip
+    except httpx.HTTPError as e:
+        raise ServerError(f"{base}: {e!r}") from None
     return len(files)
