@@ -93,6 +93,30 @@ def test_eval_run_over_http_writes_reports_and_an_mlflow_run(
     assert f"Compared with {reports[0].name}" in newest.read_text()
 
 
+def test_judge_over_http_uses_the_local_provider_and_flags_rejected_answers(
+    scripted_server: LiveServer, suite_file: Path, tmp_path: Path, monkeypatch
+) -> None:
+    # The judge is this process's provider (scripted here), not the server's model.
+    script = tmp_path / "judge.json"
+    script.write_text(json.dumps({"rules": [
+        {"match": "Answer to grade: The code word", "reply": "NO, the quote disagrees."},
+        {"match": "Answer to grade:", "reply": "YES"},
+    ]}))  # fmt: skip
+    monkeypatch.setenv("CHATWORKS_PROVIDER", "scripted")
+    monkeypatch.setenv("CHATWORKS_SCRIPT_PATH", str(script))
+    out = tmp_path / "reports"
+    result = _run("--suites", str(suite_file), "--url", scripted_server.base_url, "--ingest",
+                  "--judge", "--out", str(out), "--no-mlflow")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    report = json.loads(next((out / "remote").glob("run-remote-*.json")).read_text())
+    verdicts = {q["id"]: q["judge"] for q in report["questions"]}
+    assert verdicts == {"code-word": False, "dress-code": True, "guitar": True}
+    assert report["metrics"]["judge_correct"] == pytest.approx(2 / 3)
+    assert report["params"]["judge_model"]
+    failures = {q["id"]: q["failures"] for q in report["questions"]}
+    assert failures["code-word"] == ["the judge says the answer is not correct and supported"]
+
+
 def test_eval_run_over_http_fails_without_the_collection(
     scripted_server: LiveServer, suite_file: Path, tmp_path: Path
 ) -> None:

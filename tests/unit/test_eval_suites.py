@@ -224,3 +224,15 @@ def test_judge_asks_the_provider_with_question_gold_answer_and_quotes(tmp_path: 
     assert asyncio.run(both()) == [True, False, False, "NO"]
     unanswerable = judge_messages("What is the GIL?", None, "A lock.", [])[-1].content
     assert "do not answer this" in unanswerable and "(nothing cited)" in unanswerable
+
+
+def test_eval_new_command_prints_the_suite_entry_and_never_overwrites(tmp_path: Path):
+    from typer.testing import CliRunner
+
+    from chatworks.cli import app
+
+    first = CliRunner().invoke(app, ["eval", "new", "kettles", "--dir", str(tmp_path)])
+    assert first.exit_code == 0 and "[suites.kettles]" in first.output
+    assert len(load_dataset(tmp_path / "kettles.jsonl")) == 2
+    again = CliRunner().invoke(app, ["eval", "new", "kettles", "--dir", str(tmp_path)])
+    assert again.exit_code == 1 and "already exists" in again.output
