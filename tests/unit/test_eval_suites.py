@@ -168,6 +168,9 @@ def test_html_report_escapes_compares_and_shows_failures(tmp_path: Path):
     assert "class='num worse'>+1.000" in page  # latency went up: worse, not better
     assert "the gold answer &#x27;zip&#x27; is not in the answer" in page
     assert "src=" not in page and "href=" not in page  # nothing to fetch
+    with_plot = to_html(report, suite="mine", failures=[], minimums={}, maximums={},
+                        plot=b"\x89PNG")  # fmt: skip
+    assert "src='data:image/png;base64,iVBORw==" in with_plot and "No previous run" in with_plot
     (tmp_path / "run-mine-1.json").write_text("{}")
     (tmp_path / "run-other-2.json").write_text("{}")
     assert previous_report(tmp_path, "run-mine").name == "run-mine-1.json"

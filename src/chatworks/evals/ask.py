@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from chatworks.evals.runner import invalid_citations
-from chatworks.providers.base import Delta, GenerationRequest, Provider, Usage
+from chatworks.providers.base import Delta, GenerationRequest, Provider, ProviderError, Usage
 from chatworks.rag.answer import answer_greedily
 from chatworks.rag.library import Library
 
@@ -84,7 +84,11 @@ class LocalAsker:
         # Retrieval embeds the question: CPU work that must not hold the loop other asks share.
         prepared = await asyncio.to_thread(self.library.prepare, question, self.collection)
         metered = _Metered(self.provider)
-        grounded = await answer_greedily(metered, self.model, question, prepared, self.max_tokens)
+        try:
+            grounded = await answer_greedily(metered, self.model, question, prepared,
+                                             self.max_tokens)  # fmt: skip
+        except ProviderError as e:  # an upstream down or overloaded: one question fails
+            return Asked("", latency_s=time.perf_counter() - started, error=f"{e.code}: {e}")
         return Asked(
             grounded.answer, [Cited(c.source, c.quote) for c in grounded.citations],
             grounded.refused, time.perf_counter() - started, metered.usage.prompt_tokens,

@@ -7,6 +7,7 @@ Markdown reports (`report.py`).
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Mapping, Sequence
 from html import escape
 
@@ -102,9 +103,11 @@ def to_html(
     maximums: Mapping[str, float],
     previous: Mapping[str, float | None] | None = None,
     previous_name: str = "",
+    plot: bytes | None = None,
 ) -> str:
     """The page. `failures` are the threshold messages (each names its metric), shown at the
-    top; `previous` the metrics of the run before, for the change column."""
+    top; `previous` the metrics of the run before, for the change column; `plot` a PNG (the
+    latency histogram), inlined as a data URI so the page stays one file."""
     failed = {name for name in report.metrics if any(f.startswith(f"{name} ") for f in failures)}
     params = ", ".join(f"{escape(str(k))}={escape(str(v))}" for k, v in report.params.items())
     verdict = (
@@ -125,6 +128,15 @@ def to_html(
         "<h2>Metrics</h2>",
         compared,
         *_metrics_table(report, previous, minimums, maximums, failed),
+        *(
+            [
+                "<h2>Latency</h2>",
+                f"<img alt='latency histogram' src='data:image/png;base64,"
+                f"{base64.b64encode(plot).decode()}'>",
+            ]
+            if plot
+            else []
+        ),
         f"<h2>Top failures ({min(len(missed), TOP_FAILURES)} of {len(missed)})</h2>",
         *(_failure(r) for r in missed[:TOP_FAILURES]),
     ]

@@ -3,8 +3,9 @@ library is in this process, the thresholds, the reports (JSON, Markdown, HTML, c
 the previous run of the suite) and an MLflow run.
 
 Files go to `<out>/<suite>/`: `answers.jsonl` (one record a question, appended as they finish;
-what `--resume` continues) and `run-<suite>-<UTC time>.json|.md|.html`. Not covered: building
-the asker (the CLI picks in-process or HTTP) or ingesting the corpus (`ingest_suite_corpus`).
+what `--resume` continues) and `run-<suite>-<UTC time>.json|.md|.html|.latency.png`.
+Not covered: building the asker (the CLI picks in-process or HTTP) or ingesting the corpus
+(`ingest_suite_corpus`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 from chatworks.evals.ask import Asker
 from chatworks.evals.datasets import corpus_files
 from chatworks.evals.html import to_html
+from chatworks.evals.plots import latency_histogram
 from chatworks.evals.questions import Judge, run_questions, summarize
 from chatworks.evals.report import check_thresholds, previous_report, report_stem, write_reports
 from chatworks.evals.runner import EvalReport, Progress, run_retrieval_eval
@@ -92,12 +94,17 @@ def run_suite(
     previous = json.loads(before.read_text())["metrics"] if before else None
     stem = report_stem(prefix)
     json_path, md_path = write_reports(report, run_dir, stem, previous)
+    latencies = [r.latency_s for r in records if r.error is None]
+    plot = latency_histogram(latencies, run_dir / f"{stem}.latency.png", f"suite {suite.name}")
     html_path = run_dir / f"{stem}.html"
     html_path.write_text(to_html(
         report, suite=suite.name, failures=failures, minimums=suite.minimums,
         maximums=suite.maximums, previous=previous, previous_name=before.name if before else "",
+        plot=plot.read_bytes() if plot else None,
     ), encoding="utf-8")  # fmt: skip
     files = {"json": json_path, "md": md_path, "html": html_path, "answers": answers}
+    if plot:
+        files["latency_plot"] = plot
     return SuiteOutcome(report, failures, skipped, files, before)
 
 
