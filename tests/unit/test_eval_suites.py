@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -95,6 +96,12 @@ def test_score_an_answer_its_citations_and_a_wrong_answer():
     assert refused.failures == [] and refused.groundedness is None
     invented = score(GIL, Asked("It is a lock [1].", [Cited("x.txt", "a lock")]))
     assert invented.failures == ["answered a question the documents do not answer"]
+    # an answerable question without a gold answer is judged on its citations only
+    retrieval_only = score(
+        replace(ZIP, answer=None), Asked("The zip function [1].", right.citations)
+    )
+    assert retrieval_only.contains_answer is None and retrieval_only.token_f1 is None
+    assert retrieval_only.failures == [] and summarize([retrieval_only])["containment"] is None
 
 
 def test_summarize_rates_latency_and_tokens():

@@ -8,8 +8,8 @@ from typing import Annotated
 
 import typer
 
-from chatworks.cli.evals import OutOption, _run_with_bar
-from chatworks.cli.shared import console, settings_from_flags
+from chatworks.cli.evals import OutOption
+from chatworks.cli.shared import console, run_with_bar, settings_from_flags
 
 URL_HELP = ("A running chatworks server (http://host:8000); the suite's collection must be "
             "there (or use --ingest). Default: in this process.")  # fmt: skip
@@ -42,24 +42,18 @@ def _settings_params(settings) -> dict[str, object]:
 def _print_outcome(outcome, suite) -> None:
     from rich.table import Table
 
-    from chatworks.evals.report import describe_bound
+    from chatworks.evals.report import compare, describe_bound
 
     report = outcome.report
     table = Table(title=f"eval suite {suite.name}: {len(report.questions)} questions")
     for column in ("metric", "value", "bound", "change"):
         table.add_column(column, justify="left" if column == "metric" else "right")
-    previous = {}
-    if outcome.previous:
-        import json
-
-        previous = json.loads(outcome.previous.read_text())["metrics"]
-    for name, value in report.metrics.items():
-        bound = describe_bound(name, suite.minimums, suite.maximums)
-        before = previous.get(name)
-        change = "" if value is None or before is None else f"{value - before:+.3f}"
+    for name, (_, value, delta) in compare(report.metrics, outcome.previous_metrics or {}).items():
         failed = any(f.startswith(f"{name} ") for f in outcome.failures)
         shown = "n/a" if value is None else f"{value:.3f}"
-        table.add_row(name, f"[red]{shown}[/]" if failed else shown, bound, change)
+        table.add_row(name, f"[red]{shown}[/]" if failed else shown,
+                      describe_bound(name, suite.minimums, suite.maximums),
+                      "" if delta is None else f"{delta:+.3f}")  # fmt: skip
     console.print(table)
     console.print(f"reports: {outcome.files['html']} (.json, .md); answers: "
                   f"{outcome.files['answers']}", highlight=False)  # fmt: skip
@@ -106,7 +100,7 @@ def run(
 
             verdicts = provider_judge(judge_provider, settings.model)
             params["judge_model"] = settings.model
-        outcome = _run_with_bar(f"{suite.name}: asking {len(items)}", lambda progress: run_suite(
+        outcome = run_with_bar(f"{suite.name}: asking {len(items)}", lambda progress: run_suite(
             suite, asker, out, library=library, params=params, concurrency=concurrency,
             resume=resume, judge=verdicts, progress=progress,
         ))  # fmt: skip
@@ -200,7 +194,7 @@ def judge_agreement(
         return judge_answer(provider, settings.model, case.question, case.gold_answer,
                             case.answer, case.quotes)  # fmt: skip
 
-    replies = _run_with_bar("judging", lambda progress: ask_all(provider, cases, ask, progress))
+    replies = run_with_bar("judging", lambda progress: ask_all(provider, cases, ask, progress))
     result = agreement([c.correct for c in cases], [verdict for verdict, _ in replies])
     table = Table(title=f"judge {settings.provider}/{settings.model} on {result.cases} cases")
     table.add_column("case")

@@ -42,7 +42,7 @@ class QuestionRecord:
     completion_tokens: int
     invalid_citations: int | None
     error: str | None
-    contains_answer: bool | None  # answerable only
+    contains_answer: bool | None  # answerable questions with a gold answer only
     token_f1: float | None
     citation_precision: float | None
     citation_recall: float | None
@@ -61,10 +61,10 @@ def score(item: EvalItem, asked: Asked, verdict: bool | None = None) -> Question
     quotes = [c.quote for c in asked.citations]
     cited = gold_cited(list(dict.fromkeys(c.source for c in asked.citations)), item)
     contained = f1 = precision = recall = passage = None
+    if item.answerable and item.answer is not None:  # a retrieval-only question has no answer
+        contained = answered and metrics.contains_answer(asked.answer, item.answer)
+        f1 = metrics.token_f1(asked.answer, item.answer) if answered else 0.0
     if item.answerable:
-        gold = item.answer or ""
-        contained = answered and bool(gold) and metrics.contains_answer(asked.answer, gold)
-        f1 = metrics.token_f1(asked.answer, gold) if answered and gold else 0.0
         precision = metrics.citation_precision(cited, item.gold_sources)
         recall = metrics.citation_recall(cited, item.gold_sources)
         passage = any(passage_matches(g, c.source, c.quote) for g in item.gold
@@ -78,7 +78,7 @@ def score(item: EvalItem, asked: Asked, verdict: bool | None = None) -> Question
     elif item.answerable and asked.refused:
         failures.append("refused a question the documents answer")
     elif item.answerable:
-        if not contained:
+        if contained is False:
             failures.append(f"the gold answer {item.answer!r} is not in the answer")
         if not precision:
             failures.append("no citation names a gold document")
@@ -103,7 +103,9 @@ def summarize(records: Sequence[QuestionRecord]) -> dict[str, float | None]:
     answerable = [r for r in records if r.answerable]
     ok = [r for r in records if r.error is None]
     summary: dict[str, float | None] = {
-        "containment": metrics.mean(float(bool(r.contains_answer)) for r in answerable),
+        "containment": metrics.mean(
+            float(r.contains_answer) for r in answerable if r.contains_answer is not None
+        ),
         "token_f1": metrics.mean(r.token_f1 for r in answerable),
         "citation_precision": metrics.mean(r.citation_precision for r in answerable),
         "citation_recall": metrics.mean(r.citation_recall for r in answerable),

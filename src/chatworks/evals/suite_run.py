@@ -39,6 +39,7 @@ class SuiteOutcome:
     skipped: list[str] = field(default_factory=list)  # bounds not checkable over HTTP
     files: dict[str, Path] = field(default_factory=dict)  # json, md, html, answers
     previous: Path | None = None  # the report compared with
+    previous_metrics: dict[str, float | None] | None = None
 
 
 def ingest_suite_corpus(suite: Suite, library: Library) -> IngestResult:
@@ -105,7 +106,7 @@ def run_suite(
     files = {"json": json_path, "md": md_path, "html": html_path, "answers": answers}
     if plot:
         files["latency_plot"] = plot
-    return SuiteOutcome(report, failures, skipped, files, before)
+    return SuiteOutcome(report, failures, skipped, files, before, previous)
 
 
 def track_run(outcome: SuiteOutcome, store: Path) -> str | None:
