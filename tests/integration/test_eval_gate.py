@@ -124,6 +124,8 @@ def test_the_gate_suite_meets_its_bounds(library: Library) -> None:
     for qid in ("na-australia", "na-bread"):
         assert results[qid].refused and results[qid].answer == REFUSAL
     assert outcome.report.metrics["invalid_citations"] == 0
+    # In process a record keeps what the model was given, for the report's failures.
+    assert all(r.passages for r in results.values() if not r.refused)
     assert not outcome.failures, (
         "the eval gate failed (suite `gate` in src/chatworks/evals/suites.toml):\n  "
         + "\n  ".join(outcome.failures) + f"\nreport: {outcome.files['html']}"

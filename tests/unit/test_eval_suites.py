@@ -157,7 +157,14 @@ def test_an_interrupted_run_resumes_with_the_questions_not_yet_answered(tmp_path
 
 
 def test_html_report_escapes_compares_and_shows_failures(tmp_path: Path):
-    bad = score(ZIP, Asked("<script>alert(1)</script>", [Cited("a<b>.txt", "x & y")]))
+    bad = score(
+        ZIP,
+        Asked(
+            "<script>alert(1)</script>",
+            [Cited("a<b>.txt", "x & y")],
+            passages=[Cited("a<b>.txt", "x & y"), Cited("c.txt", "<i>z</i>")],
+        ),
+    )
     report = EvalReport("run", "set.jsonl", "docs", {"suite": "mine"},
                         {"containment": 0.25, "latency_p50_s": 2.0}, [bad])  # fmt: skip
     page = to_html(
@@ -170,7 +177,8 @@ def test_html_report_escapes_compares_and_shows_failures(tmp_path: Path):
         previous_name="run-1.json",
     )
     assert "<script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
-    assert "a&lt;b&gt;.txt" in page and "x &amp; y" in page
+    assert "a&lt;b&gt;.txt" in page and "x &amp; y" in page and "&lt;i&gt;z&lt;/i&gt;" in page
+    assert "the 2 passages given to the model" in page
     assert "FAILED" in page and "-0.500" in page and "run-1.json" in page
     assert "class='num worse'>+1.000" in page  # latency went up: worse, not better
     assert "the gold answer &#x27;zip&#x27; is not in the answer" in page

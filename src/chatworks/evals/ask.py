@@ -36,6 +36,7 @@ class Asked:
     completion_tokens: int = 0
     invalid_citations: int | None = None  # in process only: citations naming no given passage
     error: str | None = None  # the request failed; the answer is empty
+    passages: list[Cited] = field(default_factory=list)  # given to the model (in process only)
 
 
 class Asker(Protocol):
@@ -93,4 +94,6 @@ class LocalAsker:
             grounded.answer, [Cited(c.source, c.quote) for c in grounded.citations],
             grounded.refused, time.perf_counter() - started, metered.usage.prompt_tokens,
             metered.usage.completion_tokens, invalid_citations(grounded, prepared),
+            passages=[Cited(s.passage.hit.source, s.passage.hit.chunk.text)
+                      for s in prepared.sources],
         )  # fmt: skip

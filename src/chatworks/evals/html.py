@@ -1,8 +1,8 @@
 """The static HTML report of a suite run: one self-contained page (inline CSS, no script, no
 remote asset) with the metrics against their bounds, the change since the previous run, and
-the top failures with the question, the answer, its citations and quotes, the gold and why it
-failed. Every text from a dataset, a model or a server is escaped. Not covered: the JSON and
-Markdown reports (`report.py`).
+the top failures with the question, the answer, its citations and quotes, the passages the
+model was given (in process), the gold and why it failed. Every text from a dataset, a model
+or a server is escaped. Not covered: the JSON and Markdown reports (`report.py`).
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import base64
 from collections.abc import Mapping, Sequence
 from html import escape
 
+from chatworks.evals.ask import Cited
 from chatworks.evals.questions import QuestionRecord
 from chatworks.evals.report import compare, describe_bound
 from chatworks.evals.runner import EvalReport
@@ -66,6 +67,15 @@ def _metrics_table(
     return [*rows, "</table>"]
 
 
+def _quotes(items: Sequence[Cited]) -> str:
+    """Numbered sources with their quoted text."""
+    return "".join(
+        f"<div class='meta'>[{n}] {escape(c.source)}</div>"
+        f"<blockquote>{escape(c.quote)}</blockquote>"
+        for n, c in enumerate(items, 1)
+    )
+
+
 def _failure(r: QuestionRecord) -> str:
     gold = (f"<b>gold answer</b>: {escape(r.gold_answer)}" if r.gold_answer is not None
             else "<b>gold</b>: the documents do not answer this")  # fmt: skip
@@ -74,21 +84,17 @@ def _failure(r: QuestionRecord) -> str:
         f"<blockquote>{escape(g['snippet'])}</blockquote>"
         for g in r.gold
     )
-    cited = (
-        "".join(
-            f"<div class='meta'>[{n}] {escape(c.source)}</div>"
-            f"<blockquote>{escape(c.quote)}</blockquote>"
-            for n, c in enumerate(r.citations, 1)
-        )
-        or "<div class='meta'>no citations</div>"
-    )
+    cited = _quotes(r.citations) or "<div class='meta'>no citations</div>"
+    # Collapsed (a plain <details>, no script): five windows would bury the answer.
+    given = (f"<details><summary>the {len(r.passages)} passages given to the model</summary>"
+             f"{_quotes(r.passages)}</details>" if r.passages else "")  # fmt: skip
     why = "".join(f"<li>{escape(f)}</li>" for f in r.failures)
     refused = " (refused)" if r.refused else ""
     return (
         f"<div class='failure'><h3>{escape(r.id)}: {escape(r.question)}</h3>"
         f"<ul class='why'>{why}</ul><div>{gold}</div>{passages}"
         f"<div><b>answer</b>{refused}</div><pre>{escape(r.answer) or '(empty)'}</pre>"
-        f"<div><b>citations</b></div>{cited}"
+        f"<div><b>citations</b></div>{cited}{given}"
         f"<div class='meta'>latency {r.latency_s:.2f} s, tokens {r.prompt_tokens} + "
         f"{r.completion_tokens}</div></div>"
     )

@@ -50,10 +50,12 @@ class QuestionRecord:
     groundedness: float | None  # answered questions only
     judge: bool | None = None
     failures: list[str] = field(default_factory=list)  # why it counts as wrong, if it does
+    passages: list[Cited] = field(default_factory=list)  # what the model was given, if known
 
     @classmethod
     def from_json(cls, raw: dict) -> QuestionRecord:
-        return cls(**{**raw, "citations": [Cited(**c) for c in raw["citations"]]})
+        return cls(**{**raw, "citations": [Cited(**c) for c in raw["citations"]],
+                      "passages": [Cited(**c) for c in raw.get("passages", [])]})  # fmt: skip
 
 
 def score(item: EvalItem, asked: Asked, verdict: bool | None = None) -> QuestionRecord:
@@ -93,7 +95,7 @@ def score(item: EvalItem, asked: Asked, verdict: bool | None = None) -> Question
         [{"source": g.source, "snippet": g.snippet} for g in item.gold], asked.answer,
         list(asked.citations), asked.refused, asked.latency_s, asked.prompt_tokens,
         asked.completion_tokens, asked.invalid_citations, asked.error, contained, f1, precision,
-        recall, passage, grounded, verdict, failures,
+        recall, passage, grounded, verdict, failures, list(asked.passages),
     )  # fmt: skip
 
 
