@@ -254,3 +254,16 @@ def test_eval_new_command_prints_the_suite_entry_and_never_overwrites(tmp_path: 
     assert len(load_dataset(tmp_path / "kettles.jsonl")) == 2
     again = CliRunner().invoke(app, ["eval", "new", "kettles", "--dir", str(tmp_path)])
     assert again.exit_code == 1 and "already exists" in again.output
+
+
+def test_eval_run_against_a_server_that_is_not_there_ends_in_one_line(tmp_path: Path):
+    from typer.testing import CliRunner
+
+    from chatworks.cli import app
+    from tests.servers import free_port
+
+    url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    result = CliRunner().invoke(app, ["eval", "run", "demo", "--url", url, "--out",
+                                      str(tmp_path), "--no-mlflow"])  # fmt: skip
+    assert result.exit_code == 2 and f"error: {url}/v1: ConnectError" in result.output
+    assert list(tmp_path.rglob("run-*")) == []  # no report for a run that never started

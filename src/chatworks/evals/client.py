@@ -42,9 +42,19 @@ class RemoteAsker:
         timeout_s: float = 300.0,
     ):  # fmt: skip
         self.base, self.collection, self.max_tokens = api_base(url), collection, max_tokens
-        self.client = httpx.AsyncClient(headers=_headers(api_key), timeout=timeout_s)
+        self.headers, self.timeout_s = _headers(api_key), timeout_s
+        self.client: httpx.AsyncClient | None = None
 
     async def start(self) -> None:
+        # Made here, inside the run's event loop, and closed by `close` in the same loop.
+        self.client = httpx.AsyncClient(headers=self.headers, timeout=self.timeout_s)
+        try:
+            await self._check_collection()
+        except ServerError:
+            await self.close()  # the run ends before it would close the client
+            raise
+
+    async def _check_collection(self) -> None:
         url = f"{self.base}/collections/{self.collection}/documents"
         try:
             response = await self.client.get(url)
@@ -56,7 +66,8 @@ class RemoteAsker:
             raise ServerError(f"GET {url}: HTTP {response.status_code} {response.text[:200]}")
 
     async def close(self) -> None:
-        await self.client.aclose()
+        if self.client is not None:
+            await self.client.aclose()
 
     async def ask(self, question: str) -> Asked:
         body = {"question": question, "collection": self.collection,

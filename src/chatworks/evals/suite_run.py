@@ -57,7 +57,7 @@ def suite_thresholds(
     failures = check_thresholds(
         metrics, keep, {n: b for n, b in suite.maximums.items() if n not in skipped}
     )
-    return failures, skipped  # fmt: skip
+    return failures, skipped
 
 
 def run_suite(
