@@ -133,8 +133,8 @@ def test_the_gate_suite_meets_its_bounds(library: Library) -> None:
 
 
 class WorstFirstIndex:
-    """A broken retriever: of the 200 best candidates it returns the least relevant first, so
-    the best similarity (and the relevance floor) is unchanged but the passages are not."""
+    """A broken retriever: of its 200 best candidates it returns the least relevant first. The
+    passages are wrong, and their best similarity is lower, so the floor refuses some too."""
 
     def __init__(self, inner):
         self.inner = inner
@@ -166,6 +166,8 @@ def test_a_broken_retriever_fails_the_gate_naming_the_metrics(
 ) -> None:
     outcome = _run_gate(BrokenLibrary(library), tmp_path)
     failed = {f.split(" ")[0] for f in outcome.failures}
+    # Measured: recall@10, MRR, nDCG, containment and gold passage cited 0; citation precision
+    # 0.2; 3 of 8 answerable refused by the floor.
     assert {"recall@10", "mrr", "containment"} <= failed, outcome.failures
     assert any(f.startswith("recall@10 = ") and "below the minimum 0.625" in f
                for f in outcome.failures)  # fmt: skip
