@@ -179,7 +179,8 @@ def test_html_report_escapes_compares_and_shows_failures(tmp_path: Path):
     assert "<script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
     assert "a&lt;b&gt;.txt" in page and "x &amp; y" in page and "&lt;i&gt;z&lt;/i&gt;" in page
     assert "the 2 passages given to the model" in page
-    assert "FAILED" in page and "-0.500" in page and "run-1.json" in page
+    assert "FAILED: 1 bound(s) not met" in page and "<li>containment = 0.250 is below" in page
+    assert "-0.500" in page and "run-1.json" in page
     assert "class='num worse'>+1.000" in page  # latency went up: worse, not better
     assert "the gold answer &#x27;zip&#x27; is not in the answer" in page
     assert "src=" not in page and "href=" not in page  # nothing to fetch

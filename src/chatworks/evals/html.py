@@ -117,7 +117,8 @@ def to_html(
     failed = {name for name in report.metrics if any(f.startswith(f"{name} ") for f in failures)}
     params = ", ".join(f"{escape(str(k))}={escape(str(v))}" for k, v in report.params.items())
     verdict = (
-        "<p class='fail'>FAILED: " + "; ".join(escape(f) for f in failures) + "</p>"
+        f"<p class='fail'>FAILED: {len(failures)} bound(s) not met</p><ul class='fail'>"
+        + "".join(f"<li>{escape(f)}</li>" for f in failures) + "</ul>"
         if failures else "<p class='pass'>All thresholds met.</p>"
     )  # fmt: skip
     records = [q for q in report.questions if isinstance(q, QuestionRecord)]
