@@ -161,8 +161,10 @@ def run_questions(
     results.parent.mkdir(parents=True, exist_ok=True)
     wanted = {i.id for i in items}
     done = {r.id: r for r in read_records(results) if r.id in wanted} if resume else {}
-    if not resume:
-        results.write_text("", encoding="utf-8")
+    # Rewritten rather than appended to: a line torn by the stop would otherwise swallow the
+    # first record appended after it.
+    results.write_text("".join(json.dumps(asdict(r)) + "\n" for r in done.values()),
+                       encoding="utf-8")  # fmt: skip
     todo = [i for i in items if i.id not in done]
     limit = asyncio.Semaphore(max(1, concurrency))
 
