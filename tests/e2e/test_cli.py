@@ -42,8 +42,8 @@ def test_terminal_chat_streams_answers_until_an_empty_line(live_server):
 
 COMMANDS = [
     "serve", "chat", "models", "ingest", "collections", "ask", "export", "eval retrieval",
-    "eval answers", "eval probes", "train tokenizer", "train data", "train base", "train sft",
-    "train eval", "train run",
+    "eval answers", "eval probes", "eval run", "eval new", "eval judge-agreement",
+    "train tokenizer", "train data", "train base", "train sft", "train eval", "train run",
 ]  # fmt: skip
 
 

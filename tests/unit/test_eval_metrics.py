@@ -147,3 +147,34 @@ def test_thresholds_fail_below_minimum_above_maximum_and_on_missing_values():
     assert "recall@10 = 0.800 is below the minimum 0.9" in failures
     assert any("invalid_citations" in f and "above" in f for f in failures)
     assert any("refusal could not be computed" in f for f in failures)
+
+
+def test_token_f1_squad_style_by_hand():
+    # answer tokens after normalisation: [zip, function]; gold: [zip]
+    assert metrics.token_f1("The zip() function!", "zip") == pytest.approx(2 * 0.5 * 1 / 1.5)
+    assert metrics.token_f1("An Apple, a pear", "apple pear") == 1.0  # articles, case, commas
+    assert metrics.token_f1("no overlap here", "zip") == 0.0
+    # shared tokens count with multiplicity: answer [a, b, b] vs gold [b, b, c] share 2
+    assert metrics.token_f1("x y y", "y y z") == pytest.approx(2 / 3)
+    assert metrics.token_f1("", "") == 1.0 and metrics.token_f1("", "zip") == 0.0
+
+
+def test_groundedness_counts_claims_whose_words_are_in_the_quotes():
+    quotes = ["The kettle has a warranty of two years.", "It boils water in 90 seconds."]
+    # claim 1 {kettle, warranty, years}: all in the quotes; claim 2 {ships, free, europe}: none
+    answer = "The kettle's warranty is two years [1]. It ships free across Europe."
+    assert metrics.groundedness(answer, quotes) == 0.5
+    assert metrics.groundedness("The kettle boils water [2].", quotes) == 1.0
+    assert metrics.groundedness("The kettle boils water.", []) == 0.0  # nothing cited
+    assert metrics.groundedness("", quotes) is None  # no claim at all
+    # {kettle, boils, milk}: 2 of 3 content words supported, enough at 0.5, not at 0.9
+    assert metrics.groundedness("The kettle boils milk.", quotes) == 1.0
+    assert metrics.groundedness("The kettle boils milk.", quotes, support=0.9) == 0.0
+
+
+def test_percentile_interpolates_like_numpy():
+    values = [4.0, 1.0, 3.0, 2.0]
+    assert metrics.percentile(values, 50) == 2.5
+    assert metrics.percentile(values, 95) == pytest.approx(3.85)
+    assert metrics.percentile([7.0], 95) == 7.0
+    assert metrics.percentile([], 50) is None

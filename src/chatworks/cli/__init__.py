@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import typer
 
-from chatworks.cli import documents, evals, serving, training
+from chatworks.cli import documents, eval_suites, evals, serving, training
 
 app = typer.Typer(
     help="chatworks: train, serve, ground and observe a chat model.", no_args_is_help=True
@@ -18,6 +18,9 @@ app.command()(serving.chat)
 app.command()(documents.ingest)
 app.command()(documents.collections)
 app.command()(documents.ask)
+evals.app.command("run")(eval_suites.run)
+evals.app.command("new")(eval_suites.new)
+evals.app.command("judge-agreement")(eval_suites.judge_agreement)
 app.add_typer(evals.app, name="eval")
 app.add_typer(training.app, name="train")
 app.command("export")(training.export_model)

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from chatworks.cli.shared import console, settings_from_flags
+from chatworks.cli.shared import console, run_with_bar, settings_from_flags
 
 app = typer.Typer(
     help="Evaluate retrieval and grounded answers against a golden set, and the model against "
@@ -47,14 +47,6 @@ def _eval_library(dataset: Path, collection: str, corpus_root: Path | None, tag:
         console.print(f"{collection}: {result.added + result.updated} ingested, "
                       f"{result.unchanged} unchanged, {result.failed} failed")  # fmt: skip
     return items, library
-
-
-def _run_with_bar(description: str, run):
-    from rich.progress import Progress
-
-    with Progress(console=console, transient=True) as bar:
-        task = bar.add_task(description, total=None)
-        return run(lambda done, total: bar.update(task, completed=done, total=total))
 
 
 def _finish_eval(report, out: Path, failures: list[str]) -> None:
@@ -98,7 +90,7 @@ def eval_retrieval(
         raise typer.BadParameter("--mode must be hybrid, vector or keyword")
     dataset = dataset or PYTHON_DOCS_DEV
     items, library = _eval_library(dataset, collection, corpus_root, tag)
-    report = _run_with_bar("retrieving", lambda progress: run_retrieval_eval(
+    report = run_with_bar("retrieving", lambda progress: run_retrieval_eval(
         items, library, collection, k=k, mode=mode, dataset=str(dataset), progress=progress,
     ))  # fmt: skip
     failures = check_thresholds(
@@ -137,7 +129,7 @@ def eval_answers(
     items, library = _eval_library(dataset, collection, corpus_root, tag)
     items = items[:limit] if limit else items
     provider = create_provider(library.settings)
-    report = _run_with_bar("answering", lambda progress: run_answer_eval(
+    report = run_with_bar("answering", lambda progress: run_answer_eval(
         items, library, provider, collection, model=library.settings.model,
         max_tokens=max_tokens, dataset=str(dataset), progress=progress,
     ))  # fmt: skip

@@ -29,3 +29,12 @@ def settings_from_flags(**overrides) -> Settings:
             name = ".".join(str(part) for part in error["loc"]) or "settings"
             console.print(f"[red]error:[/] {name}: {error['msg']}", highlight=False)
         raise typer.Exit(2) from None
+
+
+def run_with_bar(description: str, run):
+    """`run(progress)` under a progress bar; `progress(done, total)` moves it."""
+    from rich.progress import Progress
+
+    with Progress(console=console, transient=True) as bar:
+        task = bar.add_task(description, total=None)
+        return run(lambda done, total: bar.update(task, completed=done, total=total))

@@ -8,18 +8,23 @@ earns nothing, so a system cannot score by returning near-duplicates.
 
 Answers: citation precision/recall against the gold *documents* (a citation is right when it
 names a document that holds a gold passage; chunk-level correctness is the retrieval metrics'
-job), refusal accuracy on unanswerable questions, and containment of the short gold answer.
-Not covered: judging free-text answers with a model (no judge model is available offline).
+job), refusal accuracy on unanswerable questions, containment of the short gold answer, token
+F1 against it, and groundedness (a lexical proxy: are the answer's sentences made of the cited
+quotes' words). Latency percentiles for the suite reports.
+Not covered: judging answers with a model (`judge.py`, optional and measured against humans).
 """
 
 from __future__ import annotations
 
 import math
 import re
+import string
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from typing import TypeVar
 
 from chatworks.evals.datasets import normalize
+from chatworks.rag.evidence import content_words, sentences
 
 R = TypeVar("R")  # a retrieved result, whatever its type
 Judgement = list[int | None]  # per result, in rank order: gold index first covered, or None
@@ -97,3 +102,63 @@ def mean(values: Iterable[float | None]) -> float | None:
     """Average of the defined values; None if there are none."""
     defined = [v for v in values if v is not None]
     return sum(defined) / len(defined) if defined else None
+
+
+_ARTICLES = re.compile(r"\b(a|an|the)\b")
+_PUNCTUATION = str.maketrans("", "", string.punctuation)
+
+
+def answer_tokens(text: str) -> list[str]:
+    """SQuAD-style normalisation: lower case, no punctuation, no articles, split on whitespace."""
+    return _ARTICLES.sub(" ", text.lower().translate(_PUNCTUATION)).split()
+
+
+def token_f1(answer: str, gold: str) -> float:
+    """F1 of the answer's tokens against the gold's, counting shared tokens with multiplicity
+    (SQuAD's definition). Long answers pay in precision: a 40-word quote holding the 1-word gold
+    scores about 0.05, where containment says 1; the two together tell a short right answer
+    from a long one that merely includes it."""
+    ours, theirs = answer_tokens(answer), answer_tokens(gold)
+    if not ours or not theirs:
+        return float(ours == theirs)
+    shared = sum((Counter(ours) & Counter(theirs)).values())
+    if shared == 0:
+        return 0.0
+    precision, recall = shared / len(ours), shared / len(theirs)
+    return 2 * precision * recall / (precision + recall)
+
+
+_MARKER = re.compile(r"\[\d{1,3}\]")
+
+
+def groundedness(answer: str, quotes: Sequence[str], support: float = 0.5) -> float | None:
+    """Share of the answer's claims supported by the cited quotes, as a lexical proxy.
+
+    A claim is a sentence of the answer (citation markers removed) with at least one content
+    word (stop words and 1-letter words dropped, lower-cased). It is supported when at least
+    `support` of its distinct content words occur among the content words of the cited quotes
+    taken together. The score is supported claims / claims; None when the answer has no claim
+    (an empty answer); 0.0 when it has claims but cites nothing.
+
+    This checks words, not meaning: a negated or reordered sentence built from the quote's
+    words passes, and a faithful paraphrase with other words fails. Extractive answers (the
+    quote itself) score 1 by construction; it is most telling for generated answers.
+    """
+    claims = [words for s in sentences(_MARKER.sub("", answer)) if (words := content_words(s.text))]
+    if not claims:
+        return None
+    cited = set().union(*map(content_words, quotes)) if quotes else set()
+    supported = sum(len(words & cited) / len(words) >= support for words in claims)
+    return supported / len(claims)
+
+
+def percentile(values: Sequence[float], q: float) -> float | None:
+    """The q-th percentile (0-100) with linear interpolation between the two nearest ranks
+    (numpy's default); None for no values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    position = (len(ordered) - 1) * q / 100
+    low = math.floor(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)

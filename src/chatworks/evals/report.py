@@ -1,7 +1,9 @@
 """Eval reports: a JSON file (everything, per question) and a Markdown file (the summary and the
-questions that went wrong), plus the threshold check that makes an eval a CI gate.
+questions that went wrong), the comparison of a suite run with the previous one, plus the
+threshold check that makes an eval a CI gate.
 
-Not covered: computing anything (`runner.py`, `metrics.py`) or printing to a terminal (the CLI).
+Not covered: computing anything (`runner.py`, `metrics.py`), the HTML page (`html.py`) or
+printing to a terminal (the CLI).
 """
 
 from __future__ import annotations
@@ -13,7 +15,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from chatworks.evals.probes import ProbeResult
+from chatworks.evals.questions import QuestionRecord
 from chatworks.evals.runner import AnswerResult, EvalReport, RetrievalResult
+
+Delta = tuple[float | None, float | None, float | None]  # (previous, now, now - previous)
 
 
 def check_thresholds(
@@ -41,10 +46,38 @@ def _fmt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 
 
-def to_markdown(report: EvalReport) -> str:
+def describe_bound(name: str, minimums: Mapping[str, float], maximums: Mapping[str, float]) -> str:
+    """A metric's bounds as text: ">= 0.85", "<= 0", both, or "" when it has none."""
+    parts = [f">= {minimums[name]:g}"] if name in minimums else []
+    parts += [f"<= {maximums[name]:g}"] if name in maximums else []
+    return " and ".join(parts)
+
+
+def compare(
+    now: Mapping[str, float | None], previous: Mapping[str, float | None]
+) -> dict[str, Delta]:
+    """Per metric of the current run: the previous value, the current one and the change
+    (None where either is undefined)."""
+    out: dict[str, Delta] = {}
+    for name, value in now.items():
+        before = previous.get(name)
+        delta = None if value is None or before is None else value - before
+        out[name] = (before, value, delta)
+    return out
+
+
+def previous_report(out_dir: Path, prefix: str) -> Path | None:
+    """The newest `<prefix>-*.json` report in `out_dir` (by time written), if any: called
+    before a run writes its own, it is the run before."""
+    return max(out_dir.glob(f"{prefix}-*.json"), key=lambda p: p.stat().st_mtime_ns, default=None)
+
+
+def to_markdown(report: EvalReport, previous: Mapping[str, float | None] | None = None) -> str:
     params = ", ".join(f"{k}={v}" for k, v in report.params.items())
     lines = [
-        f"# {report.kind} eval: {report.collection}",
+        f"# eval suite {report.params.get('suite')}: {report.collection}"
+        if report.kind == "run"
+        else f"# {report.kind} eval: {report.collection}",
         "",
         f"Dataset `{report.dataset}`; {params}.",
         "",
@@ -53,6 +86,13 @@ def to_markdown(report: EvalReport) -> str:
         *(f"| {name} | {_fmt(value)} |" for name, value in report.metrics.items()),
         "",
     ]
+    if previous is not None:
+        lines += ["## Compared with the previous run", "", "| metric | previous | now | change |",
+                  "|---|---|---|---|"]  # fmt: skip
+        for name, (before, now, delta) in compare(report.metrics, previous).items():
+            change = "n/a" if delta is None else f"{delta:+.3f}"
+            lines.append(f"| {name} | {_fmt(before)} | {_fmt(now)} | {change} |")
+        lines.append("")
     misses = [q for q in report.questions if _missed(q)]
     if misses:
         lines += ["## Questions that went wrong", ""]
@@ -62,6 +102,8 @@ def to_markdown(report: EvalReport) -> str:
 
 
 def _missed(q: object) -> bool:
+    if isinstance(q, QuestionRecord):
+        return bool(q.failures)
     if isinstance(q, ProbeResult):
         return not q.passed
     if isinstance(q, RetrievalResult):
@@ -73,6 +115,8 @@ def _missed(q: object) -> bool:
 
 
 def _why(q: object) -> str:
+    if isinstance(q, QuestionRecord):
+        return f"{'; '.join(q.failures)}: {q.answer.replace(chr(10), ' ')[:160]!r}"
     if isinstance(q, ProbeResult):
         return f"{'; '.join(q.failures)}: {q.answer.replace(chr(10), ' ')[:160]!r}"
     if isinstance(q, RetrievalResult):
@@ -92,11 +136,19 @@ def _why(q: object) -> str:
     return "refused" if q.refused else f"gold answer not in {answer!r}"
 
 
-def write_reports(report: EvalReport, out_dir: Path) -> tuple[Path, Path]:
-    """Writes `<kind>-<UTC time>.json` and `.md` into `out_dir`; returns both paths."""
+def report_stem(prefix: str) -> str:
+    return f"{prefix}-{datetime.now(UTC):%Y%m%dT%H%M%SZ}"
+
+
+def write_reports(
+    report: EvalReport, out_dir: Path, stem: str | None = None,
+    previous: Mapping[str, float | None] | None = None,
+) -> tuple[Path, Path]:  # fmt: skip
+    """Writes `<stem>.json` and `.md` into `out_dir` (default stem `<kind>-<UTC time>`);
+    returns both paths. With `previous` metrics, the Markdown compares the two runs."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    stem = f"{report.kind}-{datetime.now(UTC):%Y%m%dT%H%M%SZ}"
+    stem = stem or report_stem(report.kind)
     json_path, md_path = out_dir / f"{stem}.json", out_dir / f"{stem}.md"
     json_path.write_text(json.dumps(asdict(report), indent=2) + "\n", encoding="utf-8")
-    md_path.write_text(to_markdown(report), encoding="utf-8")
+    md_path.write_text(to_markdown(report, previous), encoding="utf-8")
     return json_path, md_path

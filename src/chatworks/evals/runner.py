@@ -17,7 +17,7 @@ from typing import Literal, TypeVar
 from chatworks.evals import metrics
 from chatworks.evals.datasets import EvalItem, passage_matches, source_matches
 from chatworks.providers.base import Provider
-from chatworks.rag.answer import answer_greedily
+from chatworks.rag.answer import Grounded, answer_greedily
 from chatworks.rag.library import Library, Prepared
 from chatworks.rag.retrieve import retrieve
 from chatworks.rag.types import Hit
@@ -45,7 +45,7 @@ class EvalReport:
     """What a run measured: `metrics` (name -> value; None when undefined, e.g. no unanswerable
     questions) and one record per question."""
 
-    kind: Literal["retrieval", "answers", "probes"]
+    kind: Literal["retrieval", "answers", "probes", "run"]
     dataset: str
     collection: str
     params: dict[str, object]
@@ -136,7 +136,7 @@ class AnswerResult:
     dropped_markers: int  # [n] markers the model wrote that named no source
 
 
-def _gold_cited(cited: list[str], item: EvalItem) -> list[str]:
+def gold_cited(cited: list[str], item: EvalItem) -> list[str]:
     """Cited document sources mapped onto the gold's relative names where they match, so they
     compare with `item.gold_sources`; other documents keep their own (wrong) names."""
     mapped = []
@@ -146,20 +146,25 @@ def _gold_cited(cited: list[str], item: EvalItem) -> list[str]:
     return mapped
 
 
-async def _answer(
-    item: EvalItem, prepared: Prepared, provider: Provider, model: str, max_tokens: int
-) -> AnswerResult:
-    grounded = await answer_greedily(provider, model, item.question, prepared, max_tokens)
-    # Checked here independently of `ground`: a citation is valid only if it names, by number,
-    # exactly a passage that was in the prompt (same chunk, same quoted text).
+def invalid_citations(grounded: Grounded, prepared: Prepared) -> int:
+    """Citations naming a passage the model was not given. Checked here independently of
+    `ground`: a citation is valid only if it names, by number, exactly a passage that was in
+    the prompt (same chunk, same quoted text)."""
     given = {s.number: s.passage.hit for s in prepared.sources}
-    invalid = sum(
+    return sum(
         1
         for c in grounded.citations
         if c.index not in given
         or (given[c.index].chunk.document_id, given[c.index].chunk.text) != (c.document_id, c.quote)
     )
-    cited = _gold_cited(list(dict.fromkeys(c.source for c in grounded.citations)), item)
+
+
+async def _answer(
+    item: EvalItem, prepared: Prepared, provider: Provider, model: str, max_tokens: int
+) -> AnswerResult:
+    grounded = await answer_greedily(provider, model, item.question, prepared, max_tokens)
+    invalid = invalid_citations(grounded, prepared)
+    cited = gold_cited(list(dict.fromkeys(c.source for c in grounded.citations)), item)
     contained = None
     if item.answerable and item.answer is not None:
         contained = not grounded.refused and metrics.contains_answer(grounded.answer, item.answer)
