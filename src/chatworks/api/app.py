@@ -18,7 +18,8 @@ from fastapi.staticfiles import StaticFiles
 import chatworks
 from chatworks.api.errors import install_error_handlers
 from chatworks.api.middleware import BodySizeLimit, RequestContext
-from chatworks.api.routes import documents, ops
+from chatworks.api.quota import LeaseSettler
+from chatworks.api.routes import admin, documents, ops
 from chatworks.api.routes import openai as openai_routes
 from chatworks.api.service import Service
 from chatworks.providers.base import Provider
@@ -49,6 +50,7 @@ def create_app(settings: Settings | None = None, provider: Provider | None = Non
         yield
         loading.cancel()
         await service.provider.close()
+        await service.limiter.close()
 
     app = FastAPI(
         title="chatworks",
@@ -60,6 +62,7 @@ def create_app(settings: Settings | None = None, provider: Provider | None = Non
     install_error_handlers(app)
     app.include_router(openai_routes.router)
     app.include_router(documents.router)
+    app.include_router(admin.router)
     app.include_router(ops.router)
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
 
@@ -67,7 +70,9 @@ def create_app(settings: Settings | None = None, provider: Provider | None = Non
     async def index() -> FileResponse:
         return FileResponse(str(STATIC_DIR / "index.html"))
 
-    # Outermost first: every request gets an id and a log line, even one rejected for size.
+    # Added innermost first: every request gets an id and a log line, even one rejected for
+    # size; a request's lease is released after its response has ended.
+    app.add_middleware(LeaseSettler)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestContext)
     return app

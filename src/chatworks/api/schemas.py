@@ -6,12 +6,14 @@ newer parameters keep working; parameters we cannot honour are rejected with a c
 
 from __future__ import annotations
 
-from typing import Literal
+from datetime import datetime
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from chatworks.providers.base import Message
 from chatworks.rag.answer import Citation  # the domain dataclass doubles as the API schema
+from chatworks.security.audit import AuditEntry
 
 
 class _Request(BaseModel):
@@ -207,6 +209,7 @@ class CollectionCreate(_Request):
 class CollectionOut(BaseModel):
     name: str
     documents: int
+    owner: str | None = None  # the tenant (a key's owner); "default" with auth off
 
 
 class DocumentOut(BaseModel):
@@ -240,3 +243,51 @@ class AskResponse(BaseModel):
     citations: list[Citation]
     refused: bool
     usage: UsageOut
+
+
+# -- keys and audit (admin) ----------------------------------------------------------------------
+
+
+class RateIn(_Request):
+    rpm: int | None = Field(None, ge=1, description="Requests per minute")
+    tpm: int | None = Field(None, ge=1, description="Tokens (prompt + completion) per minute")
+    max_parallel: int | None = Field(None, ge=1, description="Requests in flight")
+
+
+class KeyCreate(RateIn):
+    name: str = Field(min_length=1, max_length=200)
+    scopes: list[Literal["chat", "documents", "admin"]] = Field(min_length=1)
+    owner: str | None = Field(
+        None, max_length=64, description="Tenant; keys with one owner share documents. "
+        "Default: the key's own id",
+    )  # fmt: skip
+    models: list[str] | None = Field(None, description="Models the key may use (default: all)")
+    collections: list[str] | None = Field(None, description="Collections it may use")
+    model_limits: dict[str, RateIn] = Field(default_factory=dict, description="Per key x model")
+    budget_tokens: int | None = Field(None, ge=1)
+    budget_period: Literal["day", "month"] = "month"
+    expires_at: datetime | None = None
+
+
+class KeyOut(BaseModel):
+    id: str
+    name: str
+    prefix: str
+    owner: str
+    scopes: list[str]
+    models: list[str] | None
+    collections: list[str] | None
+    limits: dict[str, Any]
+    state: Literal["active", "revoked", "expired"]
+    created_at: datetime | None
+    expires_at: datetime | None
+    revoked_at: datetime | None
+
+
+class KeyCreated(KeyOut):
+    secret: str = Field(description="Shown once: only its hash is stored")
+
+
+class AuditList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[AuditEntry]  # the domain dataclass doubles as the API schema

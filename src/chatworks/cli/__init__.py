@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import typer
 
-from chatworks.cli import documents, evals, serving, training
+from chatworks.cli import documents, evals, keys, serving, training
 
 app = typer.Typer(
     help="chatworks: train, serve, ground and observe a chat model.", no_args_is_help=True
@@ -20,4 +20,5 @@ app.command()(documents.collections)
 app.command()(documents.ask)
 app.add_typer(evals.app, name="eval")
 app.add_typer(training.app, name="train")
+app.add_typer(keys.app, name="keys")
 app.command("export")(training.export_model)

@@ -1,4 +1,5 @@
-"""Operations endpoints: liveness, readiness and Prometheus metrics."""
+"""Operations endpoints: liveness, readiness and Prometheus metrics. No key is needed for any
+of them (probes and scrapers carry none); they reveal no documents and no keys."""
 
 from __future__ import annotations
 
@@ -32,17 +33,27 @@ def _database_error(service: Service) -> str | None:
 
 @router.get("/readyz")
 async def readyz(service: Service = Depends(get_service)) -> JSONResponse:
-    """Ready to serve: the model is loaded and the database answers. 503 otherwise."""
+    """Ready to serve: the model is loaded and the database answers. 503 otherwise.
+    A failing rate-limit backend (Redis) is shown under `limits`; it makes the server not
+    ready only when the limiter fails closed (it would refuse every limited request)."""
     db_error = await asyncio.to_thread(_database_error, service)
-    ready = service.provider.ready and db_error is None
+    limits_error = await service.limiter.problem()
+    blocking = limits_error if not service.settings.redis_fail_open else None
+    ready = service.provider.ready and db_error is None and blocking is None
     body = {
         "status": "ready" if ready else "loading",
         "provider": service.provider.name,
         "model": service.settings.model,
         "database": "ok" if db_error is None else db_error,
+        "auth": "required" if service.auth_required else "off",
+        "limits": {
+            "backend": service.limiter.name,
+            "status": "ok" if limits_error is None else limits_error,
+            "on_failure": "open" if service.settings.redis_fail_open else "closed",
+        },
     }
-    if service.load_error or db_error:
-        body.update(status="failed", error=service.load_error or db_error)
+    if service.load_error or db_error or blocking:
+        body.update(status="failed", error=service.load_error or db_error or blocking)
     return JSONResponse(body, status_code=200 if ready else 503)
 
 

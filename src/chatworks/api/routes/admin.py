@@ -1,0 +1,104 @@
+"""Admin endpoints: API keys (`/v1/keys`) and the audit log (`/v1/audit`). Every call needs the
+`admin` scope and is itself audited (reading the log too: who looked is part of the record)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import APIRouter, Depends, Query
+
+from chatworks.api.audit import audited
+from chatworks.api.auth import Principal, require
+from chatworks.api.errors import APIError
+from chatworks.api.schemas import AuditList, KeyCreate, KeyCreated, KeyOut, RateIn
+from chatworks.api.service import Service, get_service
+from chatworks.security import audit, keys
+from chatworks.security.limits import KeyLimits, Rate
+
+router = APIRouter(prefix="/v1", tags=["admin"])
+admin_scope = Depends(require("admin"))
+
+
+def key_out(key: keys.ApiKey) -> KeyOut:
+    return KeyOut(
+        id=key.id, name=key.name, prefix=key.prefix, owner=key.owner, scopes=list(key.scopes),
+        models=list(key.models) if key.models is not None else None,
+        collections=list(key.collections) if key.collections is not None else None,
+        limits=key.limits.to_json(), state=key.state(), created_at=key.created_at,
+        expires_at=key.expires_at, revoked_at=key.revoked_at,
+    )  # fmt: skip
+
+
+def _rate(r: RateIn) -> Rate:
+    return Rate(rpm=r.rpm, tpm=r.tpm, max_parallel=r.max_parallel)
+
+
+@router.post("/keys", status_code=201, response_model=KeyCreated)
+async def create_key(
+    body: KeyCreate, service: Service = Depends(get_service), principal: Principal = admin_scope
+) -> KeyCreated:
+    """Create a key. The response holds its secret, the only time it is ever shown."""
+    limits = KeyLimits(
+        key=_rate(body), models={m: _rate(r) for m, r in body.model_limits.items()},
+        budget_tokens=body.budget_tokens, budget_period=body.budget_period,
+    )  # fmt: skip
+
+    def create() -> tuple[keys.ApiKey, str]:
+        with service.library.session() as session, session.begin():
+            return keys.create_key(
+                session, body.name, body.scopes, owner=body.owner, models=body.models,
+                collections=body.collections, limits=limits, expires_at=body.expires_at,
+            )  # fmt: skip
+
+    key, secret = await asyncio.to_thread(create)
+    await audited(service, principal, "key.create", key.id, name=key.name, scopes=list(key.scopes))
+    return KeyCreated(**key_out(key).model_dump(), secret=secret)
+
+
+@router.get("/keys")
+async def list_keys(
+    service: Service = Depends(get_service), principal: Principal = admin_scope
+) -> dict:
+    def load() -> list[keys.ApiKey]:
+        with service.library.session() as session:
+            return keys.list_keys(session)
+
+    found = await asyncio.to_thread(load)
+    await audited(service, principal, "key.list")
+    return {"object": "list", "data": [key_out(k) for k in found]}
+
+
+@router.delete("/keys/{key_id}", response_model=KeyOut)
+async def revoke_key(
+    key_id: str, service: Service = Depends(get_service), principal: Principal = admin_scope
+) -> KeyOut:
+    """Revoke a key: it fails with 401 from the next request on, on every replica."""
+
+    def revoke() -> keys.ApiKey | None:
+        with service.library.session() as session, session.begin():
+            return keys.revoke_key(session, key_id)
+
+    key = await asyncio.to_thread(revoke)
+    await audited(service, principal, "key.revoke", key_id, "ok" if key else "not_found")
+    if key is None:
+        raise APIError(404, f"key '{key_id}' not found", "key_not_found")
+    return key_out(key)
+
+
+@router.get("/audit", response_model=AuditList)
+async def audit_log(
+    service: Service = Depends(get_service),
+    principal: Principal = admin_scope,
+    limit: int = Query(100, ge=1, le=1000),
+    before: int | None = Query(None, description="Entries older than this id (paging)"),
+    action: str | None = Query(None, description="Only this action, e.g. key.create"),
+) -> AuditList:
+    """The audit log, newest first."""
+
+    def load() -> list[audit.AuditEntry]:
+        with service.library.session() as session:
+            return audit.entries(session, limit=limit, before=before, action=action)
+
+    found = await asyncio.to_thread(load)
+    await audited(service, principal, "audit.read")
+    return AuditList(data=found)
