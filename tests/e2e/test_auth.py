@@ -106,7 +106,8 @@ def test_probes_and_metrics_need_no_key(secured_server):
     assert httpx.get(f"{base}/healthz").status_code == 200
     ready = httpx.get(f"{base}/readyz").json()
     assert ready["auth"] == "required"
-    assert httpx.get(f"{base}/metrics").status_code == 200
+    metrics = httpx.get(f"{base}/metrics")
+    assert metrics.status_code == 200 and metrics.headers["content-type"].startswith("text/plain")
     assert httpx.get(f"{base}/").status_code == 200  # the UI loads, then asks for a key
 
 

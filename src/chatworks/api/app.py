@@ -18,6 +18,7 @@ from fastapi.staticfiles import StaticFiles
 import chatworks
 from chatworks.api.errors import install_error_handlers
 from chatworks.api.middleware import BodySizeLimit, RequestContext
+from chatworks.api.openapi import declare_errors
 from chatworks.api.quota import LeaseSettler
 from chatworks.api.routes import admin, documents, ops
 from chatworks.api.routes import openai as openai_routes
@@ -30,6 +31,8 @@ from chatworks.telemetry.logging import get_logger
 log = get_logger(__name__)
 
 STATIC_DIR = files("chatworks.web") / "static"
+# Every API route lives in one of these (the auth-matrix test walks them all).
+ROUTERS = (openai_routes.router, documents.router, admin.router, ops.router)
 
 
 async def _load(service: Service) -> None:
@@ -60,10 +63,9 @@ def create_app(settings: Settings | None = None, provider: Provider | None = Non
     )
     app.state.service = service
     install_error_handlers(app)
-    app.include_router(openai_routes.router)
-    app.include_router(documents.router)
-    app.include_router(admin.router)
-    app.include_router(ops.router)
+    for router in ROUTERS:
+        app.include_router(router)
+    declare_errors(app, ROUTERS)
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
 
     @app.get("/", include_in_schema=False)

@@ -117,4 +117,5 @@ def require(scope: Scope) -> Callable[..., Coroutine[Any, Any, Principal]]:
         return principal
 
     dependency.__name__ = f"require_{scope}"
+    dependency.scope = scope  # read by api/openapi.py and the auth-matrix test
     return dependency

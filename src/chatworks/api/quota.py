@@ -130,6 +130,7 @@ def quota(scope: KeyScope, model_of: ModelOf) -> Callable[..., Coroutine[Any, An
         return lease
 
     dependency.__name__ = f"quota_{scope}"
+    dependency.limited = True  # read by api/openapi.py: 429 and 503 are declared
     return dependency
 
 

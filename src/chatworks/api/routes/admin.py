@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, Query
 from chatworks.api.audit import audited
 from chatworks.api.auth import Principal, require
 from chatworks.api.errors import APIError
+from chatworks.api.openapi import errors
 from chatworks.api.schemas import AuditList, KeyCreate, KeyCreated, KeyOut, RateIn
 from chatworks.api.service import Service, get_service
 from chatworks.security import audit, keys
@@ -68,7 +69,7 @@ async def list_keys(
     return {"object": "list", "data": [key_out(k) for k in found]}
 
 
-@router.delete("/keys/{key_id}", response_model=KeyOut)
+@router.delete("/keys/{key_id}", response_model=KeyOut, responses=errors(404))
 async def revoke_key(
     key_id: str, service: Service = Depends(get_service), principal: Principal = admin_scope
 ) -> KeyOut:

@@ -20,6 +20,7 @@ from chatworks.api.audit import audited
 from chatworks.api.auth import Principal, require
 from chatworks.api.errors import APIError, error_body
 from chatworks.api.generation import Generation, GenerationResponse, collect, start_generation
+from chatworks.api.openapi import GENERATION_ERRORS, errors
 from chatworks.api.quota import Lease, ask_quota, chat_quota
 from chatworks.api.schemas import (
     AskRequest,
@@ -80,7 +81,7 @@ async def _claimed(service: Service, principal: Principal, name: str) -> None:
         raise APIError(409, f"collection name '{name}' is taken", "collection_exists", "name")
 
 
-@router.post("/collections", status_code=201, response_model=CollectionOut)
+@router.post("/collections", status_code=201, response_model=CollectionOut, responses=errors(409))
 async def create_collection(
     body: CollectionCreate,
     service: Service = Depends(get_service),
@@ -91,7 +92,7 @@ async def create_collection(
     return CollectionOut(name=body.name, documents=0, owner=principal.owner)
 
 
-@router.delete("/collections/{name}", status_code=204)
+@router.delete("/collections/{name}", status_code=204, responses=errors(404))
 async def delete_collection(
     name: str, service: Service = Depends(get_service), principal: Principal = documents_scope
 ) -> Response:
@@ -111,7 +112,7 @@ def _document_out(d: docs.DocumentInfo) -> DocumentOut:
     )  # fmt: skip
 
 
-@router.get("/collections/{name}/documents")
+@router.get("/collections/{name}/documents", responses=errors(404))
 async def list_documents(
     name: str, service: Service = Depends(get_service), principal: Principal = documents_scope
 ) -> dict:
@@ -121,7 +122,12 @@ async def list_documents(
     return {"object": "list", "data": [_document_out(d) for d in found]}
 
 
-@router.post("/collections/{name}/documents", status_code=201, response_model=IngestOut)
+@router.post(
+    "/collections/{name}/documents",
+    status_code=201,
+    response_model=IngestOut,
+    responses=errors(409, 415),
+)
 async def upload_document(
     name: str,
     file: UploadFile = File(...),
@@ -152,7 +158,7 @@ def _ingest_error(exc: Exception) -> APIError:
     return APIError(400, str(exc), "unreadable_document")
 
 
-@router.delete("/documents/{document_id}", status_code=204)
+@router.delete("/documents/{document_id}", status_code=204, responses=errors(404))
 async def delete_document(
     document_id: str,
     service: Service = Depends(get_service),
@@ -188,7 +194,7 @@ def _usage(prompt: int = 0, completion: int = 0) -> UsageOut:
     )
 
 
-@router.post("/ask", response_model=AskResponse)
+@router.post("/ask", response_model=AskResponse, responses=errors(*GENERATION_ERRORS))
 async def ask(
     body: AskRequest,
     http_request: Request,
@@ -250,7 +256,7 @@ def _encode(vector: np.ndarray, encoding: str) -> list[float] | str:
     return vector.tolist()
 
 
-@router.post("/embeddings", response_model=EmbeddingResponse)
+@router.post("/embeddings", response_model=EmbeddingResponse, responses=errors(404))
 async def embeddings(
     body: EmbeddingRequest,
     service: Service = Depends(get_service),

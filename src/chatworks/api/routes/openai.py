@@ -13,6 +13,7 @@ from fastapi.responses import Response, StreamingResponse
 
 from chatworks.api.auth import Principal, require
 from chatworks.api.generation import GenerationResponse, collect, start_generation
+from chatworks.api.openapi import GENERATION_ERRORS, errors
 from chatworks.api.quota import Lease, chat_quota
 from chatworks.api.schemas import (
     ChatChoice,
@@ -75,7 +76,9 @@ async def _generate(
     return completion_id, text, final
 
 
-@router.post("/chat/completions", response_model=ChatCompletionResponse)
+@router.post(
+    "/chat/completions", response_model=ChatCompletionResponse, responses=errors(*GENERATION_ERRORS)
+)
 async def chat_completions(
     body: ChatCompletionRequest,
     http_request: Request,
@@ -172,7 +175,9 @@ def _known_answer(
     )  # fmt: skip
 
 
-@router.post("/completions", response_model=CompletionResponse)
+@router.post(
+    "/completions", response_model=CompletionResponse, responses=errors(*GENERATION_ERRORS)
+)
 async def completions(
     body: CompletionRequest,
     http_request: Request,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 
 from fastapi import APIRouter, Depends
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
@@ -31,7 +31,10 @@ def _database_error(service: Service) -> str | None:
     return None
 
 
-@router.get("/readyz")
+@router.get(
+    "/readyz",
+    responses={503: {"description": "Not ready: loading or failed (the body says which)"}},
+)
 async def readyz(service: Service = Depends(get_service)) -> JSONResponse:
     """Ready to serve: the model is loaded and the database answers. 503 otherwise.
     A failing rate-limit backend (Redis) is shown under `limits`; it makes the server not
@@ -57,6 +60,7 @@ async def readyz(service: Service = Depends(get_service)) -> JSONResponse:
     return JSONResponse(body, status_code=200 if ready else 503)
 
 
-@router.get("/metrics")
+@router.get("/metrics", response_class=PlainTextResponse)
 async def prometheus_metrics() -> Response:
+    """Prometheus text exposition format."""
     return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
