@@ -87,6 +87,18 @@ def test_b_cannot_change_or_delete_as_data_even_with_its_ids(tenants):
     assert "BLUEBIRD-42" in answer["answer"] and answer["citations"][0]["document_id"] == doc
 
 
+def test_grounding_a_chat_in_a_collection_needs_the_documents_scope(tenants, secured_server):
+    a_id = tenants["a"].get("/collections").json()["data"][0]["owner"]
+    _, chat_only = create_key(secured_server, name="chat-only", scopes=["chat"], owner=a_id)
+    with as_key(secured_server, chat_only) as c:
+        body = {"model": "scripted", "collection": tenants["a_col"],
+                "messages": [{"role": "user", "content": QUESTION}]}  # fmt: skip
+        r = c.post("/chat/completions", json=body)
+        assert r.status_code == 403 and r.json()["error"]["code"] == "insufficient_scope"
+        del body["collection"]
+        assert c.post("/chat/completions", json=body).status_code == 200
+
+
 def test_keys_with_one_owner_share_and_admins_see_all(tenants, secured_server):
     a2, a_col, b_col = tenants["a2"], tenants["a_col"], tenants["b_col"]
     assert [c["name"] for c in a2.get("/collections").json()["data"]] == [a_col]

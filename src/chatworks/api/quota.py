@@ -25,6 +25,9 @@ from chatworks.security import budgets
 from chatworks.security.limits import Bucket, Limiter, LimiterUnavailable, buckets_for
 from chatworks.security.scopes import Scope as KeyScope
 from chatworks.telemetry import metrics
+from chatworks.telemetry.logging import get_logger
+
+log = get_logger(__name__)
 
 ModelOf = Callable[[Request, Service], Awaitable[str | None]]
 
@@ -162,4 +165,7 @@ class LeaseSettler:
         finally:
             lease = state.get("lease")
             if lease is not None:
-                await lease.release(scope["app"].state.service)
+                try:
+                    await lease.release(scope["app"].state.service)
+                except Exception:  # the response is sent: log it, never fail the request now
+                    log.exception("lease_release_failed", key_id=lease.key_id)
