@@ -11,7 +11,7 @@ import openai
 import pytest
 
 from tests.conftest import running_redis
-from tests.e2e.conftest import create_key, secured_env
+from tests.e2e.conftest import ADMIN_KEY, create_key, secured_env
 from tests.servers import start_server
 
 pytestmark = pytest.mark.e2e
@@ -81,14 +81,18 @@ def test_requests_in_flight_are_limited_and_freed_when_a_stream_ends(secured_ser
     assert status == 200
 
 
-def test_a_token_budget_refuses_once_used_up(secured_server):
-    _, key = create_key(secured_server, name="budget", budget_tokens=5, budget_period="day")
+def test_a_token_budget_refuses_once_used_up_and_usage_shows(secured_server):
+    key_id, key = create_key(secured_server, name="budget", budget_tokens=5, budget_period="day")
     assert chat(secured_server, key).status_code == 200  # 2 prompt + 2 completion tokens
     assert chat(secured_server, key).status_code == 200  # now 8 >= 5
     refused = chat(secured_server, key)
     assert refused.status_code == 429
     assert refused.json()["error"]["code"] == "rate_limit_budget"
     assert int(refused.headers["retry-after"]) <= 86400
+    listed = httpx.get(f"{secured_server.api_url}/keys", headers={"X-API-Key": ADMIN_KEY})
+    usage = next(k["usage"] for k in listed.json()["data"] if k["id"] == key_id)
+    assert (usage["tokens"], usage["requests"]) == (8, 2)  # the refused request cost nothing
+    assert usage["period"] == time.strftime("%Y-%m-%d", time.gmtime())
 
 
 def test_per_model_limits_apply_to_that_model_only(secured_server):

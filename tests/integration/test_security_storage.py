@@ -47,15 +47,23 @@ def test_another_owners_rows_are_absent(index) -> None:
         assert docs.delete_document(session, doc_id, "alice")
 
 
+def test_keys_are_stored_found_and_revoked(index) -> None:
+    with Session(index.engine) as session, session.begin():
+        key, secret = keys.create_key(session, "k", ["chat", "admin"], models=["m"])
+        assert keys.find_key(session, secret) == key
+        assert keys.revoke_key(session, key.id).state() == "revoked"
+        assert not keys.has_active_keys(session)
+
+
 def test_usage_adds_up_per_key_and_period(index) -> None:
     with Session(index.engine) as session, session.begin():
         key, _ = keys.create_key(session, "k", ["chat"])
         for tokens in (5, 7):
             budgets.add_usage(session, key.id, "2026-12", tokens)
         budgets.add_usage(session, key.id, "2027-01", 1)
-        assert budgets.used_tokens(session, key.id, "2026-12") == 12
-        assert budgets.used_tokens(session, key.id, "2027-01") == 1
-        assert budgets.used_tokens(session, key.id, "2027-02") == 0
+        assert budgets.usage(session, key.id, "2026-12") == budgets.Usage("2026-12", 12, 2)
+        assert budgets.usage(session, key.id, "2027-01") == budgets.Usage("2027-01", 1, 1)
+        assert budgets.usage(session, key.id, "2027-02") == budgets.Usage("2027-02", 0, 0)
 
 
 @pytest.mark.parametrize("change", ["UPDATE audit_log SET outcome = 'ok'", "DELETE FROM audit_log"])

@@ -67,7 +67,7 @@ def _add_usage(service: Service, key_id: str, label: str, tokens: int) -> None:
 
 def _used(service: Service, key_id: str, label: str) -> int:
     with service.library.session() as session:
-        return budgets.used_tokens(session, key_id, label)
+        return budgets.usage(session, key_id, label).tokens
 
 
 def _too_many(reason: str, message: str, retry_after_s: int, headers: dict[str, str]) -> APIError:

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from chatworks.providers.base import Message
 from chatworks.rag.answer import Citation  # the domain dataclass doubles as the API schema
 from chatworks.security.audit import AuditEntry
+from chatworks.security.budgets import Usage
 
 
 class _Request(BaseModel):
@@ -279,6 +280,7 @@ class KeyOut(BaseModel):
     collections: list[str] | None
     limits: dict[str, Any]
     state: Literal["active", "revoked", "expired"]
+    usage: Usage = Field(description="Tokens and requests in the current budget period")
     created_at: datetime | None
     expires_at: datetime | None
     revoked_at: datetime | None

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Literal
 
 import typer
@@ -48,10 +48,9 @@ def _expiry(text: str | None) -> datetime | None:
     if text is None:
         return None
     try:
-        value = datetime.fromisoformat(text)
+        return datetime.fromisoformat(text)  # without a zone: UTC (see keys.create_key)
     except ValueError:
         raise typer.BadParameter(f"{text!r}: expected a date (2027-01-31) or ISO time") from None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 
 def create(
@@ -108,15 +107,18 @@ def create(
 
 
 def list_keys() -> None:
-    """List keys (never their secrets), one per line: id, name, state, scopes, owner, limits."""
-    from chatworks.security import keys
+    """List keys (never their secrets), one per line: id, name, state, scopes, owner, limits,
+    tokens used in the current budget period, expiry."""
+    from chatworks.security import budgets, keys
 
     with _session() as session:
-        found = keys.list_keys(session)
-    for k in found:
+        found = [(k, budgets.current_usage(session, k.id, k.limits.budget_period))
+                 for k in keys.list_keys(session)]  # fmt: skip
+    for k, used in found:
         expires = f"expires {k.expires_at:%Y-%m-%d %H:%M}" if k.expires_at else ""
+        spent = f"used {used.tokens} tokens in {used.period}"
         fields = (k.id, k.name, k.prefix, k.state(), ",".join(k.scopes), f"owner={k.owner}",
-                  k.limits.describe(), expires)  # fmt: skip
+                  k.limits.describe(), spent, expires)  # fmt: skip
         typer.echo("\t".join(f for f in fields if f))  # tab-separated: for cut and awk
 
 

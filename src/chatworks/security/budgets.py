@@ -1,9 +1,10 @@
 """Token budgets per key and period (UTC day or month), kept in the database so they outlive
-restarts and every replica sees the same total. Usage is counted for every key (the `usage`
-table behind `chatworks keys list`); the budget only applies when the key has one."""
+restarts and every replica sees the same total. Usage is counted for every key (`key_usage`,
+shown by `chatworks keys list` and `GET /v1/keys`); the budget only applies to a key with one."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
@@ -29,11 +30,25 @@ def period_of(now: datetime, period: Period) -> tuple[str, int]:
     return label, max(1, int((end - now).total_seconds()))
 
 
-def used_tokens(session: Session, key_id: str, label: str) -> int:
-    found = session.scalar(
-        select(KeyUsageRow.tokens).where(KeyUsageRow.key_id == key_id, KeyUsageRow.period == label)
+@dataclass(frozen=True)
+class Usage:
+    period: str
+    tokens: int = 0
+    requests: int = 0
+
+
+def usage(session: Session, key_id: str, label: str) -> Usage:
+    # Columns, not the ORM object: replicas update the row behind this session's back.
+    query = select(KeyUsageRow.tokens, KeyUsageRow.requests).where(
+        KeyUsageRow.key_id == key_id, KeyUsageRow.period == label
     )
-    return found or 0
+    row = session.execute(query).first()
+    return Usage(label, row.tokens, row.requests) if row else Usage(label)
+
+
+def current_usage(session: Session, key_id: str, period: Period) -> Usage:
+    """What the key used in the budget period running now."""
+    return usage(session, key_id, period_of(datetime.now(UTC), period)[0])
 
 
 def add_usage(session: Session, key_id: str, label: str, tokens: int) -> None:

@@ -93,7 +93,7 @@ def create_key(
         scopes=list(parse_scopes(scopes)),
         models=list(models) if models else None,
         collections=list(collections) if collections else None,
-        limits=(limits or KeyLimits()).to_json(), expires_at=expires_at,
+        limits=(limits or KeyLimits()).to_json(), expires_at=as_utc(expires_at),
     )  # fmt: skip
     session.add(row)
     session.flush()

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 
 from fastapi import APIRouter, Depends, Query
 
@@ -13,15 +14,16 @@ from chatworks.api.errors import APIError
 from chatworks.api.openapi import errors
 from chatworks.api.schemas import AuditList, KeyCreate, KeyCreated, KeyOut, RateIn
 from chatworks.api.service import Service, get_service
-from chatworks.security import audit, keys
+from chatworks.security import audit, budgets, keys
 from chatworks.security.limits import KeyLimits, Rate
 
 router = APIRouter(prefix="/v1", tags=["admin"])
 admin_scope = Depends(require("admin"))
 
 
-def key_out(key: keys.ApiKey) -> KeyOut:
+def key_out(key: keys.ApiKey, usage: budgets.Usage) -> KeyOut:
     return KeyOut(
+        usage=usage,
         id=key.id, name=key.name, prefix=key.prefix, owner=key.owner, scopes=list(key.scopes),
         models=list(key.models) if key.models is not None else None,
         collections=list(key.collections) if key.collections is not None else None,
@@ -53,20 +55,24 @@ async def create_key(
 
     key, secret = await asyncio.to_thread(create)
     await audited(service, principal, "key.create", key.id, name=key.name, scopes=list(key.scopes))
-    return KeyCreated(**key_out(key).model_dump(), secret=secret)
+    fresh = budgets.Usage(budgets.period_of(datetime.now(UTC), key.limits.budget_period)[0])
+    return KeyCreated(**key_out(key, fresh).model_dump(), secret=secret)
 
 
 @router.get("/keys")
 async def list_keys(
     service: Service = Depends(get_service), principal: Principal = admin_scope
 ) -> dict:
-    def load() -> list[keys.ApiKey]:
+    def load() -> list[KeyOut]:
         with service.library.session() as session:
-            return keys.list_keys(session)
+            return [
+                key_out(k, budgets.current_usage(session, k.id, k.limits.budget_period))
+                for k in keys.list_keys(session)
+            ]
 
     found = await asyncio.to_thread(load)
     await audited(service, principal, "key.list")
-    return {"object": "list", "data": [key_out(k) for k in found]}
+    return {"object": "list", "data": found}
 
 
 @router.delete("/keys/{key_id}", response_model=KeyOut, responses=errors(404))
@@ -75,15 +81,18 @@ async def revoke_key(
 ) -> KeyOut:
     """Revoke a key: it fails with 401 from the next request on, on every replica."""
 
-    def revoke() -> keys.ApiKey | None:
+    def revoke() -> KeyOut | None:
         with service.library.session() as session, session.begin():
-            return keys.revoke_key(session, key_id)
+            key = keys.revoke_key(session, key_id)
+            if key is None:
+                return None
+            return key_out(key, budgets.current_usage(session, key.id, key.limits.budget_period))
 
-    key = await asyncio.to_thread(revoke)
-    await audited(service, principal, "key.revoke", key_id, "ok" if key else "not_found")
-    if key is None:
+    revoked = await asyncio.to_thread(revoke)
+    await audited(service, principal, "key.revoke", key_id, "ok" if revoked else "not_found")
+    if revoked is None:
         raise APIError(404, f"key '{key_id}' not found", "key_not_found")
-    return key_out(key)
+    return revoked
 
 
 @router.get("/audit", response_model=AuditList)
