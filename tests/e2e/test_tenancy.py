@@ -5,6 +5,9 @@ owner share data; admins see everything; with auth off everything has the defaul
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import uuid
 
 import httpx
@@ -12,6 +15,7 @@ import pytest
 
 from tests.e2e.conftest import ADMIN_KEY, create_key
 from tests.e2e.test_documents_api import FACTS
+from tests.servers import REPO
 
 pytestmark = pytest.mark.e2e
 
@@ -138,3 +142,19 @@ def test_with_auth_off_everything_has_the_default_owner(scripted_server):
     listed = {c["name"]: c["owner"] for c in httpx.get(f"{base}/collections").json()["data"]}
     assert listed[name] == "default"
     assert httpx.delete(f"{base}/collections/{name}").status_code == 204
+
+
+def test_the_cli_ingests_for_a_tenant_and_never_into_anothers(tmp_path):
+    env = {**os.environ, "CHATWORKS_DATA_DIR": str(tmp_path / "data")}
+    doc = tmp_path / "notes.md"
+    doc.write_text("# Tea\n\nGreen tea is steeped at 80 degrees for two minutes.\n")
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "chatworks.cli", *args], env=env, cwd=REPO,
+                              capture_output=True, text=True, timeout=300)  # fmt: skip
+
+    made = cli("ingest", str(doc), "--collection", "tea", "--owner", "team-a")
+    assert made.returncode == 0, made.stderr
+    assert cli("collections").stdout.split() == ["tea", "1", "documents", "owner", "team-a"]
+    refused = cli("ingest", str(doc), "--collection", "tea", "--owner", "team-b")
+    assert refused.returncode == 2 and "belongs to team-a" in refused.stdout

@@ -50,14 +50,12 @@ class Principal:
     def require(self, scope: Scope) -> None:
         """403 unless this caller's key has `scope` (auth off: every scope)."""
         if self.key is not None and not allows(self.key.scopes, scope):
-            metrics.AUTH_FAILURES.labels("insufficient_scope").inc()
-            raise APIError(403, f"this key lacks the '{scope}' scope", "insufficient_scope")
+            raise _forbidden(f"this key lacks the '{scope}' scope", "insufficient_scope")
 
     def check_model(self, model: str | None) -> None:
         allowed = self.key.models if self.key else None
         if allowed is not None and model not in allowed:
-            message = f"this key may not use model '{model}'"
-            raise APIError(403, message, "model_not_allowed", "model")
+            raise _forbidden(f"this key may not use model '{model}'", "model_not_allowed", "model")
 
     def may_use_collection(self, name: str) -> bool:
         allowed = self.key.collections if self.key else None
@@ -65,9 +63,12 @@ class Principal:
 
     def check_collection(self, name: str) -> None:
         if not self.may_use_collection(name):
-            raise APIError(
-                403, f"this key may not use collection '{name}'", "collection_not_allowed"
-            )
+            raise _forbidden(f"this key may not use collection '{name}'", "collection_not_allowed")
+
+
+def _forbidden(message: str, code: str, param: str | None = None) -> APIError:
+    metrics.AUTH_FAILURES.labels(code).inc()
+    return APIError(403, message, code, param)
 
 
 def _presented(request: Request) -> str | None:

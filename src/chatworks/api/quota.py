@@ -21,7 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from chatworks.api.auth import Principal, require
 from chatworks.api.errors import APIError
 from chatworks.api.service import Service, get_service
-from chatworks.security import budgets
+from chatworks.security import budgets, keys
 from chatworks.security.limits import Bucket, Limiter, LimiterUnavailable, buckets_for
 from chatworks.security.scopes import Scope as KeyScope
 from chatworks.telemetry import metrics
@@ -39,7 +39,7 @@ class Lease:
     limiter: Limiter | None = None
     buckets: list[Bucket] = field(default_factory=list)
     key_id: str | None = None  # None: nothing to count (auth off, bootstrap admin)
-    budget_period: str | None = None
+    period: str | None = None  # the budget period the usage goes to, e.g. "2026-12"
     headers: dict[str, str] = field(default_factory=dict)
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
     tokens: int = 0
@@ -54,10 +54,8 @@ class Lease:
         self.released = True
         if self.limiter is not None and self.buckets:
             await self.limiter.release(self.buckets, self.id, self.tokens)
-        if self.key_id is not None and self.budget_period is not None:
-            await asyncio.to_thread(
-                _add_usage, service, self.key_id, self.budget_period, self.tokens
-            )
+        if self.key_id is not None and self.period is not None:
+            await asyncio.to_thread(_add_usage, service, self.key_id, self.period, self.tokens)
 
 
 def _add_usage(service: Service, key_id: str, label: str, tokens: int) -> None:
@@ -108,7 +106,7 @@ def quota(scope: KeyScope, model_of: ModelOf) -> Callable[..., Coroutine[Any, An
             return Lease()
         model = await model_of(request, service)
         principal.check_model(model)
-        if key.id == "bootstrap-admin":  # not stored: no usage row, no limits
+        if key.id == keys.BOOTSTRAP_ID:  # not stored: no usage row, no limits
             return Lease()
         label, period_left_s = budgets.period_of(datetime.now(UTC), key.limits.budget_period)
         budget = key.limits.budget_tokens
