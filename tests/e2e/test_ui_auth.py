@@ -1,6 +1,7 @@
 """The UI against a server that requires keys, in Debian Chromium: it asks for a key when the
 server answers 401, keeps it in localStorage, sends it on every call (chat, collections), and
-asks again, with the server's reason, when the stored key is revoked.
+asks again, with the server's reason, when the stored key is revoked, or when the user
+forgets it from the settings.
 Screenshots: tests/artifacts/ui-key-*.png."""
 
 from __future__ import annotations
@@ -44,6 +45,16 @@ def test_the_ui_asks_for_a_key_keeps_it_and_asks_again_when_revoked(page, secure
     page.reload()  # the stored key is used without asking
     expect(page.get_by_test_id("model-picker")).to_have_value("scripted")
     expect(dialog).to_be_hidden()
+
+    page.get_by_test_id("settings-button").click()  # forgetting the key asks for one again
+    page.screenshot(path=str(ARTIFACTS / "ui-key-settings.png"))
+    page.get_by_test_id("key-forget").click()
+    expect(dialog).to_be_visible()
+    assert page.evaluate(f"localStorage.getItem('{KEY_STORAGE}')") is None
+    page.get_by_test_id("key-input").fill(secret)
+    page.get_by_test_id("key-input").press("Enter")
+    expect(dialog).to_be_hidden()
+    expect(page.get_by_test_id("model-picker")).to_have_value("scripted")
 
     httpx.delete(f"{secured_server.api_url}/keys/{key_id}", headers={"X-API-Key": ADMIN_KEY})
     page.reload()

@@ -27,6 +27,12 @@ export function authHeaders() {
   return memoryKey ? { Authorization: `Bearer ${memoryKey}` } : {};
 }
 
+/** Drop the key from this browser; the next call that needs one asks again. */
+export function forgetKey() {
+  memoryKey = "";
+  storeKey("");
+}
+
 let pending = null; // one dialog for every request that got 401 at the same moment
 
 /**
