@@ -97,8 +97,9 @@ def test_only_admin_keys_manage_keys_and_read_the_audit_log(secured_server):
     listed = httpx.get(f"{secured_server.api_url}/keys", headers={"X-API-Key": ADMIN_KEY}).json()
     assert all("secret" not in k and "secret_hash" not in k for k in listed["data"])
     log = httpx.get(f"{secured_server.api_url}/audit", headers={"X-API-Key": ADMIN_KEY}).json()
-    actions = {(e["action"], e["outcome"]) for e in log["data"]}
-    assert {("key.create", "ok"), ("key.list", "ok")} <= actions
+    actions = {(e["action"], e["outcome"], e["resource"]) for e in log["data"]}
+    assert {("key.create", "ok"), ("key.list", "ok")} <= {a[:2] for a in actions}
+    assert ("admin.denied", "denied", "/v1/audit") in actions  # the refused calls above
 
 
 def test_probes_and_metrics_need_no_key(secured_server):

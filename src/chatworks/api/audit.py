@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from chatworks.api.auth import Principal
 from chatworks.api.service import Service
 from chatworks.security import audit
+
+if TYPE_CHECKING:  # auth.py audits refused admin calls, so it imports this module
+    from chatworks.api.auth import Principal
 
 
 def _write(service: Service, principal: Principal, action: str, resource: str | None,

@@ -16,6 +16,7 @@ from typing import Any
 
 from fastapi import Depends, Request
 
+from chatworks.api.audit import audited
 from chatworks.api.errors import APIError
 from chatworks.api.service import Service, get_service
 from chatworks.security import keys
@@ -113,8 +114,17 @@ async def authenticate(request: Request, service: Service = Depends(get_service)
 def require(scope: Scope) -> Callable[..., Coroutine[Any, Any, Principal]]:
     """A dependency: the authenticated caller, if their key has `scope` (else 403)."""
 
-    async def dependency(principal: Principal = Depends(authenticate)) -> Principal:
-        principal.require(scope)
+    async def dependency(
+        request: Request,
+        principal: Principal = Depends(authenticate),
+        service: Service = Depends(get_service),
+    ) -> Principal:
+        try:
+            principal.require(scope)
+        except APIError:
+            if scope == "admin":  # a valid key reaching for admin powers: worth a record
+                await audited(service, principal, "admin.denied", request.url.path, "denied")
+            raise
         return principal
 
     dependency.__name__ = f"require_{scope}"
