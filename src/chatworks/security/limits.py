@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, Protocol
 
 WINDOW_S = 60
@@ -43,16 +43,16 @@ class KeyLimits:
 
     def describe(self) -> str:
         """`rpm=60 tpm=10000 smollm2:rpm=5 budget=100000/day`: one line for listings."""
-        parts = [f"{n}={v}" for n, v in vars(self.key).items() if v is not None]
+        parts = [f"{n}={v}" for n, v in asdict(self.key).items() if v is not None]
         for model, rate in self.models.items():
-            parts += [f"{model}:{n}={v}" for n, v in vars(rate).items() if v is not None]
+            parts += [f"{model}:{n}={v}" for n, v in asdict(rate).items() if v is not None]
         if self.budget_tokens is not None:
             parts.append(f"budget={self.budget_tokens}/{self.budget_period}")
         return " ".join(parts)
 
     def to_json(self) -> dict[str, Any]:
-        rates = {m: vars(r) for m, r in self.models.items()}
-        return {**vars(self.key), "models": rates, "budget_tokens": self.budget_tokens,
+        rates = {m: asdict(r) for m, r in self.models.items()}
+        return {**asdict(self.key), "models": rates, "budget_tokens": self.budget_tokens,
                 "budget_period": self.budget_period}  # fmt: skip
 
     @classmethod
