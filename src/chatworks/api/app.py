@@ -62,10 +62,10 @@ def create_app(settings: Settings | None = None, provider: Provider | None = Non
         lifespan=lifespan,
     )
     app.state.service = service
-    install_error_handlers(app)
     for router in ROUTERS:
         app.include_router(router)
-    declare_errors(app, ROUTERS)
+    install_error_handlers(app, [route for router in ROUTERS for route in router.routes])
+    declare_errors(app, ROUTERS, settings)
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
 
     @app.get("/", include_in_schema=False)

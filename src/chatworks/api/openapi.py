@@ -18,6 +18,8 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
 from pydantic import BaseModel
 
+from chatworks.settings import Settings
+
 
 class ErrorDetail(BaseModel):
     message: str
@@ -54,6 +56,13 @@ def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     return {code: {"model": ErrorResponse, "description": _MEANING[code]} for code in codes}
 
 
+def streamed(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """`errors(*codes)`, and a 200 that may also be Server-Sent Events (`stream: true`)."""
+    # Any JSON per event (chunks, then a final object or an in-band error), then [DONE].
+    events = {"schema": {"description": "one event's data: a JSON object, or [DONE] last"}}
+    return {200: {"content": {"text/event-stream": events}}, **errors(*codes)}
+
+
 def _calls(dependant: Dependant) -> Iterator[Callable[..., Any]]:
     for sub in dependant.dependencies:
         if sub.call is not None:
@@ -80,9 +89,20 @@ def implied_codes(route: APIRoute) -> set[int]:
     return codes
 
 
-def declare_errors(app: FastAPI, routers: Iterable[APIRouter]) -> None:
+def _cap_max_tokens(schemas: dict[str, Any], limit: int) -> None:
+    """State the configured `max_tokens` limit, which the service enforces with a 400."""
+    for name in ("ChatCompletionRequest", "CompletionRequest"):
+        properties = schemas.get(name, {}).get("properties", {})
+        for field in ("max_tokens", "max_completion_tokens"):
+            for branch in properties.get(field, {}).get("anyOf", []):
+                if branch.get("type") == "integer":
+                    branch["maximum"] = limit
+
+
+def declare_errors(app: FastAPI, routers: Iterable[APIRouter], settings: Settings) -> None:
     """Add the implied codes and the required scope (as an OpenAPI security requirement) to
-    every route of `routers`, and replace FastAPI's 422 by the 400 really answered."""
+    every route of `routers`, replace FastAPI's 422 by the 400 really answered, and state the
+    configured `max_tokens` limit."""
     for router in routers:
         for route in router.routes:
             if not isinstance(route, APIRoute):
@@ -102,6 +122,7 @@ def declare_errors(app: FastAPI, routers: Iterable[APIRouter]) -> None:
             components = spec.setdefault("components", {})
             for unused in ("HTTPValidationError", "ValidationError"):
                 components.get("schemas", {}).pop(unused, None)
+            _cap_max_tokens(components.get("schemas", {}), settings.max_tokens_limit)
             # The role list of a requirement is the scope (OpenAPI 3.1 allows roles here).
             components["securitySchemes"] = {"apiKey": {
                 "type": "http", "scheme": "bearer",

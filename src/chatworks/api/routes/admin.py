@@ -100,7 +100,9 @@ async def audit_log(
     service: Service = Depends(get_service),
     principal: Principal = admin_scope,
     limit: int = Query(100, ge=1, le=1000),
-    before: int | None = Query(None, description="Entries older than this id (paging)"),
+    before: int | None = Query(  # bounded: a larger int overflows the database's integer
+        None, ge=1, le=2**63 - 1, description="Entries older than this id (paging)"
+    ),
     action: str | None = Query(None, description="Only this action, e.g. key.create"),
 ) -> AuditList:
     """The audit log, newest first."""

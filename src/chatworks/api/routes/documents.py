@@ -20,7 +20,7 @@ from chatworks.api.audit import audited
 from chatworks.api.auth import Principal, require
 from chatworks.api.errors import APIError, error_body
 from chatworks.api.generation import Generation, GenerationResponse, collect, start_generation
-from chatworks.api.openapi import GENERATION_ERRORS, errors
+from chatworks.api.openapi import GENERATION_ERRORS, errors, streamed
 from chatworks.api.quota import Lease, ask_quota, chat_quota
 from chatworks.api.schemas import (
     AskRequest,
@@ -194,7 +194,7 @@ def _usage(prompt: int = 0, completion: int = 0) -> UsageOut:
     )
 
 
-@router.post("/ask", response_model=AskResponse, responses=errors(*GENERATION_ERRORS))
+@router.post("/ask", response_model=AskResponse, responses=streamed(*GENERATION_ERRORS))
 async def ask(
     body: AskRequest,
     http_request: Request,

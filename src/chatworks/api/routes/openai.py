@@ -13,7 +13,7 @@ from fastapi.responses import Response, StreamingResponse
 
 from chatworks.api.auth import Principal, require
 from chatworks.api.generation import GenerationResponse, collect, start_generation
-from chatworks.api.openapi import GENERATION_ERRORS, errors
+from chatworks.api.openapi import GENERATION_ERRORS, streamed
 from chatworks.api.quota import Lease, chat_quota
 from chatworks.api.schemas import (
     ChatChoice,
@@ -77,7 +77,9 @@ async def _generate(
 
 
 @router.post(
-    "/chat/completions", response_model=ChatCompletionResponse, responses=errors(*GENERATION_ERRORS)
+    "/chat/completions",
+    response_model=ChatCompletionResponse,
+    responses=streamed(*GENERATION_ERRORS),
 )
 async def chat_completions(
     body: ChatCompletionRequest,
@@ -176,7 +178,7 @@ def _known_answer(
 
 
 @router.post(
-    "/completions", response_model=CompletionResponse, responses=errors(*GENERATION_ERRORS)
+    "/completions", response_model=CompletionResponse, responses=streamed(*GENERATION_ERRORS)
 )
 async def completions(
     body: CompletionRequest,
