@@ -67,18 +67,14 @@ class Library:
         )  # fmt: skip
 
     def prepare(
-        self,
-        question: str,
-        collection: str,
-        top_k: int | None = None,
-        filters=None,
+        self, question: str, collection: str, top_k: int | None = None, filters=None,
         owner: str | None = None,
-    ) -> Prepared:
+    ) -> Prepared:  # fmt: skip
         """`owner` (None: any) scopes the search to that tenant's collections."""
         ctx = self.context
+        index = ctx.index.for_owner(owner)
         found = retrieve(
-            question, index=ctx.index.for_owner(owner), embedder=ctx.embedder,
-            collection=collection,
+            question, index=index, embedder=ctx.embedder, collection=collection,
             config=self.retrieval_config(top_k), filters=filters,
         )  # fmt: skip
         if not found.relevant:
