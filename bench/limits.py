@@ -80,15 +80,17 @@ def main() -> None:
     with contextlib.ExitStack() as stack:
         data = Path(stack.enter_context(tempfile.TemporaryDirectory()))
         redis_url = stack.enter_context(running_redis(data))
-        targets = {
-            "auth off": start("off", data, None),
-            "key, no limits": start("key", data, {}),
-            "key + rates in process": start("rates", data, RATES),
-            "key + rates + budget": start("budget", data, RATES | BUDGET),
-            "key + rates on Redis": start("redis", data, RATES, CHATWORKS_REDIS_URL=redis_url),
+        configurations = {
+            "auth off": ("off", None, {}),
+            "key, no limits": ("key", {}, {}),
+            "key + rates in process": ("rates", RATES, {}),
+            "key + rates + budget": ("budget", RATES | BUDGET, {}),
+            "key + rates on Redis": ("redis", RATES, {"CHATWORKS_REDIS_URL": redis_url}),
         }
-        for server, _ in targets.values():
-            stack.callback(server.stop)
+        targets = {}
+        for label, (name, limits, env) in configurations.items():
+            targets[label] = start(name, data, limits, **env)
+            stack.callback(targets[label][0].stop)  # at once: a later failure stops it too
         results = measure(targets, n)
     base = statistics.median(results["auth off"])
     print(f"{n} non-streaming chat completions per configuration, round-robin (scripted provider)")
