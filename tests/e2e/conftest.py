@@ -78,3 +78,41 @@ def scripted_server(tmp_path_factory) -> LiveServer:
                                        "CHATWORKS_SCRIPT_PATH": str(script)})  # fmt: skip
     yield server
     server.stop()
+
+
+# The bootstrap admin key of the secured servers (CHATWORKS_ADMIN_KEY).
+ADMIN_KEY = "cw-test-admin-0123456789abcdef"
+
+
+def secured_env(data_dir, **extra: str) -> dict[str, str]:
+    """A scripted server that requires keys, on 127.0.0.1 (auth=required, not the address,
+    turns it on: tests never bind a network address)."""
+    script = data_dir / "script.json"
+    script.write_text(json.dumps(SCRIPT))
+    return {**LIVE_ENV, "CHATWORKS_DATA_DIR": str(data_dir), "CHATWORKS_PROVIDER": "scripted",
+            "CHATWORKS_SCRIPT_PATH": str(script), "CHATWORKS_AUTH": "required",
+            "CHATWORKS_ADMIN_KEY": ADMIN_KEY, **extra}  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def secured_data(tmp_path_factory):
+    """The secured server's data dir: the CLI manages its keys there."""
+    return tmp_path_factory.mktemp("secured")
+
+
+@pytest.fixture(scope="session")
+def secured_server(secured_data) -> LiveServer:
+    """The scripted server with auth required: keys, scopes, tenancy, the UI's key prompt."""
+    server = start_server("secured", secured_env(secured_data))
+    yield server
+    server.stop()
+
+
+def create_key(server: LiveServer, **fields) -> tuple[str, str]:
+    """(key id, secret) of a new key made over `/v1/keys` with the admin key."""
+    import httpx
+
+    body = {"name": "test", "scopes": ["chat"], **fields}
+    r = httpx.post(f"{server.api_url}/keys", json=body, headers={"X-API-Key": ADMIN_KEY})
+    assert r.status_code == 201, r.text
+    return r.json()["id"], r.json()["secret"]

@@ -18,7 +18,9 @@ from fastapi.staticfiles import StaticFiles
 import chatworks
 from chatworks.api.errors import install_error_handlers
 from chatworks.api.middleware import BodySizeLimit, RequestContext
-from chatworks.api.routes import documents, ops
+from chatworks.api.openapi import declare_errors
+from chatworks.api.quota import LeaseSettler
+from chatworks.api.routes import admin, documents, ops
 from chatworks.api.routes import openai as openai_routes
 from chatworks.api.service import Service
 from chatworks.providers.base import Provider
@@ -29,6 +31,8 @@ from chatworks.telemetry.logging import get_logger
 log = get_logger(__name__)
 
 STATIC_DIR = files("chatworks.web") / "static"
+# Every API route lives in one of these (the auth-matrix test walks them all).
+ROUTERS = (openai_routes.router, documents.router, admin.router, ops.router)
 
 
 async def _load(service: Service) -> None:
@@ -49,6 +53,7 @@ def create_app(settings: Settings | None = None, provider: Provider | None = Non
         yield
         loading.cancel()
         await service.provider.close()
+        await service.limiter.close()
 
     app = FastAPI(
         title="chatworks",
@@ -57,17 +62,19 @@ def create_app(settings: Settings | None = None, provider: Provider | None = Non
         lifespan=lifespan,
     )
     app.state.service = service
-    install_error_handlers(app)
-    app.include_router(openai_routes.router)
-    app.include_router(documents.router)
-    app.include_router(ops.router)
+    for router in ROUTERS:
+        app.include_router(router)
+    install_error_handlers(app, [route for router in ROUTERS for route in router.routes])
+    declare_errors(app, ROUTERS, settings)
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
 
     @app.get("/", include_in_schema=False)
     async def index() -> FileResponse:
         return FileResponse(str(STATIC_DIR / "index.html"))
 
-    # Outermost first: every request gets an id and a log line, even one rejected for size.
+    # Added innermost first: every request gets an id and a log line, even one rejected for
+    # size; a request's lease is released after its response has ended.
+    app.add_middleware(LeaseSettler)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestContext)
     return app

@@ -6,10 +6,13 @@ can parse, and nothing ever shows a stack trace.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import BaseRoute, Route
 
 from chatworks.providers.base import ProviderError
 from chatworks.telemetry.logging import get_logger
@@ -60,7 +63,18 @@ def from_provider_error(exc: ProviderError) -> APIError:
     return APIError(exc.status_code, str(exc), exc.code)
 
 
-def install_error_handlers(app: FastAPI) -> None:
+def _allowed_methods(routes: Iterable[BaseRoute], path: str) -> str:
+    """Every method some route answers at `path`: Starlette's own `Allow` names only the first
+    route that matched, but GET and POST on one path are two routes here."""
+    methods = {m for r in routes if isinstance(r, Route) and r.path_regex.match(path)
+               for m in r.methods or ()}  # fmt: skip
+    return ", ".join(sorted(methods))
+
+
+def install_error_handlers(app: FastAPI, routes: Iterable[BaseRoute]) -> None:
+    """`routes`: the app's routes, so a 405 can list every method of its path."""
+    routes = list(routes)
+
     @app.exception_handler(APIError)
     async def _api_error(_: Request, exc: APIError) -> JSONResponse:
         return error_response(exc)
@@ -81,9 +95,12 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(APIError(400, message, "invalid_request", param))
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return error_response(APIError(exc.status_code, str(exc.detail), code))
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:  # RFC 9110: a 405 says which methods the resource has
+            headers["Allow"] = _allowed_methods(routes, request.url.path)
+        return error_response(APIError(exc.status_code, str(exc.detail), code, headers=headers))
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:

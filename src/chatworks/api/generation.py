@@ -18,6 +18,7 @@ from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from chatworks.api.admission import AdmissionGate, Ticket
+from chatworks.api.quota import Lease
 from chatworks.providers.base import Delta, GenerationRequest, Provider, Usage
 from chatworks.telemetry import metrics
 from chatworks.telemetry.logging import get_logger
@@ -49,11 +50,11 @@ class Generation:
 
 
 async def start_generation(
-    provider: Provider, gate: AdmissionGate, request: GenerationRequest
+    provider: Provider, gate: AdmissionGate, request: GenerationRequest, lease: Lease
 ) -> Generation:
     arrived = time.perf_counter()
     ticket = await gate.admit()
-    rest = metered(provider.stream(request), request, arrived)
+    rest = metered(provider.stream(request), request, arrived, lease)
     try:
         first = await anext(rest)
     except BaseException:
@@ -64,12 +65,14 @@ async def start_generation(
 
 
 async def metered(
-    deltas: AsyncGenerator[Delta, None], request: GenerationRequest, arrived: float
+    deltas: AsyncGenerator[Delta, None], request: GenerationRequest, arrived: float, lease: Lease
 ) -> AsyncGenerator[Delta, None]:
-    """Passes deltas through, recording latency, token and outcome metrics and one log line."""
+    """Passes deltas through, recording latency, token and outcome metrics and one log line,
+    and charges the tokens to the caller's lease (its tokens-per-minute and budget)."""
     model = request.model
     finish, usage = "cancelled", Usage()
     first_at = last_at = None
+    generated = 0  # what a stream cut short still cost: its final usage never arrives
     try:
         async with contextlib.aclosing(deltas):
             async for delta in deltas:
@@ -82,6 +85,7 @@ async def metered(
                 if delta.text:
                     last_at = now
                 if delta.tokens:
+                    generated += delta.tokens
                     metrics.GENERATION_TOKENS.labels(model).inc(delta.tokens)
                 if delta.finish_reason is not None:
                     finish, usage = delta.finish_reason, delta.usage or usage
@@ -91,6 +95,7 @@ async def metered(
         finish = "error"
         raise
     finally:
+        lease.add_tokens(usage.total_tokens or generated)
         elapsed = time.perf_counter() - arrived
         metrics.E2E_LATENCY.labels(model).observe(elapsed)
         metrics.REQUEST_SUCCESS.labels(model, finish).inc()

@@ -6,16 +6,21 @@ newer parameters keep working; parameters we cannot honour are rejected with a c
 
 from __future__ import annotations
 
-from typing import Literal
+from datetime import datetime
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from chatworks.providers.base import Message
 from chatworks.rag.answer import Citation  # the domain dataclass doubles as the API schema
+from chatworks.security.audit import AuditEntry
+from chatworks.security.budgets import Usage
 
 
 class _Request(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    # Unknown fields are ignored (clients send OpenAI parameters we do not use); known ones
+    # are strict: `true` is no integer and "2" no number, as the OpenAPI schema says.
+    model_config = ConfigDict(extra="ignore", strict=True)
 
 
 class TextPart(_Request):
@@ -48,19 +53,14 @@ class _Sampling(_Request):
     max_tokens: int | None = Field(None, ge=1)
     temperature: float = Field(1.0, ge=0.0, le=2.0)
     top_p: float = Field(1.0, gt=0.0, le=1.0)
-    stop: str | list[str] | None = None
+    # Constraints as types, not validators, so the OpenAPI schema states them (schemathesis
+    # sends what the schema allows and expects it accepted).
+    stop: str | Annotated[list[str], Field(max_length=4)] | None = None
     seed: int | None = None
     n: int = Field(1, ge=1, le=1, description="Only 1 is supported.")
     stream: bool = False
     stream_options: StreamOptions | None = None
     user: str | None = None
-
-    @field_validator("stop")
-    @classmethod
-    def _at_most_four_stops(cls, v: str | list[str] | None) -> str | list[str] | None:
-        if isinstance(v, list) and len(v) > 4:
-            raise ValueError("at most 4 stop sequences")
-        return v
 
     def stop_list(self) -> tuple[str, ...]:
         if self.stop is None:
@@ -84,30 +84,11 @@ class ChatCompletionRequest(_Sampling):
 
 
 class CompletionRequest(_Sampling):
-    prompt: str | list[str]
-    echo: bool = False
-    logprobs: int | None = None
-
-    @field_validator("prompt")
-    @classmethod
-    def _one_prompt(cls, v: str | list[str]) -> str | list[str]:
-        if isinstance(v, list) and len(v) != 1:
-            raise ValueError("exactly one prompt is supported")
-        return v
-
-    @field_validator("echo")
-    @classmethod
-    def _no_echo(cls, v: bool) -> bool:
-        if v:
-            raise ValueError("echo is not supported")
-        return v
-
-    @field_validator("logprobs")
-    @classmethod
-    def _no_logprobs(cls, v: int | None) -> int | None:
-        if v:
-            raise ValueError("logprobs are not supported")
-        return v
+    prompt: str | Annotated[list[str], Field(min_length=1, max_length=1)] = Field(
+        description="One prompt (a string, or a list of exactly one)"
+    )
+    echo: Literal[False] = Field(False, description="Not supported")
+    logprobs: int | None = Field(None, ge=0, le=0, description="Not supported")
 
     def prompt_text(self) -> str:
         return self.prompt if isinstance(self.prompt, str) else self.prompt[0]
@@ -207,6 +188,7 @@ class CollectionCreate(_Request):
 class CollectionOut(BaseModel):
     name: str
     documents: int
+    owner: str | None = None  # the tenant (a key's owner); "default" with auth off
 
 
 class DocumentOut(BaseModel):
@@ -240,3 +222,64 @@ class AskResponse(BaseModel):
     citations: list[Citation]
     refused: bool
     usage: UsageOut
+
+
+# -- keys and audit (admin) ----------------------------------------------------------------------
+
+
+class RateIn(_Request):
+    rpm: int | None = Field(None, ge=1, description="Requests per minute")
+    tpm: int | None = Field(None, ge=1, description="Tokens (prompt + completion) per minute")
+    max_parallel: int | None = Field(None, ge=1, description="Requests in flight")
+
+
+class KeyCreate(RateIn):
+    name: str = Field(min_length=1, max_length=200)
+    scopes: list[Literal["chat", "documents", "admin"]] = Field(min_length=1)
+    owner: str | None = Field(
+        None, max_length=64, description="Tenant; keys with one owner share documents. "
+        "Default: the key's own id",
+    )  # fmt: skip
+    models: list[str] | None = Field(None, description="Models the key may use (default: all)")
+    collections: list[str] | None = Field(None, description="Collections it may use")
+    model_limits: dict[str, RateIn] = Field(default_factory=dict, description="Per key x model")
+    budget_tokens: int | None = Field(None, ge=1)
+    budget_period: Literal["day", "month"] = "month"
+    expires_at: datetime | None = Field(
+        None,
+        strict=False,
+        description="ISO 8601; without a zone, UTC",  # JSON has text only
+    )
+
+    @field_validator("expires_at", mode="before")
+    @classmethod
+    def _iso_text(cls, value: object) -> object:
+        # Lax parsing would read a number as a Unix time; the schema (and people) mean a date.
+        if isinstance(value, int | float):
+            raise ValueError("expires_at must be an ISO 8601 date or time, not a number")
+        return value
+
+
+class KeyOut(BaseModel):
+    id: str
+    name: str
+    prefix: str
+    owner: str
+    scopes: list[str]
+    models: list[str] | None
+    collections: list[str] | None
+    limits: dict[str, Any]
+    state: Literal["active", "revoked", "expired"]
+    usage: Usage = Field(description="Tokens and requests in the current budget period")
+    created_at: datetime | None
+    expires_at: datetime | None
+    revoked_at: datetime | None
+
+
+class KeyCreated(KeyOut):
+    secret: str = Field(description="Shown once: only its hash is stored")
+
+
+class AuditList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[AuditEntry]  # the domain dataclass doubles as the API schema

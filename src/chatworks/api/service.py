@@ -13,6 +13,8 @@ from chatworks.api.errors import APIError
 from chatworks.api.schemas import ChatCompletionRequest, CompletionRequest
 from chatworks.providers.base import GenerationRequest, Provider
 from chatworks.rag.library import Library
+from chatworks.security.exposure import auth_required
+from chatworks.security.limits import Limiter, MemoryLimiter
 from chatworks.settings import Settings
 from chatworks.storage import documents as docs
 
@@ -23,6 +25,8 @@ class Service:
     provider: Provider
     gate: AdmissionGate
     library: Library
+    limiter: Limiter
+    auth_required: bool
     started_at: int = field(default_factory=lambda: int(time.time()))
     load_error: str | None = None
 
@@ -37,7 +41,8 @@ class Service:
             queue_timeout_s=settings.queue_timeout_s,
             retry_after_s=settings.retry_after_s,
         )
-        return cls(settings, provider, gate, Library(settings))
+        return cls(settings, provider, gate, Library(settings), _limiter(settings),
+                   auth_required(settings))  # fmt: skip
 
     async def check_model(self, model: str) -> None:
         if not self.provider.ready:
@@ -56,10 +61,11 @@ class Service:
                 "model",
             )
 
-    def require_collection(self, name: str) -> None:
-        """404 unless the collection exists: checked before any retrieval work."""
+    def require_collection(self, name: str, owner: str | None) -> None:
+        """404 unless the collection exists and `owner` (None: anyone) owns it: checked before
+        any retrieval work. Another tenant's collection is "not found", never "forbidden"."""
         with self.library.session() as session:
-            if docs.collection_id(session, name) is None:
+            if docs.collection_id(session, name, owner) is None:
                 raise APIError(404, f"collection '{name}' not found", "collection_not_found")
 
     def _max_tokens(self, *asked: int | None) -> int:
@@ -124,6 +130,14 @@ class Service:
             stop=body.stop_list(),
             seed=body.seed,
         )
+
+
+def _limiter(settings: Settings) -> Limiter:
+    if settings.redis_url:
+        from chatworks.security.limits_redis import RedisLimiter
+
+        return RedisLimiter(settings.redis_url, fail_open=settings.redis_fail_open)
+    return MemoryLimiter()
 
 
 def get_service(request: Request) -> Service:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import typer
 
-from chatworks.cli import documents, eval_suites, evals, serving, training
+from chatworks.cli import documents, eval_suites, evals, keys, serving, training
 
 app = typer.Typer(
     help="chatworks: train, serve, ground and observe a chat model.", no_args_is_help=True
@@ -23,4 +23,5 @@ evals.app.command("new")(eval_suites.new)
 evals.app.command("judge-agreement")(eval_suites.judge_agreement)
 app.add_typer(evals.app, name="eval")
 app.add_typer(training.app, name="train")
+app.add_typer(keys.app, name="keys")
 app.command("export")(training.export_model)

@@ -19,14 +19,25 @@ def ingest(
     prune: Annotated[
         bool, typer.Option(help="Remove documents whose files are gone from these paths.")
     ] = False,
+    owner: Annotated[
+        str | None,
+        typer.Option(help="Tenant that owns a new collection (a key's owner); default: default."),
+    ] = None,
 ) -> None:
     """Add documents to a collection (idempotent: unchanged files are skipped)."""
     from rich.progress import Progress
 
     from chatworks.rag.ingest import ingest_path
     from chatworks.rag.library import Library
+    from chatworks.storage import documents as docs
 
     library = Library(settings_from_flags())
+    if owner is not None:  # claim the collection first: ingestion finds it and keeps its owner
+        with library.session() as session, session.begin():
+            holder = docs.get_or_create_collection(session, collection, owner).owner
+        if holder != owner:
+            console.print(f"[red]error:[/] collection {collection} belongs to {holder}")
+            raise typer.Exit(2)
     with console.status("loading the embedding model..."):
         context = library.context
     with Progress(console=console, transient=True) as bar:
@@ -49,13 +60,15 @@ def ingest(
 
 
 def collections() -> None:
-    """List collections and their document counts."""
+    """List collections, their document counts and owners (when not the default)."""
     from chatworks.rag.library import Library
     from chatworks.storage import documents as docs
+    from chatworks.storage.models import DEFAULT_OWNER
 
     with Library(settings_from_flags()).session() as session:
         for c in docs.list_collections(session):
-            console.print(f"{c.name}\t{c.documents} documents")
+            tenant = "" if c.owner == DEFAULT_OWNER else f"\towner {c.owner}"
+            console.print(f"{c.name}\t{c.documents} documents{tenant}")
 
 
 def ask(

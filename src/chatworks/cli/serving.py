@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from chatworks.cli.shared import UrlOption, console, settings_from_flags
+from chatworks.settings import Settings
 
 
 def serve(
@@ -38,6 +39,10 @@ def serve(
     script: Annotated[
         str | None, typer.Option(help="JSON reply rules for --provider scripted.")
     ] = None,
+    insecure: Annotated[
+        bool | None,
+        typer.Option("--insecure", help="Serve without keys on a non-loopback address."),
+    ] = None,
 ) -> None:
     """Serve the OpenAI-compatible API and the web UI."""
     import uvicorn
@@ -48,10 +53,11 @@ def serve(
     settings = settings_from_flags(
         host=host, port=port, provider=provider, model=model, model_path=model_path,
         upstream_url=upstream_url, upstream_key=upstream_key, threads=threads,
-        script_path=script,
+        script_path=script, insecure=insecure,
     )  # fmt: skip
     configure_logging(settings.log_level)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    _refuse_if_exposed(settings)
     console.print(
         f"[bold]chatworks[/] serving [cyan]{settings.model}[/] ({settings.provider}) on "
         f"http://{settings.host}:{settings.port}", highlight=False,
@@ -64,6 +70,28 @@ def serve(
         access_log=False,
         timeout_graceful_shutdown=5,
     )
+
+
+def _refuse_if_exposed(settings: Settings) -> None:
+    """Stop before binding a network address that would be open, or closed to everyone."""
+    from sqlalchemy.orm import Session
+
+    from chatworks.security.exposure import auth_required, exposure_problem, is_loopback
+    from chatworks.security.keys import has_active_keys
+    from chatworks.storage import open_database
+
+    if is_loopback(settings.host):
+        return
+    has_keys = False
+    if auth_required(settings) and not settings.admin_key:
+        with Session(open_database(settings)) as session:
+            has_keys = has_active_keys(session)
+    problem = exposure_problem(settings, has_keys)
+    if problem:
+        console.print(f"[red]refusing to start:[/] {problem}", highlight=False)
+        raise typer.Exit(2)
+    if not auth_required(settings):
+        console.print(f"[yellow]warning:[/] serving {settings.host} without auth (--insecure)")
 
 
 def models(url: UrlOption = None) -> None:

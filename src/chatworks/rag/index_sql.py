@@ -60,9 +60,14 @@ class SqlIndex:
     # How a vector parameter appears in SQL, e.g. "CAST(:embedding AS vector)".
     vector_param = ":embedding"
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, owner: str | None = None) -> None:
         self.engine = engine
         self.dim = VECTOR_DIM
+        self.owner = owner  # searches see only this owner's collections; None: every owner
+
+    def for_owner(self, owner: str | None) -> SqlIndex:
+        """The same index, searching only `owner`'s collections (tenant isolation)."""
+        return type(self)(self.engine, owner)
 
     # -- dialect hooks -------------------------------------------------------------------------
 
@@ -179,7 +184,7 @@ class SqlIndex:
     def term_counts(self, terms: Sequence[str], collection: str) -> tuple[int, dict[str, int]]:
         words = [t for term in terms for t in query_terms(term)[:1]]  # one plain word each
         with Session(self.engine) as session:
-            cid = documents.collection_id(session, collection)
+            cid = documents.collection_id(session, collection, self.owner)
             if cid is None:
                 return 0, dict.fromkeys(words, 0)
             conn = session.connection()
@@ -194,7 +199,7 @@ class SqlIndex:
         if k <= 0:
             return []
         with Session(self.engine) as session:
-            cid = documents.collection_id(session, collection)
+            cid = documents.collection_id(session, collection, self.owner)
             if cid is None:
                 return []
             ranked: Ranked = rank(session.connection(), cid, checked)

@@ -106,15 +106,18 @@ class Library:
         )  # fmt: skip
 
     def examine(
-        self, question: str, collection: str, top_k: int | None = None, filters=None
-    ) -> Examined:
+        self, question: str, collection: str, top_k: int | None = None, filters=None,
+        owner: str | None = None,
+    ) -> Examined:  # fmt: skip
         """Retrieval, then the sentence windows and their answerability features (what
-        `prepare` decides on, and what `chatworks eval calibrate` fits the model to)."""
+        `prepare` decides on, and what `chatworks eval calibrate` fits the model to). `owner`
+        (None: any) scopes the search to that tenant's collections."""
         ctx, s = self.context, self.settings
-        terms = ctx.index.term_counts(question_terms(question), collection)
+        index = ctx.index.for_owner(owner)
+        terms = index.term_counts(question_terms(question), collection)
         config = self.retrieval_config(collection, top_k, chunks=terms[0])
         found = retrieve(
-            question, index=ctx.index, embedder=ctx.embedder, collection=collection,
+            question, index=index, embedder=ctx.embedder, collection=collection,
             config=config, filters=filters,
         )  # fmt: skip
         if not found.relevant or not s.rag_focus_windows:
@@ -125,9 +128,10 @@ class Library:
         return Examined(windows, found.best_similarity, measured)
 
     def prepare(
-        self, question: str, collection: str, top_k: int | None = None, filters=None
-    ) -> Prepared:
-        examined = self.examine(question, collection, top_k, filters)
+        self, question: str, collection: str, top_k: int | None = None, filters=None,
+        owner: str | None = None,
+    ) -> Prepared:  # fmt: skip
+        examined = self.examine(question, collection, top_k, filters, owner)
         check = self.settings.rag_answerability and examined.features is not None
         if not examined.passages or (
             check and not self.answerability.answerable(examined.features)

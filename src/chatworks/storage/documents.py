@@ -2,6 +2,9 @@
 
 Plain functions over a Session, returning frozen dataclasses detached from it. Writing a
 document with its chunks and vectors is `Index.replace_document` (the index owns the vectors).
+
+Tenancy: every lookup takes `owner`, and `None` means any owner (admins, the CLI). The owner
+is a condition of the query itself, so another tenant's rows are never loaded, only absent.
 """
 
 from __future__ import annotations
@@ -10,10 +13,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Select, delete, func, select
+from sqlalchemy import ColumnElement, Select, delete, func, select, true
 from sqlalchemy.orm import Session
 
-from chatworks.storage.models import ChunkRow, CollectionRow, DocumentRow
+from chatworks.storage.models import DEFAULT_OWNER, ChunkRow, CollectionRow, DocumentRow
 
 
 @dataclass(frozen=True)
@@ -21,6 +24,7 @@ class CollectionInfo:
     name: str
     documents: int
     created_at: datetime
+    owner: str = DEFAULT_OWNER
 
 
 @dataclass(frozen=True)
@@ -37,32 +41,45 @@ class DocumentInfo:
     updated_at: datetime
 
 
-def get_or_create_collection(session: Session, name: str) -> CollectionRow:
+def _owned(owner: str | None) -> ColumnElement[bool]:
+    return CollectionRow.owner == owner if owner is not None else true()
+
+
+def get_or_create_collection(
+    session: Session, name: str, owner: str = DEFAULT_OWNER
+) -> CollectionRow:
+    """The collection `name`, created for `owner` if missing. Names are unique across owners:
+    the caller checks `row.owner` before using a collection it did not just create."""
     row = session.scalar(select(CollectionRow).where(CollectionRow.name == name))
     if row is None:
-        row = CollectionRow(name=name)
+        row = CollectionRow(name=name, owner=owner)
         session.add(row)
         session.flush()
     return row
 
 
-def collection_id(session: Session, name: str) -> int | None:
-    return session.scalar(select(CollectionRow.id).where(CollectionRow.name == name))
+def collection_id(session: Session, name: str, owner: str | None = None) -> int | None:
+    query = select(CollectionRow.id).where(CollectionRow.name == name, _owned(owner))
+    return session.scalar(query)
 
 
-def list_collections(session: Session) -> list[CollectionInfo]:
+def list_collections(session: Session, owner: str | None = None) -> list[CollectionInfo]:
     counts = (
-        select(CollectionRow.name, CollectionRow.created_at, func.count(DocumentRow.id))
+        select(CollectionRow.name, CollectionRow.created_at, CollectionRow.owner,
+               func.count(DocumentRow.id))
         .outerjoin(DocumentRow, DocumentRow.collection_id == CollectionRow.id)
+        .where(_owned(owner))
         .group_by(CollectionRow.id)
         .order_by(CollectionRow.name)
-    )
-    return [CollectionInfo(name, n, created) for name, created, n in session.execute(counts)]
+    )  # fmt: skip
+    rows = session.execute(counts)
+    return [CollectionInfo(name, n, created, who) for name, created, who, n in rows]
 
 
-def delete_collection(session: Session, name: str) -> bool:
+def delete_collection(session: Session, name: str, owner: str | None = None) -> bool:
     """Delete a collection and, by cascade, its documents, chunks and index rows."""
-    return session.execute(delete(CollectionRow).where(CollectionRow.name == name)).rowcount > 0
+    query = delete(CollectionRow).where(CollectionRow.name == name, _owned(owner))
+    return session.execute(query).rowcount > 0
 
 
 def _documents_query() -> Select[tuple[DocumentRow, str, int]]:
@@ -93,13 +110,18 @@ def _info(row: DocumentRow, collection: str, chunks: int) -> DocumentInfo:
     )
 
 
-def list_documents(session: Session, collection: str) -> list[DocumentInfo]:
-    query = _documents_query().where(CollectionRow.name == collection).order_by(DocumentRow.source)
-    return [_info(*row) for row in session.execute(query)]
+def list_documents(
+    session: Session, collection: str, owner: str | None = None
+) -> list[DocumentInfo]:
+    query = _documents_query().where(CollectionRow.name == collection, _owned(owner))
+    return [_info(*row) for row in session.execute(query.order_by(DocumentRow.source))]
 
 
-def get_document(session: Session, document_id: str) -> DocumentInfo | None:
-    row = session.execute(_documents_query().where(DocumentRow.id == document_id)).first()
+def get_document(
+    session: Session, document_id: str, owner: str | None = None
+) -> DocumentInfo | None:
+    query = _documents_query().where(DocumentRow.id == document_id, _owned(owner))
+    row = session.execute(query).first()
     return _info(*row) if row else None
 
 
@@ -109,6 +131,10 @@ def find_document(session: Session, collection: str, source: str) -> DocumentInf
     return _info(*row) if row else None
 
 
-def delete_document(session: Session, document_id: str) -> bool:
+def delete_document(session: Session, document_id: str, owner: str | None = None) -> bool:
     """Delete a document and, by cascade, its chunks and index rows."""
-    return session.execute(delete(DocumentRow).where(DocumentRow.id == document_id)).rowcount > 0
+    owned = select(CollectionRow.id).where(_owned(owner))
+    query = delete(DocumentRow).where(
+        DocumentRow.id == document_id, DocumentRow.collection_id.in_(owned)
+    )
+    return session.execute(query).rowcount > 0

@@ -1,4 +1,4 @@
-"""The relational schema of documents: collections, documents, chunks.
+"""The relational schema: collections, documents, chunks; API keys, their usage, the audit log.
 
 The search structures that sit next to these tables (a sqlite-vec / pgvector table of chunk
 vectors, an FTS5 table / tsvector column for keywords) are dialect-specific, so they are
@@ -30,12 +30,19 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 JsonDict = JSON().with_variant(JSONB(), "postgresql")
 # SQLite only aliases the rowid for exactly "INTEGER PRIMARY KEY"; Postgres gets 64 bits.
 RowId = BigInteger().with_variant(Integer(), "sqlite")
+# Who owns what when auth is off (and everything stored before keys existed).
+DEFAULT_OWNER = "default"
 # The width of `chunk_vectors.embedding` as migration 0001 created it (all-MiniLM-L6-v2).
 VECTOR_DIM = 384
 
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def as_utc(value: datetime | None) -> datetime | None:
+    """SQLite hands back naive datetimes from timezone-aware columns; they were stored as UTC."""
+    return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
 
 
 def new_id() -> str:
@@ -51,6 +58,8 @@ class CollectionRow(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
+    # The tenant: a key's owner (docs/security/). Names stay globally unique, see migration 0002.
+    owner: Mapped[str] = mapped_column(String(64), default=DEFAULT_OWNER, index=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
 
 
@@ -89,3 +98,51 @@ class ChunkRow(Base):
     section: Mapped[str | None] = mapped_column(Text, nullable=True)  # "Install > From source"
     # e.g. {"injection": ["ignore-instructions"]} when the scanner flags the chunk.
     meta: Mapped[dict[str, Any]] = mapped_column("metadata", JsonDict, default=dict)
+
+
+class ApiKeyRow(Base):
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(200))
+    # sha256 of the secret: a stolen database gives no usable key (the secret has 256 random
+    # bits, so a slow password hash would add nothing).
+    secret_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16))  # the secret's start: tells keys apart
+    owner: Mapped[str] = mapped_column(String(64))
+    scopes: Mapped[list[str]] = mapped_column(JSON)
+    models: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)  # None: every model
+    collections: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
+    # {"rpm", "tpm", "max_parallel", "budget_tokens", "budget_period", "models": {id: {...}}}
+    limits: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class KeyUsageRow(Base):
+    """Tokens a key used per budget period ("2026-12-02" or "2026-12"), shared by replicas."""
+
+    __tablename__ = "key_usage"
+
+    key_id: Mapped[str] = mapped_column(
+        ForeignKey("api_keys.id", ondelete="CASCADE"), primary_key=True
+    )
+    period: Mapped[str] = mapped_column(String(10), primary_key=True)
+    tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    requests: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class AuditRow(Base):
+    """Append-only (triggers in migration 0002 refuse UPDATE and DELETE)."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(RowId, primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now, index=True)
+    actor: Mapped[str] = mapped_column(String(64))  # key id, "bootstrap-admin", "cli", "anonymous"
+    action: Mapped[str] = mapped_column(String(64))  # "key.create", "document.delete", ...
+    resource: Mapped[str | None] = mapped_column(String(1024), nullable=True)
+    outcome: Mapped[str] = mapped_column(String(16))  # "ok", "denied", "not_found", "failed"
+    client: Mapped[str | None] = mapped_column(String(64), nullable=True)  # address it came from
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

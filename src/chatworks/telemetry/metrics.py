@@ -85,6 +85,33 @@ REQUESTS_REJECTED = Counter(
 )
 
 
+# Security: refusals by reason, and whether the shared limiter's backend (Redis) answers.
+AUTH_FAILURES = Counter(
+    "chatworks_auth_failures_total",
+    "Requests refused for authentication (401) or scope (403), by reason code.",
+    ["reason"],
+    registry=REGISTRY,
+)
+RATE_LIMITED = Counter(
+    "chatworks_rate_limited_total",
+    "Requests refused with 429, by limit: requests, tokens, parallel, budget.",
+    ["reason"],
+    registry=REGISTRY,
+)
+LIMITER_UP = Gauge(
+    "chatworks_ratelimit_backend_up",
+    "1 when the rate-limit backend answered its last call, 0 when it failed.",
+    ["backend"],
+    registry=REGISTRY,
+)
+LIMITER_ERRORS = Counter(
+    "chatworks_ratelimit_backend_errors_total",
+    "Rate-limit backend failures, by what was done: allowed (fail-open) or refused.",
+    ["backend", "action"],
+    registry=REGISTRY,
+)
+
+
 class _EngineCollector:
     """Reads the native engine's own counters at scrape time, so the decode loop never touches
     Prometheus objects. Rates give throughput: rate(decode_tokens) / rate(decode_seconds) is

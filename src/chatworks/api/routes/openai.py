@@ -11,7 +11,10 @@ from dataclasses import asdict, replace
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response, StreamingResponse
 
+from chatworks.api.auth import Principal, require
 from chatworks.api.generation import GenerationResponse, collect, start_generation
+from chatworks.api.openapi import GENERATION_ERRORS, streamed
+from chatworks.api.quota import Lease, chat_quota
 from chatworks.api.schemas import (
     ChatChoice,
     ChatCompletionRequest,
@@ -46,6 +49,7 @@ async def _generate(
     service: Service,
     http_request: Request,
     request: GenerationRequest,
+    lease: Lease,
     *,
     stream: bool,
     include_usage: bool,
@@ -55,7 +59,7 @@ async def _generate(
 ) -> tuple[str, str, Delta] | Response:
     """Streams, or returns (id, text, final delta) for the caller to shape."""
     await service.check_model(request.model)
-    generation = await start_generation(service.provider, service.gate, request)
+    generation = await start_generation(service.provider, service.gate, request, lease)
     completion_id = f"{id_prefix}-{uuid.uuid4().hex}"
     if stream:
         body = encode_stream(
@@ -72,15 +76,23 @@ async def _generate(
     return completion_id, text, final
 
 
-@router.post("/chat/completions", response_model=ChatCompletionResponse)
+@router.post(
+    "/chat/completions",
+    response_model=ChatCompletionResponse,
+    responses=streamed(*GENERATION_ERRORS),
+)
 async def chat_completions(
-    body: ChatCompletionRequest, http_request: Request, service: Service = Depends(get_service)
+    body: ChatCompletionRequest,
+    http_request: Request,
+    service: Service = Depends(get_service),
+    principal: Principal = Depends(require("chat")),
+    lease: Lease = Depends(chat_quota),
 ):
     request = service.chat_request(body)
     sources: list[Source] | None = None
     question = next((m.content for m in reversed(request.messages) if m.role == "user"), "")
     if body.collection:
-        prepared = await _grounded(service, body, request, question)
+        prepared = await _grounded(service, principal, body, request, question)
         if prepared.messages is None:
             return _known_answer(body, prepared.answer)
         request, sources = replace(request, messages=prepared.messages), prepared.sources
@@ -92,6 +104,7 @@ async def chat_completions(
         service,
         http_request,
         request,
+        lease,
         stream=body.stream,
         include_usage=body.include_usage,
         shape=CHAT_CHUNK,
@@ -118,13 +131,22 @@ async def chat_completions(
 
 
 async def _grounded(
-    service: Service, body: ChatCompletionRequest, request: GenerationRequest, question: str
+    service: Service,
+    principal: Principal,
+    body: ChatCompletionRequest,
+    request: GenerationRequest,
+    question: str,
 ) -> Prepared:
     """The `collection` extension: the last user message is answered from the collection's
-    passages (earlier turns are not sent: the sources take the context)."""
+    passages (earlier turns are not sent: the sources take the context). Reading a collection
+    needs the `documents` scope and the collection's owner, as `/v1/ask` does."""
+    principal.require("documents")
+    principal.check_collection(body.collection)
     await service.check_model(request.model)  # before the retrieval work, not after it
-    service.require_collection(body.collection)
-    return await asyncio.to_thread(service.library.prepare, question, body.collection)
+    service.require_collection(body.collection, principal.owner_filter)
+    return await asyncio.to_thread(
+        service.library.prepare, question, body.collection, owner=principal.owner_filter
+    )
 
 
 def _known_answer(
@@ -155,14 +177,20 @@ def _known_answer(
     )  # fmt: skip
 
 
-@router.post("/completions", response_model=CompletionResponse)
+@router.post(
+    "/completions", response_model=CompletionResponse, responses=streamed(*GENERATION_ERRORS)
+)
 async def completions(
-    body: CompletionRequest, http_request: Request, service: Service = Depends(get_service)
+    body: CompletionRequest,
+    http_request: Request,
+    service: Service = Depends(get_service),
+    lease: Lease = Depends(chat_quota),
 ):
     result = await _generate(
         service,
         http_request,
         service.completion_request(body),
+        lease,
         stream=body.stream,
         include_usage=body.include_usage,
         shape=TEXT_CHUNK,
@@ -181,6 +209,10 @@ async def completions(
 
 
 @router.get("/models", response_model=ModelList)
-async def list_models(service: Service = Depends(get_service)) -> ModelList:
+async def list_models(
+    service: Service = Depends(get_service), principal: Principal = Depends(require("chat"))
+) -> ModelList:
     models = await service.provider.models() if service.provider.ready else []
+    allowed = principal.key.models if principal.key else None
+    models = [m for m in models if allowed is None or m in allowed]
     return ModelList(data=[ModelCard(id=m, created=service.started_at) for m in models])

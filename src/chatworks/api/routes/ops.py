@@ -1,11 +1,12 @@
-"""Operations endpoints: liveness, readiness and Prometheus metrics."""
+"""Operations endpoints: liveness, readiness and Prometheus metrics. No key is needed for any
+of them (probes and scrapers carry none); they reveal no documents and no keys."""
 
 from __future__ import annotations
 
 import asyncio
 
 from fastapi import APIRouter, Depends
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
@@ -30,22 +31,36 @@ def _database_error(service: Service) -> str | None:
     return None
 
 
-@router.get("/readyz")
+@router.get(
+    "/readyz",
+    responses={503: {"description": "Not ready: loading or failed (the body says which)"}},
+)
 async def readyz(service: Service = Depends(get_service)) -> JSONResponse:
-    """Ready to serve: the model is loaded and the database answers. 503 otherwise."""
+    """Ready to serve: the model is loaded and the database answers. 503 otherwise.
+    A failing rate-limit backend (Redis) is shown under `limits`; it makes the server not
+    ready only when the limiter fails closed (it would refuse every limited request)."""
     db_error = await asyncio.to_thread(_database_error, service)
-    ready = service.provider.ready and db_error is None
+    limits_error = await service.limiter.problem()
+    blocking = limits_error if not service.settings.redis_fail_open else None
+    ready = service.provider.ready and db_error is None and blocking is None
     body = {
         "status": "ready" if ready else "loading",
         "provider": service.provider.name,
         "model": service.settings.model,
         "database": "ok" if db_error is None else db_error,
+        "auth": "required" if service.auth_required else "off",
+        "limits": {
+            "backend": service.limiter.name,
+            "status": "ok" if limits_error is None else limits_error,
+            "on_failure": "open" if service.settings.redis_fail_open else "closed",
+        },
     }
-    if service.load_error or db_error:
-        body.update(status="failed", error=service.load_error or db_error)
+    if service.load_error or db_error or blocking:
+        body.update(status="failed", error=service.load_error or db_error or blocking)
     return JSONResponse(body, status_code=200 if ready else 503)
 
 
-@router.get("/metrics")
+@router.get("/metrics", response_class=PlainTextResponse)
 async def prometheus_metrics() -> Response:
+    """Prometheus text exposition format."""
     return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)

@@ -1,5 +1,8 @@
 // Client for the server API: model list and streamed chat completions (SSE, OpenAI-compatible),
 // plus document collections, uploads and grounded answers with citations (`/v1/ask`).
+// Every call carries the API key if one is stored; a 401 asks for a key and retries.
+
+import { askForKey, authHeaders } from "./keys.js";
 
 export class ApiError extends Error {
   constructor(message, status = 0) {
@@ -24,16 +27,20 @@ async function errorFrom(response) {
   return new ApiError(message, response.status);
 }
 
-async function request(url, init) {
-  let response;
-  try {
-    response = await fetch(url, init);
-  } catch (err) {
-    if (err.name === "AbortError") throw err;
-    throw new ApiError("Cannot reach the server. Is chatworks running?");
+async function request(url, init = {}) {
+  for (;;) {
+    let response;
+    try {
+      response = await fetch(url, { ...init, headers: { ...init.headers, ...authHeaders() } });
+    } catch (err) {
+      if (err.name === "AbortError") throw err;
+      throw new ApiError("Cannot reach the server. Is chatworks running?");
+    }
+    if (response.ok) return response;
+    const error = await errorFrom(response);
+    // The server requires a key (or refused this one): ask, then send the request again.
+    if (response.status !== 401 || !(await askForKey(error.message))) throw error;
   }
-  if (!response.ok) throw await errorFrom(response);
-  return response;
 }
 
 export async function listModels() {
@@ -101,6 +108,7 @@ export function uploadDocument(collection, file, { onProgress = () => {} } = {})
   return new Promise((resolve, reject) => {
     const xhr = new XMLHttpRequest();
     xhr.open("POST", `/v1/collections/${encodeURIComponent(collection)}/documents`);
+    for (const [name, value] of Object.entries(authHeaders())) xhr.setRequestHeader(name, value);
     xhr.responseType = "text";
     xhr.upload.onprogress = (e) => e.lengthComputable && onProgress(e.loaded / e.total);
     xhr.upload.onload = () => onProgress(null);
@@ -115,6 +123,12 @@ export function uploadDocument(collection, file, { onProgress = () => {} } = {})
       if (xhr.status >= 200 && xhr.status < 300 && body) return resolve(body);
       const detail = body?.error?.message ?? body?.detail;
       const message = typeof detail === "string" && detail ? detail : `${xhr.status} ${xhr.statusText}`.trim();
+      if (xhr.status === 401) {
+        askForKey(message).then((saved) =>
+          saved ? uploadDocument(collection, file, { onProgress }).then(resolve, reject) : reject(new ApiError(message, 401)),
+        );
+        return;
+      }
       reject(new ApiError(message, xhr.status));
     };
     const form = new FormData();

@@ -15,6 +15,7 @@ import {
   uploadDocument,
 } from "./api.js";
 import { citationBlock, linkMarkers } from "./citations.js";
+import { forgetKey, storedKey } from "./keys.js";
 import { el, icon } from "./dom.js";
 import { renderMarkdown } from "./markdown.js";
 import {
@@ -625,7 +626,16 @@ function readSettings() {
 function toggleSettings(open = ui.settings.hidden) {
   ui.settings.hidden = !open;
   ui.settingsBtn.setAttribute("aria-expanded", String(open));
+  $("key-field").hidden = !storedKey();
   if (open) ui.temperature.focus();
+}
+
+/** Forget the stored API key; reloading models and collections asks for another. */
+function forgetApiKey() {
+  forgetKey();
+  toggleSettings(false);
+  loadModels();
+  refreshCollections();
 }
 
 function resetSettings() {
@@ -845,6 +855,7 @@ function bindEvents() {
   ui.settings.addEventListener("input", readSettings);
   ui.settings.addEventListener("submit", (e) => e.preventDefault());
   $("settings-done").addEventListener("click", () => toggleSettings(false));
+  $("key-forget").addEventListener("click", forgetApiKey);
   $("settings-reset").addEventListener("click", resetSettings);
   document.addEventListener("click", (e) => {
     if (!ui.settings.hidden && !e.target.closest(".settings-wrap")) toggleSettings(false);

@@ -1,0 +1,169 @@
+"""Per-key limits as a FastAPI dependency: a request that passes gets a `Lease` (a held
+parallel slot, the x-ratelimit-* headers), one that does not gets 429 with `Retry-After`.
+
+The lease outlives the handler: a stream keeps its slot until its last byte, so `LeaseSettler`
+(ASGI middleware) adds the headers when the response starts and releases the lease, with the
+tokens the generation reported, when the response has ended, whatever the way it ended.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import Depends, Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from chatworks.api.auth import Principal, require
+from chatworks.api.errors import APIError
+from chatworks.api.service import Service, get_service
+from chatworks.security import budgets, keys
+from chatworks.security.limits import Bucket, Limiter, LimiterUnavailable, buckets_for
+from chatworks.security.scopes import Scope as KeyScope
+from chatworks.telemetry import metrics
+from chatworks.telemetry.logging import get_logger
+
+log = get_logger(__name__)
+
+ModelOf = Callable[[Request, Service], Awaitable[str | None]]
+
+
+@dataclass
+class Lease:
+    """What one admitted request holds until its response ends."""
+
+    limiter: Limiter | None = None
+    buckets: list[Bucket] = field(default_factory=list)
+    key_id: str | None = None  # None: nothing to count (auth off, bootstrap admin)
+    period: str | None = None  # the budget period the usage goes to, e.g. "2026-12"
+    headers: dict[str, str] = field(default_factory=dict)
+    id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    tokens: int = 0
+    released: bool = False
+
+    def add_tokens(self, n: int) -> None:
+        self.tokens += n
+
+    async def release(self, service: Service) -> None:
+        if self.released:
+            return
+        self.released = True
+        if self.limiter is not None and self.buckets:
+            await self.limiter.release(self.buckets, self.id, self.tokens)
+        if self.key_id is not None and self.period is not None:
+            await asyncio.to_thread(_add_usage, service, self.key_id, self.period, self.tokens)
+
+
+def _add_usage(service: Service, key_id: str, label: str, tokens: int) -> None:
+    with service.library.session() as session, session.begin():
+        budgets.add_usage(session, key_id, label, tokens)
+
+
+def _used(service: Service, key_id: str, label: str) -> int:
+    with service.library.session() as session:
+        return budgets.usage(session, key_id, label).tokens
+
+
+def _too_many(reason: str, message: str, retry_after_s: int, headers: dict[str, str]) -> APIError:
+    metrics.RATE_LIMITED.labels(reason).inc()
+    return APIError(
+        429, message, f"rate_limit_{reason}",
+        headers={**headers, "Retry-After": str(retry_after_s)},
+    )  # fmt: skip
+
+
+async def model_in_body(request: Request, _: Service) -> str | None:
+    """The `model` of a JSON body. FastAPI has already parsed the body for the handler and
+    Starlette caches it, so this costs no second parse."""
+    try:
+        body = await request.json()
+    except ValueError:
+        return None
+    model = body.get("model") if isinstance(body, dict) else None
+    return model if isinstance(model, str) else None
+
+
+async def served_model(_: Request, service: Service) -> str | None:
+    return service.settings.model
+
+
+def quota(scope: KeyScope, model_of: ModelOf) -> Callable[..., Coroutine[Any, Any, Lease]]:
+    """A dependency for routes that do work: the scope, the key's model list, its token budget,
+    then its rate limits (key, then key x model)."""
+    required = require(scope)
+
+    async def dependency(
+        request: Request,
+        principal: Principal = Depends(required),
+        service: Service = Depends(get_service),
+    ) -> Lease:
+        key = principal.key
+        if key is None:
+            return Lease()
+        model = await model_of(request, service)
+        principal.check_model(model)
+        if key.id == keys.BOOTSTRAP_ID:  # not stored: no usage row, no limits
+            return Lease()
+        label, period_left_s = budgets.period_of(datetime.now(UTC), key.limits.budget_period)
+        budget = key.limits.budget_tokens
+        if budget is not None and await asyncio.to_thread(_used, service, key.id, label) >= budget:
+            message = f"token budget of {budget} per {key.limits.budget_period} is used up"
+            raise _too_many("budget", message, period_left_s, {})
+        lease = Lease(service.limiter, buckets_for(key.id, key.limits, model), key.id, label)
+        if lease.buckets:
+            try:
+                verdict = await service.limiter.acquire(lease.buckets, lease.id)
+            except LimiterUnavailable:
+                retry = {"Retry-After": str(service.settings.retry_after_s)}
+                raise APIError(
+                    503, "rate limiter unavailable", "limiter_unavailable", headers=retry
+                ) from None
+            if not verdict.allowed:
+                reason = verdict.reason or "requests"
+                message = f"rate limit reached ({reason}); retry after {verdict.retry_after_s} s"
+                raise _too_many(reason, message, verdict.retry_after_s, dict(verdict.headers))
+            lease.headers = dict(verdict.headers)
+        request.state.lease = lease
+        return lease
+
+    dependency.__name__ = f"quota_{scope}"
+    dependency.limited = True  # read by api/openapi.py: 429 and 503 are declared
+    return dependency
+
+
+chat_quota = quota("chat", model_in_body)
+ask_quota = quota("documents", served_model)
+
+
+class LeaseSettler:
+    """Adds a lease's headers to its response and releases it once the response has ended."""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        state = scope.setdefault("state", {})
+
+        async def send_with_headers(message: Message) -> None:
+            lease = state.get("lease")
+            if message["type"] == "http.response.start" and lease is not None:
+                extra = [(k.encode(), v.encode()) for k, v in lease.headers.items()]
+                message["headers"] = [*message.get("headers", []), *extra]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_headers)
+        finally:
+            lease = state.get("lease")
+            if lease is not None:
+                try:
+                    await lease.release(scope["app"].state.service)
+                except Exception:  # the response is sent: log it, never fail the request now
+                    log.exception("lease_release_failed", key_id=lease.key_id)

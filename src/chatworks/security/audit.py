@@ -1,0 +1,73 @@
+"""The audit log: who did what to which resource, when, from where, and how it ended.
+
+Written for key changes, ingestion, deletion and admin calls, in the same transaction as the
+change when there is one. The table is append-only (database triggers refuse UPDATE and
+DELETE). Entries never hold secrets or document text: a key appears by id, a file by name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from chatworks.storage.models import AuditRow, as_utc
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    id: int
+    at: datetime
+    actor: str
+    action: str
+    resource: str | None
+    outcome: str
+    client: str | None
+    detail: Mapping[str, Any]
+
+
+def record(
+    session: Session,
+    *,
+    actor: str,
+    action: str,
+    resource: str | None = None,
+    outcome: str = "ok",
+    client: str | None = None,
+    detail: Mapping[str, Any] | None = None,
+) -> None:
+    session.add(
+        AuditRow(
+            at=datetime.now(UTC), actor=actor, action=action, resource=resource,
+            outcome=outcome, client=client, detail=dict(detail or {}),
+        )
+    )  # fmt: skip
+    session.flush()
+
+
+def entries(
+    session: Session, *, limit: int = 100, before: int | None = None, action: str | None = None
+) -> list[AuditEntry]:
+    """Newest first; page with `before` (an entry id)."""
+    query = select(AuditRow).order_by(AuditRow.id.desc()).limit(limit)
+    if before is not None:
+        query = query.where(AuditRow.id < before)
+    if action is not None:
+        query = query.where(AuditRow.action == action)
+    return [
+        AuditEntry(
+            r.id,
+            as_utc(r.at),
+            r.actor,
+            r.action,
+            r.resource,
+            r.outcome,
+            r.client,
+            dict(r.detail),
+        )
+        for r in session.scalars(query)
+    ]
