@@ -28,8 +28,9 @@ MODEL = "smollm2-135m-instruct"
 
 # The scripted server's replies (see chatworks.providers.scripted): a grounded answer that cites
 # the passage holding the fact, one that quotes it without a marker, one with a marker naming no
-# source, and the model's own refusal. Rules match the question at the end of a grounded prompt
-# (the passages before it contain the fact too); anything else is echoed.
+# source, and the model's own refusal (asked about lunch, which the documents cover, so that the
+# answerability check lets the questions reach the model). Rules match the question at the end
+# of a grounded prompt (the passages before it contain the fact too); anything else is echoed.
 SCRIPT = {
     "delay_s": 0.01,
     "rules": [
@@ -37,8 +38,8 @@ SCRIPT = {
          "reply": "The code word is BLUEBIRD-42 {cite:BLUEBIRD-42}."},
         {"match": "Question: What is the Zephyr project password",
          "reply": "The secret code word of the Zephyr project is BLUEBIRD-42."},
-        {"match": "Question: Is there parking", "reply": "Parking is free for staff [7]."},
-        {"match": "Question: What is the dress code",
+        {"match": "Question: Where is lunch served", "reply": "Staff eat together [7]."},
+        {"match": "Question: (When is lunch served|What is the dress code)",
          "reply": "I don't know based on the provided documents."},
     ],
 }  # fmt: skip

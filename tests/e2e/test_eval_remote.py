@@ -18,7 +18,8 @@ from tests.servers import LiveServer
 pytestmark = pytest.mark.e2e
 
 # Answers come from the scripted server's rules (tests/e2e/conftest.py SCRIPT): the code word
-# with its citation, and the model's own refusal for the dress code.
+# with its citation, and a refusal for the dress code (the answerability check's, or else the
+# model's own).
 QUESTIONS = [
     {"id": "code-word", "question": "What is the secret code word of the Zephyr project?",
      "gold": [{"source": "handbook/zephyr.md", "snippet": "is BLUEBIRD-42"}],
