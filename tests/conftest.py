@@ -70,9 +70,16 @@ def running_redis(home: Path) -> Iterator[str]:
     try:
         yield f"redis://127.0.0.1:{port}/0"
     finally:
-        client.close()
         with contextlib.suppress(ProcessLookupError):  # a test may have stopped it already
             os.kill(int(pidfile.read_text()), signal.SIGTERM)
+        # SIGTERM only asks: wait until it no longer answers, so "Redis is down" holds on return
+        # (a daemon's exit is not ours to wait for, and it may linger as a zombie).
+        deadline = time.monotonic() + 30
+        with contextlib.suppress(redis.ConnectionError):
+            while time.monotonic() < deadline:
+                client.ping()
+                time.sleep(0.05)
+        client.close()
 
 
 @pytest.fixture(scope="session")
