@@ -83,3 +83,24 @@ def test_a_broken_script_is_a_clear_error(tmp_path):
     path.write_text('{"rules": [{"match": "(unclosed", "reply": "x"}]}')
     with pytest.raises(ValueError, match=r"bad\.json"):
         Script.load(path)
+
+
+def test_a_greedy_grounded_answer_carries_the_tokens_it_cost(tmp_path):
+    from chatworks.rag.answer import Prepared, Source, answer_greedily, build_messages, extract
+    from chatworks.rag.retrieve import Retrieved
+    from chatworks.rag.types import Chunk, Hit
+
+    text = "The code word is BLUEBIRD-42."
+    chunk = Chunk(id="1", document_id="d", collection="c", ordinal=0, text=text, start=0,
+                  end=len(text), section="Access")  # fmt: skip
+    sources = [Source(1, Retrieved(Hit(chunk, 0.9, "Handbook", "h.md"), 1.0))]
+    provider = provider_with(tmp_path, {"rules": [{"match": "code word", "reply": "BLUEBIRD-42"}]})
+    prepared = Prepared(sources, build_messages("What is the code word?", sources), 0.9)
+    grounded = asyncio.run(answer_greedily(provider, "scripted", "What is the code word?",
+                                           prepared, max_tokens=16))  # fmt: skip
+    assert grounded.answer == "BLUEBIRD-42" and grounded.citations[0].source == "h.md"
+    assert grounded.usage.prompt_tokens > 0 and grounded.usage.completion_tokens > 0
+    # An answer known without generation (here the extractive quote) cost no tokens.
+    quoted = Prepared(sources, None, 0.9, extract(sources))
+    known = asyncio.run(answer_greedily(provider, "scripted", "?", quoted, max_tokens=16))
+    assert known.usage.total_tokens == 0

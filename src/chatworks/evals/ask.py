@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from chatworks.evals.runner import invalid_citations
-from chatworks.providers.base import Delta, GenerationRequest, Provider, ProviderError, Usage
+from chatworks.providers.base import Provider, ProviderError
 from chatworks.rag.answer import answer_greedily
 from chatworks.rag.library import Library
 
@@ -49,24 +48,6 @@ class Asker(Protocol):
     async def close(self) -> None: ...
 
 
-class _Metered:
-    """A provider whose streams pass through unchanged while the last usage is kept:
-    `answer_greedily` returns the grounded answer only, and a suite reports tokens too."""
-
-    def __init__(self, provider: Provider):
-        self.provider = provider
-        self.usage = Usage()
-
-    def __getattr__(self, name: str):
-        return getattr(self.provider, name)
-
-    async def stream(self, request: GenerationRequest) -> AsyncIterator[Delta]:
-        async for delta in self.provider.stream(request):
-            if delta.usage is not None:
-                self.usage = delta.usage
-            yield delta
-
-
 class LocalAsker:
     def __init__(
         self, library: Library, provider: Provider, collection: str, model: str, max_tokens: int
@@ -84,16 +65,15 @@ class LocalAsker:
         started = time.perf_counter()
         # Retrieval embeds the question: CPU work that must not hold the loop other asks share.
         prepared = await asyncio.to_thread(self.library.prepare, question, self.collection)
-        metered = _Metered(self.provider)
         try:
-            grounded = await answer_greedily(metered, self.model, question, prepared,
+            grounded = await answer_greedily(self.provider, self.model, question, prepared,
                                              self.max_tokens)  # fmt: skip
         except ProviderError as e:  # an upstream down or overloaded: one question fails
             return Asked("", latency_s=time.perf_counter() - started, error=f"{e.code}: {e}")
         return Asked(
             grounded.answer, [Cited(c.source, c.quote) for c in grounded.citations],
-            grounded.refused, time.perf_counter() - started, metered.usage.prompt_tokens,
-            metered.usage.completion_tokens, invalid_citations(grounded, prepared),
+            grounded.refused, time.perf_counter() - started, grounded.usage.prompt_tokens,
+            grounded.usage.completion_tokens, invalid_citations(grounded, prepared),
             passages=[Cited(s.passage.hit.source, s.passage.hit.chunk.text)
                       for s in prepared.sources],
         )  # fmt: skip

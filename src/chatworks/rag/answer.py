@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
-from chatworks.providers.base import GenerationRequest, Message, Provider
+from chatworks.providers.base import GenerationRequest, Message, Provider, Usage
 from chatworks.rag.evidence import content_words, key_spans
 from chatworks.rag.retrieve import Retrieved
 
@@ -167,6 +167,7 @@ class Grounded:
     citations: list[Citation]
     refused: bool
     dropped_markers: int
+    usage: Usage = field(default_factory=Usage)  # zero when nothing was generated
 
 
 def ground(answer: str, sources: Sequence[Source], question: str = "") -> Grounded:
@@ -208,13 +209,17 @@ class Prepared:
 async def answer_greedily(
     provider: Provider, model: str, question: str, prepared: Prepared, max_tokens: int
 ) -> Grounded:
-    """A prepared question answered at temperature 0 and grounded (how `chatworks ask` and the
-    evals answer); nothing is generated when the answer is already known."""
+    """A prepared question answered at temperature 0 and grounded, with the tokens it cost (how
+    `chatworks ask` and the evals answer); nothing is generated when the answer is already
+    known."""
     if prepared.messages is None:
         assert prepared.answer is not None
         return prepared.answer
     request = GenerationRequest(
         model=model, messages=prepared.messages, max_tokens=max_tokens, temperature=0
     )
-    text = "".join([delta.text async for delta in provider.stream(request)])
-    return ground(text, prepared.sources, question)
+    pieces, usage = [], Usage()
+    async for delta in provider.stream(request):
+        pieces.append(delta.text)
+        usage = delta.usage or usage  # the provider counts it; the last delta carries it
+    return replace(ground("".join(pieces), prepared.sources, question), usage=usage)
