@@ -5,13 +5,17 @@ metadata (`{"injection": ["ignore-instructions", ...]}`) so answers, evals and t
 why. Flagging is advisory: the answer prompt treats every source as quoted data anyway, and a
 flag lets it (or a reviewer) be stricter with that chunk. Documents *about* prompt injection
 will be flagged too; that is the intended trade-off.
-Not covered: ML classifiers, non-English phrasings, instructions hidden in images.
+`detect()` adds a small classifier (`injection_model.py`) that catches rephrasings the rules
+miss; ingestion and `/v1/moderations` both use it, so a chunk and a prompt are judged alike.
+Not covered: most non-English phrasings, instructions hidden in images.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+
+from chatworks.rag import injection_model
 
 
 @dataclass(frozen=True)
@@ -106,6 +110,42 @@ RULES: tuple[Rule, ...] = (
 )
 
 
+CLASSIFIER = "classifier"  # the flag name when the classifier, not a rule, fires
+
+
 def scan(text: str) -> list[str]:
     """Names of the rules `text` matches, in rule order; empty when it looks clean."""
     return [rule.name for rule in RULES if rule.pattern.search(text)]
+
+
+@dataclass(frozen=True)
+class Verdict:
+    rules: list[str]  # the rules that matched
+    score: float  # the classifier's score, in [0, 1]
+    threshold: float  # the classifier's threshold (chosen at training for <=2% false positives)
+
+    @property
+    def by_classifier(self) -> bool:
+        return self.score >= self.threshold
+
+    @property
+    def flagged(self) -> bool:
+        return bool(self.rules) or self.by_classifier
+
+    @property
+    def flags(self) -> list[str]:
+        """Rule names, then `classifier` if it fired: what a flagged chunk's metadata holds."""
+        return [*self.rules, CLASSIFIER] if self.by_classifier else list(self.rules)
+
+    @property
+    def confidence(self) -> float:
+        """One score for both: a rule match is certain, else the classifier's score."""
+        return 1.0 if self.rules else self.score
+
+
+def detect(text: str, classifier: bool = True) -> Verdict:
+    """The rules, plus the classifier unless `classifier=False` (the rules-only baseline)."""
+    if not classifier:
+        return Verdict(scan(text), 0.0, 1.0)
+    model = injection_model.load()
+    return Verdict(scan(text), model.score(text), model.threshold)

@@ -59,7 +59,9 @@ async def _generate(
 ) -> tuple[str, str, Delta] | Response:
     """Streams, or returns (id, text, final delta) for the caller to shape."""
     await service.check_model(request.model)
-    generation = await start_generation(service.provider, service.gate, request, lease)
+    generation = await start_generation(
+        service.provider, service.gate, request, lease, service.settings.log_content
+    )
     completion_id = f"{id_prefix}-{uuid.uuid4().hex}"
     if stream:
         body = encode_stream(
