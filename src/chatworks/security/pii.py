@@ -104,7 +104,7 @@ _EMAIL = re.compile(r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-
 _IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?\b")
 # Cards are written unbroken, in groups of four, or 4-6-5 (American Express).
 _CARD = re.compile(
-    r"(?<![\w-])(?:\d{12,19}|\d{4}([ -])\d{4}\1\d{4}\1\d{1,7}|\d{4}([ -])\d{6}\2\d{5})(?![\w-])"
+    r"(?<![\w+-])(?:\d{12,19}|\d{4}([ -])\d{4}\1\d{4}\1\d{1,7}|\d{4}([ -])\d{6}\2\d{5})(?![\w-])"
 )
 _SSN = re.compile(r"(?<![\w-])(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}(?![\w-])")
 _IP = re.compile(
@@ -116,15 +116,15 @@ _IP = re.compile(
 # digits in all (checked in `_phone`), so dates (2024-01-02) and versions are never phones.
 _PHONE = re.compile(
     r"(?<![\w+.-])(?:(?:\+|00)\d{1,3}[ .-]?|1[ .-])?"
-    r"(?:\(\d{1,5}\)[ .-]?|\d{1,5}[ .-])(?:\d{1,5}[ .-]){0,4}\d{2,10}"
+    r"(?:\(\d{1,5}\)[ .-]?|\d{1,5}[ .-])(?:\d{1,5}[ .-]){0,4}\d{2,11}"
     r"(?:\s?(?:x|ext\.?)\s?\d{1,5})?(?![\w-])"
     r"|(?<![\w+])\+\d{9,14}\b"
 )
-# Ten or eleven bare digits are a phone number only after a word that says so: without it
+# Nine to eleven bare digits are a phone number only after a word that says so: without it
 # they are as likely an order or account number.
 _BARE_PHONE = re.compile(
     r"(?i:\b(?:phone|call|tel|telephone|mobile|cell|fax|text|reach|number|contact|whatsapp)"
-    r"\b[^\d\n]{0,30})(?<!\d)(?P<v>\d{10,11})(?!\d)"
+    r"\b[^\d\n]{0,30})(?<!\d)(?P<v>\d{9,11})(?!\d)"
 )
 _TOKEN = re.compile(r"(?<![\w/+=-])[A-Za-z0-9_+/=-]{32,}(?![\w/+=-])")
 
