@@ -11,7 +11,7 @@ import openai
 import pytest
 from faker import Faker
 
-from tests.e2e.conftest import ADMIN_KEY, scripted_env, secured_env
+from tests.e2e.conftest import ADMIN_KEY, create_key, scripted_env, secured_env
 from tests.servers import LiveServer, start_server
 
 pytestmark = pytest.mark.e2e
@@ -142,3 +142,15 @@ def test_content_is_not_logged_by_default(guarded_server: LiveServer) -> None:
         {"role": "user", "content": "The zebra-unique-marker sentence."}])  # fmt: skip
     log = "\n".join(guarded_server.log_lines())
     assert '"event": "generation"' in log and "zebra-unique-marker" not in log
+
+
+def test_moderations_count_against_the_keys_limits(logging_server: LiveServer) -> None:
+    url = f"{logging_server.api_url}/moderations"
+    _, limited = create_key(logging_server, name="mod-rpm", scopes=["chat"], rpm=1)
+    first = httpx.post(url, json={"input": "hi"}, headers={"X-API-Key": limited})
+    second = httpx.post(url, json={"input": "hi"}, headers={"X-API-Key": limited})
+    assert first.status_code == 200 and second.status_code == 429
+    assert second.json()["error"]["code"] == "rate_limit_requests"
+    _, narrow = create_key(logging_server, name="mod-models", scopes=["chat"], models=["scripted"])
+    refused = httpx.post(url, json={"input": "hi"}, headers={"X-API-Key": narrow})
+    assert refused.status_code == 403 and refused.json()["error"]["code"] == "model_not_allowed"

@@ -1,5 +1,6 @@
 """`POST /v1/moderations`, in OpenAI's shape, with chatworks' own categories: `prompt_injection`
-(rules + classifier) and `pii` (emails, phones, cards, IBANs, SSNs, IPs, secrets)."""
+(rules + classifier) and `pii` (emails, phones, cards, IBANs, SSNs, IPs, secrets). Scope `chat`;
+a key's request limits apply (it costs no tokens)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ import uuid
 
 from fastapi import APIRouter, Depends
 
-from chatworks.api.auth import require
 from chatworks.api.errors import APIError
+from chatworks.api.quota import moderation_quota
 from chatworks.api.schemas import (
     MODERATION_MODEL,
     ModerationRequest,
@@ -34,7 +35,7 @@ def _result(text: str) -> ModerationResult:
 
 
 @router.post(
-    "/moderations", response_model=ModerationResponse, dependencies=[Depends(require("chat"))]
+    "/moderations", response_model=ModerationResponse, dependencies=[Depends(moderation_quota)]
 )
 async def moderations(
     body: ModerationRequest, service: Service = Depends(get_service)
