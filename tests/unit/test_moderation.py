@@ -69,3 +69,14 @@ def test_block_raises_with_the_category(injection, pii_action, category) -> None
 def test_off_does_nothing() -> None:
     out = guard(TEXTS, "off", "off")
     assert out.texts == TEXTS and out.flagged == []
+
+
+# Inputs that made a pattern rescan the rest of the text from every position (a blank run
+# before "System:", repeated `![`, `http://`, a long run of email characters): quadratic, so
+# minutes for 100k characters. Linear now; the timeout is a hang guard, not a speed test.
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("unit", [" ", "![", "http://a?", "1.", "ab@", "x1-", "ab:"])
+def test_long_adversarial_input_does_not_hang(unit: str) -> None:
+    text = (unit * 100_000)[:100_000]
+    assert not moderate(text).injection.rules
+    guard([text], "flag", "redact")

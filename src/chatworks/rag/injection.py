@@ -63,7 +63,11 @@ RULES: tuple[Rule, ...] = (
         re.compile(
             r"<\|(im_start|im_end|system|user|assistant|endoftext)\|>|\[/?INST\]|<</?SYS>>"
             # "System: you are..." starts a fake turn; "System: Linux" in a spec table does not.
-            r"|^[ \t]*#{0,3}[ \t]*(system|assistant)[ \t]*:[ \t]*(you|ignore|disregard|from now)\b",
+            # One run of blanks, then an optional heading: two adjacent `[ \t]*` around an
+            # optional `#` would try every split of a long blank run (quadratic; chat input
+            # can be 100k characters).
+            r"|^[ \t]*(?:#{1,3}[ \t]*)?(system|assistant)[ \t]*:"
+            r"[ \t]*(you|ignore|disregard|from now)\b",
             re.IGNORECASE | re.MULTILINE,
         ),
         "chat-template or role markers that fake a conversation turn",
@@ -90,9 +94,12 @@ RULES: tuple[Rule, ...] = (
         _rx(
             # A Markdown image is fetched as soon as a chat UI renders it: with data in its
             # query string it leaks that data without a click.
-            r"!\[[^\]]*\]\(\s*https?://[^)\s]*\?[^)\s]*="
+            # (Repeats are bounded: an unbounded one rescans the rest of a long input from every
+            # `![` or `http`, which is quadratic on chat input of 100k characters.)
+            r"!\[[^\]]{0,300}\]\(\s*https?://[^)\s]{0,2000}\?[^)\s]{0,2000}="
             # URLs that ask to be filled in with conversation data.
-            r"|https?://\S*[?&][\w-]+=\s*(\{[^}]*\}|<[^>]*>|\$\w+|\[[A-Z_ ]+\])"
+            r"|https?://\S{0,2000}[?&][\w-]+=\s*"
+            r"(\{[^}]{0,200}\}|<[^>]{0,200}>|\$\w+|\[[A-Z_ ]{1,50}\])"
             r"|\b(send|post|upload|forward|exfiltrate)\b[^.\n]{0,40}?"
             r"\b(conversation|chat history|password|api key|credentials|secrets?|user data)\b"
             r"[^.\n]{0,40}?\bhttps?://"

@@ -100,7 +100,12 @@ _KNOWN_SECRET = re.compile(
     r"|\bxox[abprs]-[A-Za-z0-9-]{10,}|\bAIza[0-9A-Za-z_-]{35}"
     r"|\bcw-[A-Za-z0-9_-]{20,}"
 )
-_EMAIL = re.compile(r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b")
+# The look-behind makes a match start only where a run of local-part characters starts, and the
+# bounds (RFC 5321: 64 for the local part, 63 a label) keep a long run from costing O(n^2).
+_EMAIL = re.compile(
+    r"(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]{1,64}@"
+    r"[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63}){0,8}\.[A-Za-z]{2,24}\b"
+)
 _IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?\b")
 # Cards are written unbroken, in groups of four, or 4-6-5 (American Express).
 _CARD = re.compile(
