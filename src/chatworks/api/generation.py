@@ -119,8 +119,9 @@ async def metered(
         elapsed = time.perf_counter() - arrived
         metrics.E2E_LATENCY.labels(model).observe(elapsed)
         metrics.REQUEST_SUCCESS.labels(model, finish).inc()
-        # Redacted as a whole: a value split across two deltas is whole again here.
-        content = {"prompt": _prompt_text(request), "answer": pii.redact("".join(answer))}
+        content = {}
+        if log_content:  # redacted as a whole: a value split across two deltas is whole here
+            content = {"prompt": _prompt_text(request), "answer": pii.redact("".join(answer))}
         log.info(
             "generation",
             model=model,
@@ -129,7 +130,7 @@ async def metered(
             completion_tokens=usage.completion_tokens,
             ttft_s=round(first_at - arrived, 4) if first_at else None,
             e2e_s=round(elapsed, 4),
-            **(content if log_content else {}),
+            **content,
         )
 
 

@@ -125,12 +125,12 @@ class Service:
     def chat_request(self, body: ChatCompletionRequest) -> GenerationRequest:
         messages = tuple(m.to_message() for m in body.messages)
         self._check_text_size([m.content for m in messages])
-        # Only the user's turns: system prompts are the operator's, assistant turns the model's.
-        users = [i for i, m in enumerate(messages) if m.role == "user"]
-        clean = self._guard([messages[i].content for i in users])
+        # What comes from outside: the user's turns and tool results (where indirect injections
+        # arrive). System prompts are the operator's, assistant turns the model's own.
+        outside = [i for i, m in enumerate(messages) if m.role in ("user", "tool")]
+        clean = dict(zip(outside, self._guard([messages[i].content for i in outside]), strict=True))
         messages = tuple(
-            replace(m, content=clean[users.index(i)]) if i in users else m
-            for i, m in enumerate(messages)
+            replace(m, content=clean[i]) if i in clean else m for i, m in enumerate(messages)
         )
         return GenerationRequest(
             model=body.model,
