@@ -119,6 +119,18 @@ class Settings(BaseSettings):
     redis_fail_open: bool = Field(
         True, description="Redis down: serve without limits (true) or answer 503 (false)"
     )
+    # Flag (count and log, change nothing) by default: a false positive then costs nobody an
+    # answer, and what the model sees is what the user sent. block/redact are the operator's call.
+    guard_prompt_injection: Literal["flag", "block", "off"] = Field(
+        "flag", description="Chat input judged a prompt injection: flag, block (400), or off"
+    )
+    guard_pii: Literal["flag", "block", "redact", "off"] = Field(
+        "flag", description="Personal data or secrets in chat input: flag, block (400), "
+        "redact (replaced by [EMAIL]-style markers before the model sees it), or off",
+    )  # fmt: skip
+    log_content: bool = Field(
+        False, description="Log prompts and answers (PII redacted); off by default"
+    )
 
     @model_validator(mode="after")
     def _model_named_by_path(self) -> Settings:

@@ -71,12 +71,7 @@ def any_server(request) -> LiveServer:
 @pytest.fixture(scope="session")
 def scripted_server(tmp_path_factory) -> LiveServer:
     """Deterministic replies from SCRIPT behind the real server: documents, citations, streams."""
-    data = tmp_path_factory.mktemp("scripted")
-    script = data / "script.json"
-    script.write_text(json.dumps(SCRIPT))
-    server = start_server("scripted", {**LIVE_ENV, "CHATWORKS_DATA_DIR": str(data),
-                                       "CHATWORKS_PROVIDER": "scripted",
-                                       "CHATWORKS_SCRIPT_PATH": str(script)})  # fmt: skip
+    server = start_server("scripted", scripted_env(tmp_path_factory.mktemp("scripted")))
     yield server
     server.stop()
 
@@ -85,14 +80,19 @@ def scripted_server(tmp_path_factory) -> LiveServer:
 ADMIN_KEY = "cw-test-admin-0123456789abcdef"
 
 
-def secured_env(data_dir, **extra: str) -> dict[str, str]:
-    """A scripted server that requires keys, on 127.0.0.1 (auth=required, not the address,
-    turns it on: tests never bind a network address)."""
+def scripted_env(data_dir, **extra: str) -> dict[str, str]:
+    """The environment of a scripted server (SCRIPT) keeping its data in `data_dir`."""
     script = data_dir / "script.json"
     script.write_text(json.dumps(SCRIPT))
     return {**LIVE_ENV, "CHATWORKS_DATA_DIR": str(data_dir), "CHATWORKS_PROVIDER": "scripted",
-            "CHATWORKS_SCRIPT_PATH": str(script), "CHATWORKS_AUTH": "required",
-            "CHATWORKS_ADMIN_KEY": ADMIN_KEY, **extra}  # fmt: skip
+            "CHATWORKS_SCRIPT_PATH": str(script), **extra}  # fmt: skip
+
+
+def secured_env(data_dir, **extra: str) -> dict[str, str]:
+    """A scripted server that requires keys, on 127.0.0.1 (auth=required, not the address,
+    turns it on: tests never bind a network address)."""
+    return scripted_env(data_dir, CHATWORKS_AUTH="required", CHATWORKS_ADMIN_KEY=ADMIN_KEY,
+                        **extra)  # fmt: skip
 
 
 @pytest.fixture(scope="session")

@@ -156,6 +156,7 @@ def test_hidden_instructions_in_a_document_are_flagged(
     assert set(hits["Refund policy > Details"].chunk.metadata["injection"]) == {
         "ignore-instructions",
         "concealment",
+        "classifier",  # the same detector as /v1/moderations: rules and classifier agree
     }
 
 

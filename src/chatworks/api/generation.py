@@ -20,6 +20,7 @@ from starlette.types import Receive, Scope, Send
 from chatworks.api.admission import AdmissionGate, Ticket
 from chatworks.api.quota import Lease
 from chatworks.providers.base import Delta, GenerationRequest, Provider, Usage
+from chatworks.security import pii
 from chatworks.telemetry import metrics
 from chatworks.telemetry.logging import get_logger
 
@@ -50,11 +51,16 @@ class Generation:
 
 
 async def start_generation(
-    provider: Provider, gate: AdmissionGate, request: GenerationRequest, lease: Lease
+    provider: Provider,
+    gate: AdmissionGate,
+    request: GenerationRequest,
+    lease: Lease,
+    log_content: bool = False,
 ) -> Generation:
+    """`log_content` (CHATWORKS_LOG_CONTENT): log the prompt and the answer, PII redacted."""
     arrived = time.perf_counter()
     ticket = await gate.admit()
-    rest = metered(provider.stream(request), request, arrived, lease)
+    rest = metered(provider.stream(request), request, arrived, lease, log_content)
     try:
         first = await anext(rest)
     except BaseException:
@@ -64,13 +70,25 @@ async def start_generation(
     return Generation(first, rest, ticket)
 
 
+def _prompt_text(request: GenerationRequest) -> str | list[dict[str, str]]:
+    if request.messages is None:
+        return pii.redact(request.prompt or "")
+    return [{"role": m.role, "content": pii.redact(m.content)} for m in request.messages]
+
+
 async def metered(
-    deltas: AsyncGenerator[Delta, None], request: GenerationRequest, arrived: float, lease: Lease
+    deltas: AsyncGenerator[Delta, None],
+    request: GenerationRequest,
+    arrived: float,
+    lease: Lease,
+    log_content: bool = False,
 ) -> AsyncGenerator[Delta, None]:
     """Passes deltas through, recording latency, token and outcome metrics and one log line,
-    and charges the tokens to the caller's lease (its tokens-per-minute and budget)."""
+    and charges the tokens to the caller's lease (its tokens-per-minute and budget). With
+    `log_content`, the line also holds the prompt and the answer, PII redacted."""
     model = request.model
     finish, usage = "cancelled", Usage()
+    answer: list[str] = []
     first_at = last_at = None
     generated = 0  # what a stream cut short still cost: its final usage never arrives
     try:
@@ -84,6 +102,8 @@ async def metered(
                     metrics.INTER_TOKEN_LATENCY.labels(model).observe(now - last_at)
                 if delta.text:
                     last_at = now
+                    if log_content:
+                        answer.append(delta.text)
                 if delta.tokens:
                     generated += delta.tokens
                     metrics.GENERATION_TOKENS.labels(model).inc(delta.tokens)
@@ -99,6 +119,9 @@ async def metered(
         elapsed = time.perf_counter() - arrived
         metrics.E2E_LATENCY.labels(model).observe(elapsed)
         metrics.REQUEST_SUCCESS.labels(model, finish).inc()
+        content = {}
+        if log_content:  # redacted as a whole: a value split across two deltas is whole here
+            content = {"prompt": _prompt_text(request), "answer": pii.redact("".join(answer))}
         log.info(
             "generation",
             model=model,
@@ -107,6 +130,7 @@ async def metered(
             completion_tokens=usage.completion_tokens,
             ttft_s=round(first_at - arrived, 4) if first_at else None,
             e2e_s=round(elapsed, 4),
+            **content,
         )
 
 

@@ -20,6 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from chatworks.api.auth import Principal, require
 from chatworks.api.errors import APIError
+from chatworks.api.schemas import MODERATION_MODEL
 from chatworks.api.service import Service, get_service
 from chatworks.security import budgets, keys
 from chatworks.security.limits import Bucket, Limiter, LimiterUnavailable, buckets_for
@@ -91,6 +92,12 @@ async def served_model(_: Request, service: Service) -> str | None:
     return service.settings.model
 
 
+async def moderation_model(_: Request, __: Service) -> str | None:
+    """`/v1/moderations` counts against the key's limits under its own model name (so a key
+    restricted with --models needs it listed, as OpenAI names its moderation models)."""
+    return MODERATION_MODEL
+
+
 def quota(scope: KeyScope, model_of: ModelOf) -> Callable[..., Coroutine[Any, Any, Lease]]:
     """A dependency for routes that do work: the scope, the key's model list, its token budget,
     then its rate limits (key, then key x model)."""
@@ -137,6 +144,7 @@ def quota(scope: KeyScope, model_of: ModelOf) -> Callable[..., Coroutine[Any, An
 
 chat_quota = quota("chat", model_in_body)
 ask_quota = quota("documents", served_model)
+moderation_quota = quota("chat", moderation_model)
 
 
 class LeaseSettler:

@@ -283,3 +283,30 @@ class KeyCreated(KeyOut):
 class AuditList(BaseModel):
     object: Literal["list"] = "list"
     data: list[AuditEntry]  # the domain dataclass doubles as the API schema
+
+
+MODERATION_MODEL = "chatworks-moderation-1"  # the rules + classifier + PII recognizers shipped
+
+
+class ModerationRequest(_Request):
+    input: str | Annotated[list[str], Field(min_length=1, max_length=256)] = Field(
+        description="Text or texts to classify"
+    )
+    model: str = MODERATION_MODEL
+
+    def texts(self) -> list[str]:
+        return [self.input] if isinstance(self.input, str) else self.input
+
+
+class ModerationResult(BaseModel):
+    flagged: bool
+    categories: dict[str, bool] = Field(description="prompt_injection, pii")
+    category_scores: dict[str, float]
+    # Not in OpenAI's shape: which rules fired and which kinds of PII (never the values).
+    category_details: dict[str, list[str]]
+
+
+class ModerationResponse(BaseModel):
+    id: str
+    model: str
+    results: list[ModerationResult]

@@ -4,7 +4,7 @@ against the configured limits."""
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from fastapi import Request
 
@@ -15,8 +15,12 @@ from chatworks.providers.base import GenerationRequest, Provider
 from chatworks.rag.library import Library
 from chatworks.security.exposure import auth_required
 from chatworks.security.limits import Limiter, MemoryLimiter
+from chatworks.security.moderation import Blocked, guard
 from chatworks.settings import Settings
 from chatworks.storage import documents as docs
+from chatworks.telemetry.logging import get_logger
+
+log = get_logger("chatworks.moderation")
 
 
 @dataclass
@@ -105,9 +109,29 @@ class Service:
                 "messages",
             )
 
+    def _guard(self, texts: list[str]) -> list[str]:
+        """The moderation guard on the caller's own text (CHATWORKS_GUARD_*): every chat and
+        completion request passes here, so no handler can forget it."""
+        s = self.settings
+        try:
+            guarded = guard(texts, s.guard_prompt_injection, s.guard_pii)
+        except Blocked as exc:
+            log.info("moderation_blocked", category=exc.category)
+            raise APIError(400, str(exc), f"{exc.category}_detected") from None
+        if guarded.flagged:  # categories and PII kinds only: never the text
+            log.info("moderation_flagged", categories=guarded.flagged, pii=guarded.pii_kinds)
+        return guarded.texts
+
     def chat_request(self, body: ChatCompletionRequest) -> GenerationRequest:
         messages = tuple(m.to_message() for m in body.messages)
         self._check_text_size([m.content for m in messages])
+        # What comes from outside: the user's turns and tool results (where indirect injections
+        # arrive). System prompts are the operator's, assistant turns the model's own.
+        outside = [i for i, m in enumerate(messages) if m.role in ("user", "tool")]
+        clean = dict(zip(outside, self._guard([messages[i].content for i in outside]), strict=True))
+        messages = tuple(
+            replace(m, content=clean[i]) if i in clean else m for i, m in enumerate(messages)
+        )
         return GenerationRequest(
             model=body.model,
             messages=messages,
@@ -121,6 +145,7 @@ class Service:
     def completion_request(self, body: CompletionRequest) -> GenerationRequest:
         prompt = body.prompt_text()
         self._check_text_size([prompt])
+        (prompt,) = self._guard([prompt])
         return GenerationRequest(
             model=body.model,
             prompt=prompt,

@@ -28,7 +28,7 @@ from chatworks.rag.chunk import chunk_document
 from chatworks.rag.embed import LocalEmbedder, embedding_model_path, load_tokenizer
 from chatworks.rag.errors import FileTooLarge, IngestError, UnsupportedFileType
 from chatworks.rag.index_sql import SqlIndex, open_index
-from chatworks.rag.injection import scan
+from chatworks.rag.injection import detect
 from chatworks.rag.parse import FILE_TYPES, file_type, parse_bytes
 from chatworks.rag.types import Embedder, NewDocument, Passage
 from chatworks.settings import Settings
@@ -158,7 +158,7 @@ def ingest_bytes(
     report("parse")
     parsed = parse_bytes(data, filename)
     passages = [
-        replace(p, metadata={"injection": flags}) if (flags := scan(p.text)) else p
+        replace(p, metadata={"injection": flags}) if (flags := detect(p.text).flags) else p
         for p in chunk_document(
             parsed, ctx.tokenizer, ctx.settings.chunk_tokens, ctx.settings.chunk_overlap_tokens
         )

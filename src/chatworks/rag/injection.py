@@ -5,13 +5,17 @@ metadata (`{"injection": ["ignore-instructions", ...]}`) so answers, evals and t
 why. Flagging is advisory: the answer prompt treats every source as quoted data anyway, and a
 flag lets it (or a reviewer) be stricter with that chunk. Documents *about* prompt injection
 will be flagged too; that is the intended trade-off.
-Not covered: ML classifiers, non-English phrasings, instructions hidden in images.
+`detect()` adds a small classifier (`injection_model.py`) that catches rephrasings the rules
+miss; ingestion and `/v1/moderations` both use it, so a chunk and a prompt are judged alike.
+Not covered: most non-English phrasings, instructions hidden in images.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+
+from chatworks.rag import injection_model
 
 
 @dataclass(frozen=True)
@@ -59,7 +63,11 @@ RULES: tuple[Rule, ...] = (
         re.compile(
             r"<\|(im_start|im_end|system|user|assistant|endoftext)\|>|\[/?INST\]|<</?SYS>>"
             # "System: you are..." starts a fake turn; "System: Linux" in a spec table does not.
-            r"|^[ \t]*#{0,3}[ \t]*(system|assistant)[ \t]*:[ \t]*(you|ignore|disregard|from now)\b",
+            # One run of blanks, then an optional heading: two adjacent `[ \t]*` around an
+            # optional `#` would try every split of a long blank run (quadratic; chat input
+            # can be 100k characters).
+            r"|^[ \t]*(?:#{1,3}[ \t]*)?(system|assistant)[ \t]*:"
+            r"[ \t]*(you|ignore|disregard|from now)\b",
             re.IGNORECASE | re.MULTILINE,
         ),
         "chat-template or role markers that fake a conversation turn",
@@ -86,9 +94,12 @@ RULES: tuple[Rule, ...] = (
         _rx(
             # A Markdown image is fetched as soon as a chat UI renders it: with data in its
             # query string it leaks that data without a click.
-            r"!\[[^\]]*\]\(\s*https?://[^)\s]*\?[^)\s]*="
+            # (Repeats are bounded: an unbounded one rescans the rest of a long input from every
+            # `![` or `http`, which is quadratic on chat input of 100k characters.)
+            r"!\[[^\]]{0,300}\]\(\s*https?://[^)\s]{0,2000}\?[^)\s]{0,2000}="
             # URLs that ask to be filled in with conversation data.
-            r"|https?://\S*[?&][\w-]+=\s*(\{[^}]*\}|<[^>]*>|\$\w+|\[[A-Z_ ]+\])"
+            r"|https?://\S{0,2000}[?&][\w-]+=\s*"
+            r"(\{[^}]{0,200}\}|<[^>]{0,200}>|\$\w+|\[[A-Z_ ]{1,50}\])"
             r"|\b(send|post|upload|forward|exfiltrate)\b[^.\n]{0,40}?"
             r"\b(conversation|chat history|password|api key|credentials|secrets?|user data)\b"
             r"[^.\n]{0,40}?\bhttps?://"
@@ -106,6 +117,42 @@ RULES: tuple[Rule, ...] = (
 )
 
 
+CLASSIFIER = "classifier"  # the flag name when the classifier, not a rule, fires
+
+
 def scan(text: str) -> list[str]:
     """Names of the rules `text` matches, in rule order; empty when it looks clean."""
     return [rule.name for rule in RULES if rule.pattern.search(text)]
+
+
+@dataclass(frozen=True)
+class Verdict:
+    rules: list[str]  # the rules that matched
+    score: float  # the classifier's score, in [0, 1]
+    threshold: float  # the classifier's threshold (chosen at training for <=2% false positives)
+
+    @property
+    def by_classifier(self) -> bool:
+        return self.score >= self.threshold
+
+    @property
+    def flagged(self) -> bool:
+        return bool(self.rules) or self.by_classifier
+
+    @property
+    def flags(self) -> list[str]:
+        """Rule names, then `classifier` if it fired: what a flagged chunk's metadata holds."""
+        return [*self.rules, CLASSIFIER] if self.by_classifier else list(self.rules)
+
+    @property
+    def confidence(self) -> float:
+        """One score for both: a rule match is certain, else the classifier's score."""
+        return 1.0 if self.rules else self.score
+
+
+def detect(text: str, classifier: bool = True) -> Verdict:
+    """The rules, plus the classifier unless `classifier=False` (the rules-only baseline)."""
+    if not classifier:
+        return Verdict(scan(text), 0.0, 1.0)
+    model = injection_model.load()
+    return Verdict(scan(text), model.score(text), model.threshold)

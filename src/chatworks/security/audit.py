@@ -2,7 +2,8 @@
 
 Written for key changes, ingestion, deletion and admin calls, in the same transaction as the
 change when there is one. The table is append-only (database triggers refuse UPDATE and
-DELETE). Entries never hold secrets or document text: a key appears by id, a file by name.
+DELETE). Entries never hold secrets or document text: a key appears by id, a file by name,
+and personal data in a name (an email in a file name) is redacted before it is written.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from chatworks.security.pii import redact
 from chatworks.storage.models import AuditRow, as_utc
 
 
@@ -40,10 +42,13 @@ def record(
     client: str | None = None,
     detail: Mapping[str, Any] | None = None,
 ) -> None:
+    # The client address is kept: who called is what an audit log is for.
+    detail = {k: redact(v) if isinstance(v, str) else v for k, v in (detail or {}).items()}
     session.add(
         AuditRow(
-            at=datetime.now(UTC), actor=actor, action=action, resource=resource,
-            outcome=outcome, client=client, detail=dict(detail or {}),
+            at=datetime.now(UTC), actor=actor, action=action,
+            resource=redact(resource) if resource else resource,
+            outcome=outcome, client=client, detail=detail,
         )
     )  # fmt: skip
     session.flush()

@@ -1,6 +1,7 @@
 """JSON log lines through structlog, with the request id bound per request.
 
-Prompts and answers are never logged.
+Prompts and answers are not logged unless CHATWORKS_LOG_CONTENT=true (api/generation.py), and
+then with PII redacted (security/pii.py).
 """
 
 from __future__ import annotations

@@ -110,6 +110,13 @@ LIMITER_ERRORS = Counter(
     ["backend", "action"],
     registry=REGISTRY,
 )
+MODERATION_FLAGGED = Counter(
+    "chatworks_moderation_flagged_total",
+    "Texts flagged by moderation, by category (prompt_injection, pii) and source "
+    "(moderations: the endpoint; chat: the guard on chat and completion input).",
+    ["category", "source"],
+    registry=REGISTRY,
+)
 
 
 class _EngineCollector:

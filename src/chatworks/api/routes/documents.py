@@ -223,7 +223,9 @@ async def ask(
         max_tokens=min(body.max_tokens, service.settings.max_tokens_limit),
         temperature=body.temperature,
     )  # fmt: skip
-    generation = await start_generation(service.provider, service.gate, request, lease)
+    generation = await start_generation(
+        service.provider, service.gate, request, lease, service.settings.log_content
+    )
     if not body.stream:
         text, final = await collect(generation, http_request)
         usage = _usage(final.usage.prompt_tokens, final.usage.completion_tokens)

@@ -59,7 +59,9 @@ async def _generate(
 ) -> tuple[str, str, Delta] | Response:
     """Streams, or returns (id, text, final delta) for the caller to shape."""
     await service.check_model(request.model)
-    generation = await start_generation(service.provider, service.gate, request, lease)
+    generation = await start_generation(
+        service.provider, service.gate, request, lease, service.settings.log_content
+    )
     completion_id = f"{id_prefix}-{uuid.uuid4().hex}"
     if stream:
         body = encode_stream(
@@ -88,7 +90,9 @@ async def chat_completions(
     principal: Principal = Depends(require("chat")),
     lease: Lease = Depends(chat_quota),
 ):
-    request = service.chat_request(body)
+    # The moderation guard runs in there: regexes and a linear model over up to 100k
+    # characters, kept off the event loop.
+    request = await asyncio.to_thread(service.chat_request, body)
     sources: list[Source] | None = None
     question = next((m.content for m in reversed(request.messages) if m.role == "user"), "")
     if body.collection:
@@ -189,7 +193,7 @@ async def completions(
     result = await _generate(
         service,
         http_request,
-        service.completion_request(body),
+        await asyncio.to_thread(service.completion_request, body),
         lease,
         stream=body.stream,
         include_usage=body.include_usage,
