@@ -45,6 +45,12 @@ class Settings(BaseSettings):
     upstream_key: str = "none"
     upstream_timeout_s: float = Field(120.0, gt=0)
     upstream_retries: int = Field(2, ge=0, le=10)
+    upstream_breaker_failures: int = Field(
+        5, ge=1, description="Consecutive upstream failures that open the circuit breaker"
+    )
+    upstream_breaker_open_s: float = Field(
+        30.0, gt=0, description="Open breaker: answer 503 this long, then let one probe through"
+    )
 
     # Backpressure
     max_running_requests: int | None = Field(
@@ -119,6 +125,13 @@ class Settings(BaseSettings):
     redis_fail_open: bool = Field(
         True, description="Redis down: serve without limits (true) or answer 503 (false)"
     )
+
+    # Response cache (docs/security/README.md#response-cache)
+    cache: bool = Field(
+        True, description="Cache answers to deterministic requests (temperature 0); off: false"
+    )
+    cache_ttl_s: float = Field(3600.0, gt=0, description="How long a cached answer is served")
+    cache_max_entries: int = Field(1024, ge=1, description="In-process cache size (LRU)")
 
     @model_validator(mode="after")
     def _model_named_by_path(self) -> Settings:

@@ -11,6 +11,7 @@ from fastapi import Request
 from chatworks.api.admission import AdmissionGate
 from chatworks.api.errors import APIError
 from chatworks.api.schemas import ChatCompletionRequest, CompletionRequest
+from chatworks.cache import ResponseCache, config_fingerprint, open_cache
 from chatworks.providers.base import GenerationRequest, Provider
 from chatworks.rag.library import Library
 from chatworks.security.exposure import auth_required
@@ -27,6 +28,8 @@ class Service:
     library: Library
     limiter: Limiter
     auth_required: bool
+    cache: ResponseCache | None = None  # None: CHATWORKS_CACHE=off
+    cache_config: str = ""  # the settings that shape answers, hashed into every cache key
     started_at: int = field(default_factory=lambda: int(time.time()))
     load_error: str | None = None
 
@@ -42,7 +45,8 @@ class Service:
             retry_after_s=settings.retry_after_s,
         )
         return cls(settings, provider, gate, Library(settings), _limiter(settings),
-                   auth_required(settings))  # fmt: skip
+                   auth_required(settings), open_cache(settings),
+                   config_fingerprint(settings))  # fmt: skip
 
     async def check_model(self, model: str) -> None:
         if not self.provider.ready:

@@ -12,6 +12,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response, StreamingResponse
 
 from chatworks.api.auth import Principal, require
+from chatworks.api.cache import cached_chat
 from chatworks.api.generation import GenerationResponse, collect, start_generation
 from chatworks.api.openapi import GENERATION_ERRORS, streamed
 from chatworks.api.quota import Lease, chat_quota
@@ -80,6 +81,7 @@ async def _generate(
     "/chat/completions",
     response_model=ChatCompletionResponse,
     responses=streamed(*GENERATION_ERRORS),
+    dependencies=[cached_chat],
 )
 async def chat_completions(
     body: ChatCompletionRequest,
