@@ -18,7 +18,7 @@ from fastapi.staticfiles import StaticFiles
 import chatworks
 from chatworks.api.cache import CacheHit, CacheWriter, hit_response
 from chatworks.api.errors import install_error_handlers
-from chatworks.api.middleware import BodySizeLimit, RequestContext
+from chatworks.api.middleware import BodySizeLimit, RequestContext, SecurityHeaders
 from chatworks.api.openapi import declare_errors
 from chatworks.api.quota import LeaseSettler
 from chatworks.api.routes import admin, documents, ops
@@ -82,5 +82,6 @@ def create_app(settings: Settings | None = None, provider: Provider | None = Non
     app.add_middleware(CacheWriter)
     app.add_middleware(LeaseSettler)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(SecurityHeaders)
     app.add_middleware(RequestContext)
     return app

@@ -129,6 +129,11 @@ UPSTREAM_BREAKER_OPEN = Gauge(
     "1 while the upstream provider's circuit breaker is open (requests answer 503).",
     registry=REGISTRY,
 )
+OUTPUT_LEAKS = Counter(
+    "chatworks_output_system_prompt_leaks_total",
+    "Grounded answers that recited a long span of the system prompt (replaced by the refusal).",
+    registry=REGISTRY,
+)
 
 
 class _EngineCollector:

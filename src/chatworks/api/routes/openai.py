@@ -120,6 +120,9 @@ async def chat_completions(
     if isinstance(result, Response):
         return result
     completion_id, text, final = result
+    grounded = ground(text, sources, question) if sources else None
+    if grounded is not None and grounded.leaked:  # it recited the system prompt (rag/leak.py)
+        text = grounded.answer
     return ChatCompletionResponse(
         id=completion_id,
         created=int(time.time()),
@@ -128,7 +131,7 @@ async def chat_completions(
             ChatChoice(message=ResponseMessage(content=text), finish_reason=final.finish_reason)
         ],
         usage=_usage(final),
-        citations=citations_of(text) if sources else None,
+        citations=grounded.citations if grounded is not None else None,
     )
 
 
