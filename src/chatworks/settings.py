@@ -13,6 +13,8 @@ from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_MODEL_ID = "smollm2-135m-instruct"
+# Asymmetric only: with HS256 a JWKS's public key could be used as a shared secret.
+SigningAlgorithm = Literal["RS256", "RS384", "RS512", "PS256", "ES256", "ES384", "EdDSA"]
 
 
 class Settings(BaseSettings):
@@ -122,6 +124,17 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(
         None, description="redis://host:port/db: rate limits shared by all replicas"
     )
+    oidc_jwks: str | None = Field(
+        None, description="JWKS file or URL: accept OIDC/JWT bearer tokens signed by its keys"
+    )
+    oidc_issuer: str | None = Field(None, description="Required `iss` of tokens")
+    oidc_audience: str | None = Field(None, description="Required `aud` of tokens")
+    oidc_algorithms: list[SigningAlgorithm] = Field(
+        ["RS256", "ES256"], description="Signature algorithms accepted (asymmetric only)"
+    )
+    oidc_scopes_claim: str = Field("scope", description="Claim holding the scopes")
+    oidc_scope_prefix: str = Field("", description="Prefix of chatworks scopes in it")
+    oidc_owner_claim: str = Field("sub", description="Claim naming the tenant (owner)")
     redis_fail_open: bool = Field(
         True, description="Redis down: serve without limits (true) or answer 503 (false)"
     )

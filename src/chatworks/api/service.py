@@ -16,6 +16,7 @@ from chatworks.providers.base import GenerationRequest, Provider
 from chatworks.rag.library import Library
 from chatworks.security.exposure import auth_required
 from chatworks.security.limits import Limiter, MemoryLimiter
+from chatworks.security.oidc import TokenVerifier
 from chatworks.settings import Settings
 from chatworks.storage import documents as docs
 
@@ -30,6 +31,7 @@ class Service:
     auth_required: bool
     cache: ResponseCache | None = None  # None: CHATWORKS_CACHE=off
     cache_config: str = ""  # the settings that shape answers, hashed into every cache key
+    tokens: TokenVerifier | None = None  # OIDC/JWT bearer tokens, when a JWKS is configured
     started_at: int = field(default_factory=lambda: int(time.time()))
     load_error: str | None = None
 
@@ -46,7 +48,8 @@ class Service:
         )
         return cls(settings, provider, gate, Library(settings), _limiter(settings),
                    auth_required(settings), open_cache(settings),
-                   config_fingerprint(settings))  # fmt: skip
+                   config_fingerprint(settings),
+                   TokenVerifier.from_settings(settings))  # fmt: skip
 
     async def check_model(self, model: str) -> None:
         if not self.provider.ready:
