@@ -50,6 +50,14 @@ def test_repeated_greedy_chat_is_a_hit(scripted_server, client):
     assert b["id"] != a["id"]  # a fresh id per response
     assert chat(client, text, temperature=0, max_tokens=3).headers["x-chatworks-cache"] == "miss"
 
+    def directed(value: str) -> str:
+        body = {"model": "scripted", "messages": [{"role": "user", "content": text}],
+                "temperature": 0}  # fmt: skip
+        r = client.post("/chat/completions", json=body, headers={"Cache-Control": value})
+        return r.headers["x-chatworks-cache"]
+
+    assert [directed("no-store"), directed("no-cache")] == ["bypass", "miss"]
+
 
 def test_sampled_and_streamed_requests_are_never_cached(scripted_server, client):
     text = f"sampled {uuid.uuid4().hex}"

@@ -35,7 +35,7 @@ def server(signer, tmp_path_factory):
     keys_dir = tmp_path_factory.mktemp("jwks")
     (keys_dir / "jwks.json").write_text(json.dumps(jwks(("k1", signer))))
     jwks_server = ThreadingHTTPServer(("127.0.0.1", 0), partial(Quiet, directory=str(keys_dir)))
-    threading.Thread(target=jwks_server.serve_forever, daemon=True).start()
+    threading.Thread(target=jwks_server.serve_forever, args=(0.05,), daemon=True).start()
     url = f"http://127.0.0.1:{jwks_server.server_address[1]}/jwks.json"
     env = secured_env(tmp_path_factory.mktemp("oidc"), CHATWORKS_OIDC_JWKS=url,
                       CHATWORKS_OIDC_ISSUER=ISSUER, CHATWORKS_OIDC_AUDIENCE=AUDIENCE)  # fmt: skip

@@ -40,7 +40,7 @@ class Attacker(BaseHTTPRequestHandler):
 def attacker() -> Iterator[str]:
     Attacker.paths = []
     server = ThreadingHTTPServer(("127.0.0.1", 0), Attacker)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
     yield f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
     server.server_close()

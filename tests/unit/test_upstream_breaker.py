@@ -56,7 +56,7 @@ class Upstream(BaseHTTPRequestHandler):
 def upstream():
     Upstream.status, Upstream.requests = 500, 0
     server = ThreadingHTTPServer(("127.0.0.1", 0), Upstream)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_address[1]}/v1"
     server.shutdown()

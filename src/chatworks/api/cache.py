@@ -4,7 +4,8 @@ request is cacheable and serves a hit; `CacheWriter` (ASGI) stores a miss's resp
 What is cached: non-streaming chat completions with `temperature: 0` (greedy decoding gives
 the same answer to the same request) and non-streaming `/v1/ask` with `temperature: 0` (its
 default), keyed per collection version, so ingesting or deleting a document invalidates the
-collection's entries. Everything else passes by (`x-chatworks-cache: bypass`).
+collection's entries. Everything else passes by (`x-chatworks-cache: bypass`), as does a
+request with `Cache-Control: no-store`; `Cache-Control: no-cache` gets a fresh answer, stored.
 
 Decisions (docs/security/README.md, "Response cache"):
 - Streams bypass the cache, both ways: replaying an answer as one event would change what a
@@ -117,11 +118,14 @@ def cached(scope: str, quota: Callable[..., Any], key_of: KeyOf) -> Callable[...
         except (ValueError, ValidationError):  # invalid JSON or body: the handler answers 400
             key = None
         state = request.scope.setdefault("state", {})
-        if key is None:
+        # HTTP's request directives: no-cache asks for a fresh answer (which is then stored),
+        # no-store for one that is neither served from nor kept in the cache.
+        directives = request.headers.get("cache-control", "").lower()
+        if key is None or "no-store" in directives:
             metrics.CACHE_REQUESTS.labels(route, "bypass").inc()
             state["cache"] = ("bypass", None)
             return
-        found = await service.cache.get(key)
+        found = None if "no-cache" in directives else await service.cache.get(key)
         if found is not None:
             metrics.CACHE_REQUESTS.labels(route, "hit").inc()
             raise CacheHit(found)
