@@ -72,32 +72,26 @@ def _version(service: Service, principal: Principal, collection: str) -> str:
     return version
 
 
-async def _chat_key(request: Request, service: Service, principal: Principal) -> str | None:
-    body = ChatCompletionRequest.model_validate(await request.json())
-    if body.stream or body.temperature != 0:
-        return None
-    version = None
-    if body.collection:
-        principal.require("documents")
-        version = await asyncio.to_thread(_version, service, principal, body.collection)
-    return request_key(
-        route="chat", owner=principal.owner, config=service.cache_config, version=version,
-        request=body.model_dump(mode="json", exclude=_DELIVERY),
-    )  # fmt: skip
-
-
-async def _ask_key(request: Request, service: Service, principal: Principal) -> str | None:
-    body = AskRequest.model_validate(await request.json())
-    if body.stream or body.temperature != 0:
-        return None
-    version = await asyncio.to_thread(_version, service, principal, body.collection)
-    return request_key(
-        route="ask", owner=principal.owner, config=service.cache_config, version=version,
-        request=body.model_dump(mode="json", exclude=_DELIVERY),
-    )  # fmt: skip
-
-
 KeyOf = Callable[[Request, Service, Principal], Coroutine[Any, Any, str | None]]
+
+
+def keyed(route: str, schema: type[ChatCompletionRequest | AskRequest]) -> KeyOf:
+    """The key of a request to `route` whose body is `schema`, or None if not cacheable."""
+
+    async def key_of(request: Request, service: Service, principal: Principal) -> str | None:
+        body = schema.model_validate(await request.json())
+        if body.stream or body.temperature != 0:
+            return None
+        version = None
+        if body.collection:  # grounded: the answer depends on the collection's documents
+            principal.require("documents")
+            version = await asyncio.to_thread(_version, service, principal, body.collection)
+        return request_key(
+            route=route, owner=principal.owner, config=service.cache_config, version=version,
+            request=body.model_dump(mode="json", exclude=_DELIVERY),
+        )  # fmt: skip
+
+    return key_of
 
 
 def cached(scope: str, quota: Callable[..., Any], key_of: KeyOf) -> Callable[..., Any]:
@@ -136,8 +130,8 @@ def cached(scope: str, quota: Callable[..., Any], key_of: KeyOf) -> Callable[...
     return dependency
 
 
-cached_chat = Depends(cached("chat", chat_quota, _chat_key))
-cached_ask = Depends(cached("documents", ask_quota, _ask_key))
+cached_chat = Depends(cached("chat", chat_quota, keyed("chat", ChatCompletionRequest)))
+cached_ask = Depends(cached("documents", ask_quota, keyed("ask", AskRequest)))
 
 
 class CacheWriter:
