@@ -11,7 +11,7 @@ import uuid
 import pytest
 import redis
 
-from chatworks.cache import MemoryCache, RedisCache, config_fingerprint, request_key
+from chatworks.cache import MemoryCache, RedisCache, config_fingerprint, open_cache, request_key
 from chatworks.settings import Settings
 from tests.servers import free_port
 
@@ -99,3 +99,11 @@ def test_redis_down_is_a_miss_not_an_error():
         return await cache.get("k")
 
     assert run(scenario()) is None
+
+
+def test_the_store_follows_the_settings(redis_url):
+    assert open_cache(Settings(provider="scripted", cache=False)) is None
+    assert isinstance(open_cache(Settings(provider="scripted")), MemoryCache)
+    on_redis = open_cache(Settings(provider="scripted", redis_url=redis_url))
+    assert isinstance(on_redis, RedisCache)
+    run(on_redis.close())

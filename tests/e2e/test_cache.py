@@ -12,6 +12,7 @@ import pytest
 
 from tests.e2e.conftest import create_key
 from tests.e2e.test_documents_api import FACTS
+from tests.e2e.test_limits import clear_of_the_minute_boundary
 
 pytestmark = pytest.mark.e2e
 
@@ -116,3 +117,20 @@ def test_tenants_never_share_an_entry(secured_server):
         with httpx.Client(base_url=secured_server.api_url, headers=headers[name]) as c:
             outcomes.append(chat(c, text, temperature=0).headers["x-chatworks-cache"])
     assert outcomes == ["miss", "miss", "hit", "hit"]
+
+
+def test_a_hit_still_counts_as_a_request(secured_server):
+    _, secret = create_key(secured_server, name="cache-rpm", scopes=["chat"], rpm=2)
+    text = f"limited {uuid.uuid4().hex}"
+    clear_of_the_minute_boundary()
+    with httpx.Client(base_url=secured_server.api_url,
+                      headers={"Authorization": f"Bearer {secret}"}) as c:  # fmt: skip
+        body = {"model": "scripted", "messages": [{"role": "user", "content": text}],
+                "temperature": 0}  # fmt: skip
+        answers = [c.post("/chat/completions", json=body) for _ in range(3)]
+    assert [(r.status_code, r.headers.get("x-chatworks-cache")) for r in answers] == [
+        (200, "miss"),
+        (200, "hit"),
+        (429, None),  # refused before the cache is asked
+    ]
+    assert answers[1].headers["x-ratelimit-remaining-requests"] == "0"
