@@ -9,7 +9,7 @@ PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 TORCH := torch==2.13.0
 AVX2 := ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2
 
-.PHONY: run test test-unit lint fmt system-deps clean
+.PHONY: run test test-unit lint fmt pip-audit system-deps clean
 
 # The project's own docs become the demo collection, so the first question gets a cited answer.
 # Ingestion is idempotent: unchanged files are skipped on later runs.
@@ -35,6 +35,19 @@ lint: $(VENV)/.installed-dev
 fmt: $(VENV)/.installed-dev
 	$(BIN)/ruff check --fix src tests bench
 	$(BIN)/ruff format src tests bench
+
+# Known vulnerabilities in what is installed (docs/security/README.md, "Dependency audit"). Not
+# in `make test`: it needs an advisory service, and its verdict changes as advisories appear.
+# The installed set is audited as pinned requirements with local version labels dropped
+# (torch's +cpu: advisories name the release) and chatworks itself left out. --strict: a
+# package that cannot be checked fails the audit rather than passing unchecked.
+# PIP_AUDIT_SERVICE=osv asks OSV instead of PyPI.
+PIP_AUDIT_SERVICE ?= pypi
+pip-audit: $(VENV)/.installed-dev
+	$(BIN)/python -m pip freeze --exclude-editable --disable-pip-version-check \
+		| sed 's/+[A-Za-z0-9.]*$$//' > $(VENV)/audit-requirements.txt
+	$(BIN)/pip-audit --strict --no-deps --disable-pip --progress-spinner off \
+		--vulnerability-service $(PIP_AUDIT_SERVICE) -r $(VENV)/audit-requirements.txt
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)

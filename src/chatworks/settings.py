@@ -13,6 +13,8 @@ from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_MODEL_ID = "smollm2-135m-instruct"
+# Asymmetric only: with HS256 a JWKS's public key could be used as a shared secret.
+SigningAlgorithm = Literal["RS256", "RS384", "RS512", "PS256", "ES256", "ES384", "EdDSA"]
 
 
 class Settings(BaseSettings):
@@ -45,6 +47,12 @@ class Settings(BaseSettings):
     upstream_key: str = "none"
     upstream_timeout_s: float = Field(120.0, gt=0)
     upstream_retries: int = Field(2, ge=0, le=10)
+    upstream_breaker_failures: int = Field(
+        5, ge=1, description="Consecutive upstream failures that open the circuit breaker"
+    )
+    upstream_breaker_open_s: float = Field(
+        30.0, gt=0, description="Open breaker: answer 503 this long, then let one probe through"
+    )
 
     # Backpressure
     max_running_requests: int | None = Field(
@@ -116,6 +124,17 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(
         None, description="redis://host:port/db: rate limits shared by all replicas"
     )
+    oidc_jwks: str | None = Field(
+        None, description="JWKS file or URL: accept OIDC/JWT bearer tokens signed by its keys"
+    )
+    oidc_issuer: str | None = Field(None, description="Required `iss` of tokens")
+    oidc_audience: str | None = Field(None, description="Required `aud` of tokens")
+    oidc_algorithms: list[SigningAlgorithm] = Field(
+        ["RS256", "ES256"], description="Signature algorithms accepted (asymmetric only)"
+    )
+    oidc_scopes_claim: str = Field("scope", description="Claim holding the scopes")
+    oidc_scope_prefix: str = Field("", description="Prefix of chatworks scopes in it")
+    oidc_owner_claim: str = Field("sub", description="Claim naming the tenant (owner)")
     redis_fail_open: bool = Field(
         True, description="Redis down: serve without limits (true) or answer 503 (false)"
     )
@@ -131,6 +150,13 @@ class Settings(BaseSettings):
     log_content: bool = Field(
         False, description="Log prompts and answers (PII redacted); off by default"
     )
+
+    # Response cache (docs/security/README.md#response-cache)
+    cache: bool = Field(
+        True, description="Cache answers to deterministic requests (temperature 0); off: false"
+    )
+    cache_ttl_s: float = Field(3600.0, gt=0, description="How long a cached answer is served")
+    cache_max_entries: int = Field(1024, ge=1, description="In-process cache size (LRU)")
 
     @model_validator(mode="after")
     def _model_named_by_path(self) -> Settings:

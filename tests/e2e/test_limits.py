@@ -128,6 +128,20 @@ def test_two_replicas_share_limits_through_redis(replicas):
     assert refused[1].headers["x-ratelimit-remaining-requests"] == "0"
 
 
+def test_two_replicas_share_the_response_cache_through_redis(replicas):
+    """The cache's own contract is tests/contracts/test_cache_contract.py; this is the wiring:
+    with CHATWORKS_REDIS_URL, what one replica answered the other serves."""
+    a, b = replicas
+    _, key = create_key(a, name="cached", scopes=["chat"])
+    question = [{"role": "user", "content": f"shared question {time.time_ns()}"}]
+    first, second = (chat(server, key, question, temperature=0) for server in (a, b))
+    assert [first.headers["x-chatworks-cache"], second.headers["x-chatworks-cache"]] == [
+        "miss",
+        "hit",
+    ]
+    assert second.json()["choices"] == first.json()["choices"]
+
+
 @pytest.mark.parametrize("fail_open", [True, False])
 def test_a_redis_outage_fails_open_or_closed_and_shows(tmp_path_factory, fail_open):
     home = tmp_path_factory.mktemp("outage")

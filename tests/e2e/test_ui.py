@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -37,7 +38,7 @@ CHROMIUM_ARGS = [
 STORAGE_KEY = "chatworks.conversations.v1"  # see web/static/store.js
 SETTINGS_KEY = "chatworks.settings.v1"
 
-# Text of the last assistant message, as JS, for wait_for_function predicates.
+# Text of the last assistant message, as JS, for wait_for_js predicates.
 LAST_ANSWER_JS = """() => {
   const all = document.querySelectorAll('[data-testid=message-assistant] .markdown');
   return all.length ? all[all.length - 1].textContent : '';
@@ -64,6 +65,9 @@ def open_page(browser: Browser, base_url: str, **context_args) -> tuple[Page, li
 def desktop_page(browser: Browser, server) -> Iterator[Page]:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page, errors = open_page(browser, server.base_url, viewport={"width": 1280, "height": 800})
+    # The UI must run under its own Content-Security-Policy (api/middleware.py): a violation
+    # is a feature the policy silently broke.
+    page.on("console", lambda m: "Content Security Policy" in m.text and errors.append(m.text))
     yield page
     page.context.close()
     assert errors == [], f"JavaScript errors in the page: {errors}"
@@ -100,8 +104,18 @@ def last_answer(page: Page) -> str:
     return page.evaluate(LAST_ANSWER_JS)
 
 
+def wait_for_js(page: Page, predicate: str, arg=None, timeout_s: float = 90.0) -> None:
+    """`page.wait_for_function`, polled from here with `page.evaluate` instead: the UI's
+    Content-Security-Policy (no 'unsafe-eval') forbids the string evaluation it runs in the
+    page, while `evaluate` goes through the debugger protocol."""
+    deadline = time.monotonic() + timeout_s
+    while not page.evaluate(predicate, arg):
+        assert time.monotonic() < deadline, f"timed out waiting for: {predicate}"
+        page.wait_for_timeout(50)
+
+
 def wait_for_answer_longer_than(page: Page, n: int) -> None:
-    page.wait_for_function(f"(n) => ({LAST_ANSWER_JS})().trim().length > n", arg=n, timeout=90_000)
+    wait_for_js(page, f"(n) => ({LAST_ANSWER_JS})().trim().length > n", n)
 
 
 def wait_until_idle(page: Page) -> None:
@@ -309,7 +323,7 @@ def test_mobile_layout(browser: Browser, live_server) -> None:
         assert sidebar.bounding_box()["x"] + sidebar.bounding_box()["width"] <= 0  # off-canvas
         shot(page, "mobile")
         page.get_by_role("button", name="Open sidebar").click()
-        page.wait_for_function("document.getElementById('sidebar').getBoundingClientRect().x === 0")
+        wait_for_js(page, "document.getElementById('sidebar').getBoundingClientRect().x === 0")
         expect(page.get_by_test_id("new-chat")).to_be_in_viewport()
         shot(page, "mobile-sidebar")
         page.get_by_test_id("new-chat").click()

@@ -14,7 +14,7 @@ from playwright.sync_api import Browser, Page, expect
 
 from tests.e2e import test_ui
 from tests.e2e.conftest import ADMIN_KEY, create_key
-from tests.e2e.test_ui import ARTIFACTS, LAST_ANSWER_JS, desktop_page, send
+from tests.e2e.test_ui import ARTIFACTS, LAST_ANSWER_JS, desktop_page, send, wait_for_js
 
 pytestmark = pytest.mark.e2e
 
@@ -40,7 +40,7 @@ def test_the_ui_asks_for_a_key_keeps_it_and_asks_again_when_revoked(page, secure
     assert page.evaluate(f"localStorage.getItem('{KEY_STORAGE}')") == secret
 
     send(page, "hello from the browser")
-    page.wait_for_function(f"({LAST_ANSWER_JS})() === 'hello from the browser'")
+    wait_for_js(page, f"({LAST_ANSWER_JS})() === 'hello from the browser'")
 
     page.reload()  # the stored key is used without asking
     expect(page.get_by_test_id("model-picker")).to_have_value("scripted")

@@ -16,8 +16,9 @@ from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
 import chatworks
+from chatworks.api.cache import CacheHit, CacheWriter, hit_response
 from chatworks.api.errors import install_error_handlers
-from chatworks.api.middleware import BodySizeLimit, RequestContext
+from chatworks.api.middleware import BodySizeLimit, RequestContext, SecurityHeaders
 from chatworks.api.openapi import declare_errors
 from chatworks.api.quota import LeaseSettler
 from chatworks.api.routes import admin, documents, moderation, ops
@@ -54,6 +55,8 @@ def create_app(settings: Settings | None = None, provider: Provider | None = Non
         loading.cancel()
         await service.provider.close()
         await service.limiter.close()
+        if service.cache is not None:
+            await service.cache.close()
 
     app = FastAPI(
         title="chatworks",
@@ -65,6 +68,7 @@ def create_app(settings: Settings | None = None, provider: Provider | None = Non
     for router in ROUTERS:
         app.include_router(router)
     install_error_handlers(app, [route for router in ROUTERS for route in router.routes])
+    app.add_exception_handler(CacheHit, hit_response)
     declare_errors(app, ROUTERS, settings)
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
 
@@ -73,8 +77,11 @@ def create_app(settings: Settings | None = None, provider: Provider | None = Non
         return FileResponse(str(STATIC_DIR / "index.html"))
 
     # Added innermost first: every request gets an id and a log line, even one rejected for
-    # size; a request's lease is released after its response has ended.
+    # size; a request's lease is released after its response has ended; a cacheable
+    # response is stored once its body is complete.
+    app.add_middleware(CacheWriter)
     app.add_middleware(LeaseSettler)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(SecurityHeaders)
     app.add_middleware(RequestContext)
     return app

@@ -20,6 +20,7 @@ from chatworks.api.audit import audited
 from chatworks.api.errors import APIError
 from chatworks.api.service import Service, get_service
 from chatworks.security import keys
+from chatworks.security.oidc import InvalidToken, looks_like_jwt
 from chatworks.security.scopes import Scope, allows
 from chatworks.storage.models import DEFAULT_OWNER
 from chatworks.telemetry import metrics
@@ -99,6 +100,11 @@ async def authenticate(request: Request, service: Service = Depends(get_service)
             "missing API key: send 'Authorization: Bearer KEY' or 'X-API-Key: KEY'",
             "missing_api_key",
         )
+    if service.tokens is not None and looks_like_jwt(secret):  # never a `cw-` key
+        try:
+            return Principal(await asyncio.to_thread(service.tokens.verify, secret), client)
+        except InvalidToken as exc:
+            raise _unauthorized(str(exc), exc.code) from None
     key = keys.bootstrap_key(service.settings.admin_key, secret)
     if key is None:
         key = await asyncio.to_thread(_lookup, service, secret)

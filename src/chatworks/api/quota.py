@@ -24,6 +24,7 @@ from chatworks.api.schemas import MODERATION_MODEL
 from chatworks.api.service import Service, get_service
 from chatworks.security import budgets, keys
 from chatworks.security.limits import Bucket, Limiter, LimiterUnavailable, buckets_for
+from chatworks.security.oidc import TOKEN_ID_PREFIX
 from chatworks.security.scopes import Scope as KeyScope
 from chatworks.telemetry import metrics
 from chatworks.telemetry.logging import get_logger
@@ -113,8 +114,8 @@ def quota(scope: KeyScope, model_of: ModelOf) -> Callable[..., Coroutine[Any, An
             return Lease()
         model = await model_of(request, service)
         principal.check_model(model)
-        if key.id == keys.BOOTSTRAP_ID:  # not stored: no usage row, no limits
-            return Lease()
+        if key.id == keys.BOOTSTRAP_ID or key.id.startswith(TOKEN_ID_PREFIX):
+            return Lease()  # not stored (bootstrap key, OIDC token): no usage row, no limits
         label, period_left_s = budgets.period_of(datetime.now(UTC), key.limits.budget_period)
         budget = key.limits.budget_tokens
         if budget is not None and await asyncio.to_thread(_used, service, key.id, label) >= budget:

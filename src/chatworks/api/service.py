@@ -11,11 +11,13 @@ from fastapi import Request
 from chatworks.api.admission import AdmissionGate
 from chatworks.api.errors import APIError
 from chatworks.api.schemas import ChatCompletionRequest, CompletionRequest
+from chatworks.cache import ResponseCache, config_fingerprint, open_cache
 from chatworks.providers.base import GenerationRequest, Provider
 from chatworks.rag.library import Library
 from chatworks.security.exposure import auth_required
 from chatworks.security.limits import Limiter, MemoryLimiter
 from chatworks.security.moderation import Blocked, guard
+from chatworks.security.oidc import TokenVerifier
 from chatworks.settings import Settings
 from chatworks.storage import documents as docs
 from chatworks.telemetry.logging import get_logger
@@ -31,6 +33,9 @@ class Service:
     library: Library
     limiter: Limiter
     auth_required: bool
+    cache: ResponseCache | None = None  # None: CHATWORKS_CACHE=off
+    cache_config: str = ""  # the settings that shape answers, hashed into every cache key
+    tokens: TokenVerifier | None = None  # OIDC/JWT bearer tokens, when a JWKS is configured
     started_at: int = field(default_factory=lambda: int(time.time()))
     load_error: str | None = None
 
@@ -46,7 +51,9 @@ class Service:
             retry_after_s=settings.retry_after_s,
         )
         return cls(settings, provider, gate, Library(settings), _limiter(settings),
-                   auth_required(settings))  # fmt: skip
+                   auth_required(settings), open_cache(settings),
+                   config_fingerprint(settings),
+                   TokenVerifier.from_settings(settings))  # fmt: skip
 
     async def check_model(self, model: str) -> None:
         if not self.provider.ready:

@@ -83,7 +83,7 @@ def _refuse_if_exposed(settings: Settings) -> None:
     if is_loopback(settings.host):
         return
     has_keys = False
-    if auth_required(settings) and not settings.admin_key:
+    if auth_required(settings) and not settings.admin_key and not settings.oidc_jwks:
         with Session(open_database(settings)) as session:
             has_keys = has_active_keys(session)
     problem = exposure_problem(settings, has_keys)

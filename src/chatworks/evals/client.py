@@ -33,7 +33,9 @@ def api_base(url: str) -> str:
 
 
 def _headers(api_key: str | None) -> dict[str, str]:
-    return {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    # no-cache: an eval measures answering, not the server's response cache (docs/security/).
+    auth = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    return {"Cache-Control": "no-cache", **auth}
 
 
 class RemoteAsker:

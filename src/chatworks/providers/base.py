@@ -61,10 +61,17 @@ class Delta:
 class ProviderError(Exception):
     """A provider failure the API reports to the client (e.g. upstream unreachable)."""
 
-    def __init__(self, message: str, status_code: int = 502, code: str = "upstream_error"):
+    def __init__(
+        self,
+        message: str,
+        status_code: int = 502,
+        code: str = "upstream_error",
+        retry_after_s: int | None = None,
+    ):
         super().__init__(message)
         self.status_code = status_code
         self.code = code
+        self.retry_after_s = retry_after_s  # sent as `Retry-After`
 
 
 @runtime_checkable

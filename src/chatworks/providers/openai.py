@@ -1,9 +1,12 @@
 """Forward generation to any OpenAI-compatible upstream (vLLM, llama.cpp server, Ollama, or
 another chatworks).
 
-The official `openai` client does the HTTP: timeouts, and bounded retries on connection errors
-and 429/5xx before the first byte. Upstream errors keep their status and message so the caller
-sees what the upstream said.
+The official `openai` client does the HTTP: timeouts (`CHATWORKS_UPSTREAM_TIMEOUT_S`, for
+connecting and for each read, so a stream may run longer but never stall longer), and bounded
+retries on connection errors and 429/5xx before the first byte. Upstream errors keep their
+status and message so the caller sees what the upstream said. A circuit breaker
+(`providers/breaker.py`) stops sending to an upstream that keeps failing: 503 with
+`Retry-After` at once, rather than every request waiting out timeouts and retries.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from collections.abc import AsyncIterator
 import openai
 
 from chatworks.providers.base import Delta, GenerationRequest, ProviderError, Usage
+from chatworks.providers.breaker import CircuitBreaker
 from chatworks.settings import Settings
 
 MODELS_TTL_S = 30.0
@@ -33,6 +37,18 @@ class OpenAIProvider:
             max_retries=settings.upstream_retries,
         )
         self._models: tuple[float, list[str]] = (-MODELS_TTL_S, [])
+        self.breaker = CircuitBreaker(
+            settings.upstream_breaker_failures, settings.upstream_breaker_open_s
+        )
+
+    def _failed(self, exc: openai.APIError) -> ProviderError:
+        """Counts an upstream failure (not a 4xx: that is the request's fault) for the breaker."""
+        error = _as_provider_error(exc)
+        if error.status_code >= 500:
+            self.breaker.failed()
+        else:
+            self.breaker.succeeded()  # the upstream answered: it is up
+        return error
 
     @property
     def ready(self) -> bool:
@@ -46,10 +62,15 @@ class OpenAIProvider:
         fetched_at, cached = self._models
         if time.monotonic() - fetched_at < MODELS_TTL_S:
             return cached
+        self.breaker.admit()
         try:
             page = await self._client.models.list()
         except openai.APIError as exc:
-            raise _as_provider_error(exc) from exc
+            raise self._failed(exc) from exc
+        except BaseException:
+            self.breaker.abandoned()
+            raise
+        self.breaker.succeeded()
         self._models = (time.monotonic(), [m.id for m in page.data])
         return self._models[1]
 
@@ -65,6 +86,7 @@ class OpenAIProvider:
             "stream_options": {"include_usage": True},
         }
         common = {k: v for k, v in common.items() if v is not None}  # omit, don't send null
+        self.breaker.admit()
         try:
             if request.messages is not None:
                 messages = [{"role": m.role, "content": m.content} for m in request.messages]
@@ -72,7 +94,11 @@ class OpenAIProvider:
             else:
                 upstream = await self._client.completions.create(prompt=request.prompt, **common)
         except openai.APIError as exc:
-            raise _as_provider_error(exc) from exc
+            raise self._failed(exc) from exc
+        except BaseException:
+            self.breaker.abandoned()
+            raise
+        self.breaker.succeeded()  # the upstream answered; a later break counts on its own
 
         finish, usage, generated = "stop", None, 0
         try:
@@ -87,7 +113,7 @@ class OpenAIProvider:
                     if choice.finish_reason:
                         finish = "length" if choice.finish_reason == "length" else "stop"
         except openai.APIError as exc:
-            raise _as_provider_error(exc) from exc
+            raise self._failed(exc) from exc
         finally:
             await upstream.close()  # closing the upstream stream cancels it there too
         usage = usage or Usage(0, generated)

@@ -21,7 +21,12 @@ from dataclasses import dataclass, field, replace
 
 from chatworks.providers.base import GenerationRequest, Message, Provider, Usage
 from chatworks.rag.evidence import content_words, key_spans
+from chatworks.rag.leak import echoed_span
 from chatworks.rag.retrieve import Retrieved
+from chatworks.telemetry import metrics
+from chatworks.telemetry.logging import get_logger
+
+log = get_logger(__name__)
 
 REFUSAL = "I don't know based on the provided documents."
 
@@ -168,12 +173,20 @@ class Grounded:
     refused: bool
     dropped_markers: int
     usage: Usage = field(default_factory=Usage)  # zero when nothing was generated
+    leaked: bool = False  # the model echoed the system prompt: `answer` is the refusal instead
 
 
 def ground(answer: str, sources: Sequence[Source], question: str = "") -> Grounded:
     """The final answer: markers checked, citations resolved (the model's valid markers, then
-    the sources holding the answer's evidence), refusals recognised."""
+    the sources holding the answer's evidence), refusals recognised, and an answer that
+    recites the system prompt (`rag/leak.py`) replaced by the refusal."""
     text, cited, dropped = clean_markers(answer, len(sources))
+    given = [question, REFUSAL, *(s.passage.hit.chunk.text for s in sources)]
+    if sources and echoed_span(text, SYSTEM_PROMPT, given) is not None:
+        # The model recited its instructions: never an answer. Logged without the text.
+        metrics.OUTPUT_LEAKS.inc()
+        log.warning("system_prompt_echoed", answer_chars=len(text))
+        return Grounded(REFUSAL, [], True, dropped, leaked=True)
     if not sources or is_refusal(text):
         return Grounded(REFUSAL if not sources else text.strip(), [], True, dropped)
     evidence = supporting_sources(text, sources, question)

@@ -37,7 +37,7 @@ def exposure_problem(settings: Settings, has_keys: bool) -> str | None:
             f"auth is off on {settings.host}, a network address: anyone who can reach the port "
             "could use the model and read or delete documents; pass --insecure to do it anyway"
         )
-    if not settings.admin_key and not has_keys:
+    if not settings.admin_key and not settings.oidc_jwks and not has_keys:
         return (
             f"auth is required on {settings.host} but no key exists: create one with "
             "`chatworks keys create --name admin --scopes admin` or set CHATWORKS_ADMIN_KEY "

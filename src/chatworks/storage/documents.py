@@ -63,6 +63,33 @@ def collection_id(session: Session, name: str, owner: str | None = None) -> int 
     return session.scalar(query)
 
 
+def collection_version(session: Session, name: str, owner: str | None = None) -> str | None:
+    """A version of the collection `name` that changes whenever its documents do (None if
+    `owner` has no such collection): what the response cache keys grounded answers on.
+
+    Derived, not stored, so every writer (API, CLI, another replica) moves it without a
+    migration. Within one collection's history it names exactly one set of documents: a
+    document enters (added or replaced) with an `updated_at` later than every other, so a
+    later state with the same newest time has had every later arrival deleted again, is a
+    subset of the earlier one, and with the same count is the same set (so going back to an
+    earlier set, e.g. deleting what was just added, rightly finds that set's entries). A
+    collection deleted and created again under its name has a new `created_at`, even when
+    SQLite reuses its id. An unchanged re-ingest leaves it as it is.
+    """
+    query = (
+        select(CollectionRow.id, CollectionRow.created_at, func.count(DocumentRow.id),
+               func.max(DocumentRow.updated_at))
+        .outerjoin(DocumentRow, DocumentRow.collection_id == CollectionRow.id)
+        .where(CollectionRow.name == name, _owned(owner))
+        .group_by(CollectionRow.id, CollectionRow.created_at)
+    )  # fmt: skip
+    row = session.execute(query).first()
+    if row is None:
+        return None
+    cid, created, count, newest = row
+    return f"{cid}:{created.isoformat()}:{count}:{newest.isoformat() if newest else '-'}"
+
+
 def list_collections(session: Session, owner: str | None = None) -> list[CollectionInfo]:
     counts = (
         select(CollectionRow.name, CollectionRow.created_at, CollectionRow.owner,

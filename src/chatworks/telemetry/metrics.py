@@ -118,6 +118,30 @@ MODERATION_FLAGGED = Counter(
     registry=REGISTRY,
 )
 
+# The response cache (chatworks.cache): hit, miss, or bypass (a request that is not cacheable).
+CACHE_REQUESTS = Counter(
+    "chatworks_response_cache_requests_total",
+    "Cacheable routes' requests by cache outcome: hit, miss, bypass.",
+    ["route", "result"],
+    registry=REGISTRY,
+)
+CACHE_ERRORS = Counter(
+    "chatworks_response_cache_errors_total",
+    "Cache backend failures (served as a miss, or the write dropped), by backend and action.",
+    ["backend", "action"],
+    registry=REGISTRY,
+)
+UPSTREAM_BREAKER_OPEN = Gauge(
+    "chatworks_upstream_breaker_open",
+    "1 while the upstream provider's circuit breaker is open (requests answer 503).",
+    registry=REGISTRY,
+)
+OUTPUT_LEAKS = Counter(
+    "chatworks_output_system_prompt_leaks_total",
+    "Grounded answers that recited a long span of the system prompt (replaced by the refusal).",
+    registry=REGISTRY,
+)
+
 
 class _EngineCollector:
     """Reads the native engine's own counters at scrape time, so the decode loop never touches

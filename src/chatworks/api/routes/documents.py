@@ -18,6 +18,7 @@ from fastapi.responses import StreamingResponse
 
 from chatworks.api.audit import audited
 from chatworks.api.auth import Principal, require
+from chatworks.api.cache import cached_ask
 from chatworks.api.errors import APIError, error_body
 from chatworks.api.generation import Generation, GenerationResponse, collect, start_generation
 from chatworks.api.openapi import GENERATION_ERRORS, errors, streamed
@@ -194,7 +195,12 @@ def _usage(prompt: int = 0, completion: int = 0) -> UsageOut:
     )
 
 
-@router.post("/ask", response_model=AskResponse, responses=streamed(*GENERATION_ERRORS))
+@router.post(
+    "/ask",
+    response_model=AskResponse,
+    responses=streamed(*GENERATION_ERRORS),
+    dependencies=[cached_ask],
+)
 async def ask(
     body: AskRequest,
     http_request: Request,

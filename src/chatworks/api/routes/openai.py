@@ -12,6 +12,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response, StreamingResponse
 
 from chatworks.api.auth import Principal, require
+from chatworks.api.cache import cached_chat
 from chatworks.api.generation import GenerationResponse, collect, start_generation
 from chatworks.api.openapi import GENERATION_ERRORS, streamed
 from chatworks.api.quota import Lease, chat_quota
@@ -82,6 +83,7 @@ async def _generate(
     "/chat/completions",
     response_model=ChatCompletionResponse,
     responses=streamed(*GENERATION_ERRORS),
+    dependencies=[cached_chat],
 )
 async def chat_completions(
     body: ChatCompletionRequest,
@@ -122,6 +124,9 @@ async def chat_completions(
     if isinstance(result, Response):
         return result
     completion_id, text, final = result
+    grounded = ground(text, sources, question) if sources else None
+    if grounded is not None and grounded.leaked:  # it recited the system prompt (rag/leak.py)
+        text = grounded.answer
     return ChatCompletionResponse(
         id=completion_id,
         created=int(time.time()),
@@ -130,7 +135,7 @@ async def chat_completions(
             ChatChoice(message=ResponseMessage(content=text), finish_reason=final.finish_reason)
         ],
         usage=_usage(final),
-        citations=citations_of(text) if sources else None,
+        citations=grounded.citations if grounded is not None else None,
     )
 
 
