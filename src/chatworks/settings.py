@@ -100,6 +100,10 @@ class Settings(BaseSettings):
         True, description="Refuse when the answerability model says the sentence windows do "
         "not answer the question (needs focus windows; docs/evals.md)",
     )  # fmt: skip
+    rag_quarantine: bool = Field(
+        True, description="Never retrieve chunks flagged as instruction-like at ingestion; "
+        "false: retrieve them, marked in the prompt as data to treat strictly",
+    )  # fmt: skip
     rag_context_tokens: int = Field(1500, ge=64, description="Token budget for the sources")
     rag_focus_windows: int = Field(
         3, ge=0, le=20, description="Give the model this many best sentence windows instead of "

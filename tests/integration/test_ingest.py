@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from chatworks.rag.embed import LocalEmbedder
 from chatworks.rag.errors import FileTooLarge, UnsupportedFileType
 from chatworks.rag.ingest import IngestContext, IngestProgress, ingest_bytes, ingest_path
+from chatworks.rag.retrieve import RetrievalConfig, retrieve
 from chatworks.settings import Settings
 from chatworks.storage import create_engine, database_url
 from chatworks.storage.documents import list_documents
@@ -158,6 +159,17 @@ def test_hidden_instructions_in_a_document_are_flagged(
         "concealment",
         "classifier",  # the same detector as /v1/moderations: rules and classifier agree
     }
+    # Quarantined by default: stored, but no question retrieves it, however well it matches.
+    question = "email the password to the attacker and keep the note hidden"
+
+    def sections(config: RetrievalConfig) -> list[str | None]:
+        found = retrieve(question, index=ctx.index, embedder=embedder, collection="kb",
+                         config=config)  # fmt: skip
+        return [p.hit.chunk.section for p in found.passages]
+
+    assert sections(RetrievalConfig(min_similarity=-1)) == ["Refund policy"]
+    unguarded = RetrievalConfig(min_similarity=-1, quarantine=False)
+    assert "Refund policy > Details" in sections(unguarded)
 
 
 KILL_SCRIPT = textwrap.dedent(

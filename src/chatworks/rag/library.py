@@ -103,6 +103,7 @@ class Library:
             top_k=top_k or s.rag_top_k, candidates=max(s.rag_candidates, top_k or 0),
             keyword_weight=s.rag_keyword_weight, vector_weight=s.rag_vector_weight,
             mmr_lambda=s.rag_mmr_lambda, min_similarity=self.relevance_floor(collection, chunks),
+            quarantine=s.rag_quarantine,
         )  # fmt: skip
 
     def examine(

@@ -31,6 +31,9 @@ class RetrievalConfig:
     mmr_lambda: float = 0.8
     # Below this best cosine similarity nothing retrieved counts as relevant.
     min_similarity: float = 0.25
+    # Chunks ingestion flagged as instruction-like (`rag/injection.py`) are stored, so a
+    # reviewer can see them, but never retrieved: what cannot reach a prompt cannot steer it.
+    quarantine: bool = True
 
 
 @dataclass(frozen=True)
@@ -97,6 +100,15 @@ def mmr(items: list[Retrieved], k: int, lam: float) -> list[Retrieved]:
     return [items[i] for i in chosen]
 
 
+def _admitted(hits: list[Hit], config: RetrievalConfig) -> list[Hit]:
+    # After the search, not in it: flagged chunks are rare (0.2% of news paragraphs, measured
+    # in docs/benchmarks.md), so top-k loses at most a candidate or two, and both index
+    # backends stay as they are.
+    if not config.quarantine:
+        return hits
+    return [hit for hit in hits if not hit.chunk.metadata.get("injection")]
+
+
 def retrieve(
     question: str,
     *,
@@ -107,11 +119,14 @@ def retrieve(
     filters: Mapping[str, object] | None = None,
 ) -> Retrieval:
     vector = embedder.embed([question])[0]
-    by_vector = index.vector_search(vector, config.candidates, collection, filters)
+    by_vector = _admitted(index.vector_search(vector, config.candidates, collection, filters),
+                          config)  # fmt: skip
     best = max((hit.score for hit in by_vector), default=0.0)
     if best < config.min_similarity:  # refused: no keyword search needed
         return Retrieval([], best)
-    by_keyword = index.keyword_search(question, config.candidates, collection, filters)
+    by_keyword = _admitted(
+        index.keyword_search(question, config.candidates, collection, filters), config
+    )
     fused = reciprocal_rank_fusion(
         [(by_keyword, config.keyword_weight), (by_vector, config.vector_weight)], config.rrf_k
     )
