@@ -96,6 +96,15 @@ def test_guard_blocks_injection_and_redacts_pii(guarded_server: LiveServer) -> N
     assert who["EMAIL"] not in text.text
     assert guarded_server.metric("chatworks_moderation_flagged_total", category="pii",
                                  source="chat") >= 2  # fmt: skip
+    # Questions to /v1/ask pass the same guard.
+    api = guarded_server.api_url
+    assert httpx.post(f"{api}/collections", json={"name": "guarded-kb"}).status_code in (200, 201)
+    asked = httpx.post(f"{api}/ask", json={"question": attack, "collection": "guarded-kb"})
+    assert asked.status_code == 400 and asked.json()["error"]["code"] == "prompt_injection_detected"
+    plain = httpx.post(
+        f"{api}/ask", json={"question": "Lunch?", "collection": "guarded-kb"}, timeout=120
+    )  # the embedder loads on the first question
+    assert plain.status_code == 200 and plain.json()["refused"]
 
 
 def test_no_pii_in_logs_or_audit(logging_server: LiveServer) -> None:

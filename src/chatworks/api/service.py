@@ -116,9 +116,10 @@ class Service:
                 "messages",
             )
 
-    def _guard(self, texts: list[str]) -> list[str]:
+    def guard_input(self, texts: list[str]) -> list[str]:
         """The moderation guard on the caller's own text (CHATWORKS_GUARD_*): every chat and
-        completion request passes here, so no handler can forget it."""
+        completion request passes here, so no handler can forget it, and so do `/v1/ask`
+        questions."""
         s = self.settings
         try:
             guarded = guard(texts, s.guard_prompt_injection, s.guard_pii)
@@ -135,7 +136,8 @@ class Service:
         # What comes from outside: the user's turns and tool results (where indirect injections
         # arrive). System prompts are the operator's, assistant turns the model's own.
         outside = [i for i, m in enumerate(messages) if m.role in ("user", "tool")]
-        clean = dict(zip(outside, self._guard([messages[i].content for i in outside]), strict=True))
+        guarded = self.guard_input([messages[i].content for i in outside])
+        clean = dict(zip(outside, guarded, strict=True))
         messages = tuple(
             replace(m, content=clean[i]) if i in clean else m for i, m in enumerate(messages)
         )
@@ -152,7 +154,7 @@ class Service:
     def completion_request(self, body: CompletionRequest) -> GenerationRequest:
         prompt = body.prompt_text()
         self._check_text_size([prompt])
-        (prompt,) = self._guard([prompt])
+        (prompt,) = self.guard_input([prompt])
         return GenerationRequest(
             model=body.model,
             prompt=prompt,

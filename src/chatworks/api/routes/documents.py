@@ -212,8 +212,9 @@ async def ask(
     With `stream: true`, text arrives as `{"delta": ...}` events and the final event carries
     the answer, citations, refusal flag and usage."""
     _visible(service, principal, body.collection)
+    (question,) = await asyncio.to_thread(service.guard_input, [body.question])
     prepared = await asyncio.to_thread(
-        service.library.prepare, body.question, body.collection, body.top_k,
+        service.library.prepare, question, body.collection, body.top_k,
         owner=principal.owner_filter,
     )  # fmt: skip
     if prepared.answer is not None:  # a refusal or an extractive quote: nothing to generate
@@ -235,8 +236,8 @@ async def ask(
     if not body.stream:
         text, final = await collect(generation, http_request)
         usage = _usage(final.usage.prompt_tokens, final.usage.completion_tokens)
-        return _ask_response(ground(text, prepared.sources, body.question), usage)
-    events = _ask_events(generation, prepared.sources, body.question)
+        return _ask_response(ground(text, prepared.sources, question), usage)
+    events = _ask_events(generation, prepared.sources, question)
     return GenerationResponse(events, generation)
 
 
