@@ -17,6 +17,17 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+# Servers that run a real model: a test using one depends on the CPU's kernels.
+MODEL_SERVERS = {"live_server", "transformers_server", "any_server"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Marks `kernels` every test that computes with a real model, so `make test` can run
+    just those again on other CPU kernels (docs/architecture.md)."""
+    for item in items:
+        if MODEL_SERVERS & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.kernels)
+
 
 @pytest.fixture(scope="session")
 def postgres_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:

@@ -20,7 +20,7 @@ from chatworks.rag.answer import REFUSAL
 from tests.e2e.conftest import MODEL
 from tests.servers import start_server
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.kernels]  # retrieval ranks ride on embedder numerics
 
 FACTS = """# Zephyr project handbook
 

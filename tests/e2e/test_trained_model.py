@@ -17,7 +17,7 @@ from chatworks.training.presets import get_preset
 from tests.servers import start_server
 from tests.unit.training_corpus import conversations, write_corpus
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.kernels]
 
 
 def test_trained_model_answers_through_the_openai_client(tmp_path):

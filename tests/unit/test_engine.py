@@ -18,6 +18,8 @@ from chatworks.providers.native import NativeProvider
 from chatworks.settings import Settings
 from tests.reference import assert_near_greedy
 
+pytestmark = pytest.mark.kernels  # computes with real weights: run again on AVX2
+
 PROMPTS = [
     "The capital of France is",
     "def fibonacci(n):",
