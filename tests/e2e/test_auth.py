@@ -139,3 +139,32 @@ def test_key_commands_have_help(command):
     # Kept here, not in test_cli.py's COMMANDS, only to keep branches apart; fold it in freely.
     result = CliRunner().invoke(app, [*command.split(), "--help"])
     assert result.exit_code == 0 and "Usage" in result.output
+
+
+def test_keyless_loopback_refuses_other_sites_and_rebound_names(scripted_server):
+    """Auth off on 127.0.0.1 (`make run`): a page on another site cannot upload into it, and a
+    name rebound to 127.0.0.1 cannot reach it at all; same-origin pages, CLIs and probes can."""
+    api = scripted_server.api_url
+    base = api.removesuffix("/v1")
+    upload = {"files": {"file": ("x.txt", b"planted by a web page", "text/plain")}}
+    foreign = httpx.post(f"{api}/collections/planted/documents",
+                         headers={"Origin": "http://evil.example"}, **upload)  # fmt: skip
+    assert foreign.status_code == 403, foreign.text
+    assert foreign.json()["error"]["code"] == "cross_origin_request"
+    rebound = httpx.get(f"{api}/models", headers={"Host": "evil.example:8000"})
+    assert rebound.status_code == 403 and rebound.json()["error"]["code"] == "host_not_allowed"
+    names = [c["name"] for c in httpx.get(f"{api}/collections").json()["data"]]
+    assert "planted" not in names  # nothing was written
+    same_site = httpx.get(f"{api}/models", headers={"Origin": base})
+    assert same_site.status_code == 200
+    assert httpx.get(f"{base}/healthz").status_code == 200
+    assert scripted_server.metric("chatworks_auth_failures_total", reason="host_not_allowed") >= 1
+
+
+def test_a_secured_server_does_not_check_origins(secured_server):
+    """With keys the key is the check: browsers do not attach bearer keys to another site's
+    requests, and a server behind a proxy sees the proxy's host name."""
+    r = httpx.get(f"{secured_server.api_url}/models",
+                  headers={"Origin": "http://elsewhere.example", "Host": "chat.example.com",
+                           "Authorization": f"Bearer {ADMIN_KEY}"})  # fmt: skip
+    assert r.status_code == 200, r.text

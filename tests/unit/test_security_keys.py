@@ -9,7 +9,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from chatworks.security import keys
-from chatworks.security.exposure import auth_required, exposure_problem, is_loopback
+from chatworks.security.exposure import (
+    auth_required,
+    exposure_problem,
+    foreign_request,
+    is_loopback,
+)
 from chatworks.security.limits import KeyLimits, Rate
 from chatworks.security.scopes import allows, parse_scopes
 from chatworks.settings import Settings
@@ -111,3 +116,21 @@ def test_network_address_needs_a_key_or_insecure():
     explicit_off = Settings(host="0.0.0.0", auth="off", _env_file=None)
     assert "auth is off" in exposure_problem(explicit_off, has_keys=True)
     assert auth_required(Settings(auth="required", _env_file=None))  # on loopback too
+
+
+@pytest.mark.parametrize(
+    ("host", "origin", "reason"),
+    [
+        ("127.0.0.1:8000", None, None),
+        ("localhost:8000", "http://localhost:8000", None),
+        ("[::1]:8000", "http://[::1]:8000", None),
+        ("127.0.0.1:8000", "http://evil.example", "cross_origin_request"),
+        ("127.0.0.1:8000", "http://127.0.0.1:9999", "cross_origin_request"),  # another local app
+        ("127.0.0.1:8000", "null", "cross_origin_request"),  # sandboxed iframes, file:// pages
+        ("evil.example:8000", None, "host_not_allowed"),  # DNS rebinding
+        ("127.0.0.1.evil.example", None, "host_not_allowed"),
+        (None, None, "host_not_allowed"),
+    ],
+)
+def test_keyless_requests_must_be_local_and_same_origin(host, origin, reason):
+    assert foreign_request(host, origin) == reason

@@ -18,7 +18,7 @@ from fastapi.staticfiles import StaticFiles
 import chatworks
 from chatworks.api.cache import CacheHit, CacheWriter, hit_response
 from chatworks.api.errors import install_error_handlers
-from chatworks.api.middleware import BodySizeLimit, RequestContext, SecurityHeaders
+from chatworks.api.middleware import BodySizeLimit, LocalOnly, RequestContext, SecurityHeaders
 from chatworks.api.openapi import declare_errors
 from chatworks.api.quota import LeaseSettler
 from chatworks.api.routes import admin, documents, moderation, ops
@@ -26,6 +26,7 @@ from chatworks.api.routes import openai as openai_routes
 from chatworks.api.service import Service
 from chatworks.providers.base import Provider
 from chatworks.providers.registry import create_provider
+from chatworks.security.exposure import keyless_loopback
 from chatworks.settings import Settings, get_settings
 from chatworks.telemetry.logging import get_logger
 
@@ -82,6 +83,8 @@ def create_app(settings: Settings | None = None, provider: Provider | None = Non
     app.add_middleware(CacheWriter)
     app.add_middleware(LeaseSettler)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    if keyless_loopback(settings):
+        app.add_middleware(LocalOnly)
     app.add_middleware(SecurityHeaders)
     app.add_middleware(RequestContext)
     return app

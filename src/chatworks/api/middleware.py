@@ -1,4 +1,5 @@
-"""ASGI middleware: request ids, access logs, HTTP metrics and the request body size limit.
+"""ASGI middleware: request ids, access logs, HTTP metrics, the request body size limit, security
+headers and the keyless-mode origin check.
 
 Written as plain ASGI (not BaseHTTPMiddleware) so streaming responses pass through untouched
 and a client disconnect still reaches the endpoint.
@@ -13,6 +14,7 @@ import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from chatworks.api.errors import APIError, error_response
+from chatworks.security.exposure import foreign_request
 from chatworks.telemetry import metrics
 from chatworks.telemetry.logging import get_logger
 
@@ -148,3 +150,33 @@ class SecurityHeaders:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+class LocalOnly:
+    """With auth off on a loopback bind, refuses (403) requests that come through another host
+    name or from another site's page (`security.exposure.foreign_request`). Probes and
+    scrapers send neither an odd `Host` nor an `Origin`, so they pass."""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        host, origin = headers.get(b"host"), headers.get(b"origin")
+        reason = foreign_request(
+            host.decode("latin-1") if host is not None else None,
+            origin.decode("latin-1") if origin is not None else None,
+        )
+        if reason is None:
+            await self.app(scope, receive, send)
+            return
+        metrics.AUTH_FAILURES.labels(reason).inc()
+        message = (
+            "this keyless server answers only requests to a loopback address"
+            if reason == "host_not_allowed"
+            else "cross-origin requests are refused while auth is off"
+        )
+        await error_response(APIError(403, message, reason))(scope, receive, send)

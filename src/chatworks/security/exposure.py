@@ -9,6 +9,7 @@ exist (the bootstrap admin key or a stored active one); with auth off, the opera
 from __future__ import annotations
 
 import ipaddress
+from urllib.parse import urlsplit
 
 from chatworks.settings import Settings
 
@@ -43,4 +44,27 @@ def exposure_problem(settings: Settings, has_keys: bool) -> str | None:
             "`chatworks keys create --name admin --scopes admin` or set CHATWORKS_ADMIN_KEY "
             "(or pass --insecure to serve without auth)"
         )
+    return None
+
+
+def keyless_loopback(settings: Settings) -> bool:
+    """Auth off on a loopback bind (`make run`): whoever reaches the port is the operator, so
+    requests must come from this machine and not from another site's page."""
+    return is_loopback(settings.host) and not auth_required(settings)
+
+
+def _hostname(authority: str) -> str:
+    return urlsplit(f"//{authority}").hostname or ""
+
+
+def foreign_request(host: str | None, origin: str | None) -> str | None:
+    """Why a keyless request must be refused, or None. A `Host` that is not a loopback name is
+    DNS rebinding (a page on evil.example whose name now resolves to 127.0.0.1: same-origin
+    for the browser, so it could read answers). An `Origin` other than the server's own is a
+    page on another site sending a "simple" request (a multipart upload needs no CORS
+    preflight): it cannot read the answer, but the upload would happen."""
+    if host is None or not is_loopback(_hostname(host)):
+        return "host_not_allowed"
+    if origin is not None and urlsplit(origin).netloc != host:
+        return "cross_origin_request"
     return None
