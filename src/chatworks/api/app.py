@@ -27,6 +27,8 @@ from chatworks.providers.base import Provider
 from chatworks.providers.registry import create_provider
 from chatworks.settings import Settings, get_settings
 from chatworks.telemetry.logging import get_logger
+from chatworks.telemetry.metrics import set_build_info
+from chatworks.telemetry.tracing import configure_tracing, shutdown_tracing
 
 log = get_logger(__name__)
 
@@ -46,6 +48,8 @@ async def _load(service: Service) -> None:
 def create_app(settings: Settings | None = None, provider: Provider | None = None) -> FastAPI:
     settings = settings or get_settings()
     service = Service.create(settings, provider or create_provider(settings))
+    configure_tracing()  # OTEL_* variables; a no-op tracer when they ask for nothing
+    set_build_info(service.provider.name, settings.model)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -54,6 +58,7 @@ def create_app(settings: Settings | None = None, provider: Provider | None = Non
         loading.cancel()
         await service.provider.close()
         await service.limiter.close()
+        shutdown_tracing()
 
     app = FastAPI(
         title="chatworks",

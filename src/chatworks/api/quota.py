@@ -26,6 +26,7 @@ from chatworks.security.limits import Bucket, Limiter, LimiterUnavailable, bucke
 from chatworks.security.scopes import Scope as KeyScope
 from chatworks.telemetry import metrics
 from chatworks.telemetry.logging import get_logger
+from chatworks.telemetry.tracing import tracer
 
 log = get_logger(__name__)
 
@@ -101,6 +102,10 @@ def quota(scope: KeyScope, model_of: ModelOf) -> Callable[..., Coroutine[Any, An
         principal: Principal = Depends(required),
         service: Service = Depends(get_service),
     ) -> Lease:
+        with tracer().start_as_current_span("limits"):
+            return await _limit(request, principal, service)
+
+    async def _limit(request: Request, principal: Principal, service: Service) -> Lease:
         key = principal.key
         if key is None:
             return Lease()

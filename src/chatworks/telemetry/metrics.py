@@ -165,3 +165,110 @@ REGISTRY.register(_ENGINES)
 def watch_engine(model: str, stats: object, slots: int) -> None:
     """Export a native engine's `EngineStats` under `model` from now on."""
     _ENGINES.watch(model, stats, slots)
+
+
+# --- Added for issue 13 (observability): HTTP sizes, generation phases, retrieval, ingestion,
+# upstream calls and the build. Kept below the originals so merges stay small.
+
+_SIZE_BUCKETS = tuple(4**i for i in range(2, 12))  # 16 B .. 4 MiB
+_TOKEN_BUCKETS = (1, 4, 16, 64, 128, 256, 512, 1024, 2048, 4096, 8192)
+
+HTTP_IN_FLIGHT = Gauge(
+    "chatworks_http_requests_in_flight", "HTTP requests being served now.", registry=REGISTRY
+)
+HTTP_REQUEST_SIZE = Histogram(
+    "chatworks_http_request_size_bytes",
+    "Request body size (from Content-Length).",
+    ["route"],
+    buckets=_SIZE_BUCKETS,
+    registry=REGISTRY,
+)
+HTTP_RESPONSE_SIZE = Histogram(
+    "chatworks_http_response_size_bytes",
+    "Response body size as sent.",
+    ["route"],
+    buckets=_SIZE_BUCKETS,
+    registry=REGISTRY,
+)
+PREFILL_TIME = Histogram(
+    "chatworks_request_prefill_time_seconds",
+    "Per request: time from admission into the engine to the first token (vLLM's name).",
+    ["model"],
+    buckets=_LATENCY_BUCKETS,
+    registry=REGISTRY,
+)
+DECODE_TIME = Histogram(
+    "chatworks_request_decode_time_seconds",
+    "Per request: time from the first token to the last (vLLM's name).",
+    ["model"],
+    buckets=_LATENCY_BUCKETS,
+    registry=REGISTRY,
+)
+PROMPT_TOKENS_PER_REQUEST = Histogram(
+    "chatworks_request_prompt_tokens",
+    "Prompt tokens per finished request.",
+    ["model"],
+    buckets=_TOKEN_BUCKETS,
+    registry=REGISTRY,
+)
+GENERATION_TOKENS_PER_REQUEST = Histogram(
+    "chatworks_request_generation_tokens",
+    "Generated tokens per finished request.",
+    ["model"],
+    buckets=_TOKEN_BUCKETS,
+    registry=REGISTRY,
+)
+RETRIEVAL_LATENCY = Histogram(
+    "chatworks_retrieval_stage_seconds",
+    "Retrieval latency by stage: embed, vector, keyword, fusion, total.",
+    ["stage"],
+    buckets=_LATENCY_BUCKETS,
+    registry=REGISTRY,
+)
+RETRIEVAL_CHUNKS = Histogram(
+    "chatworks_retrieval_chunks",
+    "Passages a retrieval returned (0 when nothing passed the relevance floor).",
+    buckets=(0, 1, 2, 3, 5, 8, 13, 20, 50),
+    registry=REGISTRY,
+)
+RETRIEVALS = Counter(
+    "chatworks_retrievals_total",
+    "Retrievals by outcome: found, empty (nothing over the relevance floor).",
+    ["outcome"],
+    registry=REGISTRY,
+)
+GROUNDED_ANSWERS = Counter(
+    "chatworks_grounded_answers_total",
+    "Grounded questions by outcome: generated, extracted, refused.",
+    ["outcome"],
+    registry=REGISTRY,
+)
+INGESTED_DOCUMENTS = Counter(
+    "chatworks_ingest_documents_total",
+    "Files ingested, by outcome: added, updated, unchanged, failed.",
+    ["status"],
+    registry=REGISTRY,
+)
+INGESTED_CHUNKS = Counter(
+    "chatworks_ingest_chunks_total", "Chunks written by ingestion.", registry=REGISTRY
+)
+UPSTREAM_REQUESTS = Counter(
+    "chatworks_upstream_requests_total",
+    "Calls to an upstream OpenAI-compatible provider, by outcome: ok, error, cancelled.",
+    ["outcome"],
+    registry=REGISTRY,
+)
+BUILD_INFO = Gauge(
+    "chatworks_build_info",
+    "Always 1; the labels say which build and configuration is running.",
+    ["version", "python", "provider", "model"],
+    registry=REGISTRY,
+)
+
+
+def set_build_info(provider: str, model: str) -> None:
+    import platform
+
+    import chatworks
+
+    BUILD_INFO.labels(chatworks.__version__, platform.python_version(), provider, model).set(1)
