@@ -3,7 +3,7 @@ so existing dashboards need only a prefix change."""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 REGISTRY = CollectorRegistry(auto_describe=True)
@@ -272,3 +272,24 @@ def set_build_info(provider: str, model: str) -> None:
     import chatworks
 
     BUILD_INFO.labels(chatworks.__version__, platform.python_version(), provider, model).set(1)
+
+
+READY = Gauge(
+    "chatworks_ready",
+    "1 when the check passes at scrape time: model (loaded), database (answers SELECT 1).",
+    ["check"],
+    registry=REGISTRY,
+)
+DISK_FREE = Gauge(
+    "chatworks_data_disk_free_bytes",
+    "Free bytes on the filesystem holding the data directory.",
+    registry=REGISTRY,
+)
+DISK_SIZE = Gauge(
+    "chatworks_data_disk_size_bytes",
+    "Size of the filesystem holding the data directory.",
+    registry=REGISTRY,
+)
+# Memory, CPU and open files of this process (process_resident_memory_bytes, ...): the
+# standard names every dashboard knows, which the custom registry would otherwise lack.
+ProcessCollector(registry=REGISTRY)
