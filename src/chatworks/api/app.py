@@ -20,7 +20,7 @@ from chatworks.api.errors import install_error_handlers
 from chatworks.api.middleware import BodySizeLimit, RequestContext
 from chatworks.api.openapi import declare_errors
 from chatworks.api.quota import LeaseSettler
-from chatworks.api.routes import admin, documents, ops
+from chatworks.api.routes import admin, documents, ops, usage
 from chatworks.api.routes import openai as openai_routes
 from chatworks.api.service import Service
 from chatworks.providers.base import Provider
@@ -34,7 +34,7 @@ log = get_logger(__name__)
 
 STATIC_DIR = files("chatworks.web") / "static"
 # Every API route lives in one of these (the auth-matrix test walks them all).
-ROUTERS = (openai_routes.router, documents.router, admin.router, ops.router)
+ROUTERS = (openai_routes.router, documents.router, admin.router, ops.router, usage.router)
 
 
 async def _load(service: Service) -> None:

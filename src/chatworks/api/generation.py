@@ -159,7 +159,7 @@ async def metered(
         finish = "error"
         raise
     finally:
-        lease.add_tokens(usage.total_tokens or generated)
+        lease.add_tokens(usage.prompt_tokens, usage.completion_tokens or generated)
         elapsed = time.perf_counter() - arrived
         metrics.E2E_LATENCY.labels(model).observe(elapsed)
         metrics.REQUEST_SUCCESS.labels(model, finish).inc()

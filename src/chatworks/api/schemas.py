@@ -283,3 +283,20 @@ class KeyCreated(KeyOut):
 class AuditList(BaseModel):
     object: Literal["list"] = "list"
     data: list[AuditEntry]  # the domain dataclass doubles as the API schema
+
+
+class UsageDayOut(BaseModel):
+    """One key's use of one model on one UTC day."""
+
+    key_id: str  # "anonymous" with auth off
+    model: str
+    day: str  # "2026-12-02"
+    requests: int
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class UsageList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[UsageDayOut]
