@@ -28,7 +28,7 @@ from chatworks.providers.registry import create_provider
 from chatworks.settings import Settings, get_settings
 from chatworks.telemetry.logging import get_logger
 from chatworks.telemetry.metrics import set_build_info
-from chatworks.telemetry.tracing import configure_tracing, shutdown_tracing
+from chatworks.telemetry.tracing import configure_tracing, shutdown_tracing, untraced
 
 log = get_logger(__name__)
 
@@ -65,6 +65,7 @@ def create_app(settings: Settings | None = None, provider: Provider | None = Non
         version=chatworks.__version__,
         description="OpenAI-compatible chat API with a web UI.",
         lifespan=lifespan,
+        telemetry={"exclude": untraced},  # FastAPI's own OTel server spans (telemetry/tracing.py)
     )
     app.state.service = service
     for router in ROUTERS:

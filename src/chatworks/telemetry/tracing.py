@@ -105,6 +105,16 @@ def configure_tracing(environ: Mapping[str, str] = os.environ) -> bool:
     return True
 
 
+# Probes, scrapes and static files: frequent, cheap, and noise in a trace store.
+_UNTRACED = ("/metrics", "/healthz", "/readyz", "/static/", "/favicon.ico")
+
+
+def untraced(scope: Mapping[str, object]) -> bool:
+    """FastAPI's telemetry `exclude` hook: no server span for these requests."""
+    path = str(scope.get("path", ""))
+    return any(path == p or (p.endswith("/") and path.startswith(p)) for p in _UNTRACED)
+
+
 def shutdown_tracing() -> None:
     """Flush spans still buffered (at server shutdown)."""
     if _installed is not None:
