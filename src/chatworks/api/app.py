@@ -26,6 +26,7 @@ from chatworks.api.service import Service
 from chatworks.providers.base import Provider
 from chatworks.providers.registry import create_provider
 from chatworks.settings import Settings, get_settings
+from chatworks.telemetry import multiprocess
 from chatworks.telemetry.logging import get_logger
 from chatworks.telemetry.metrics import set_build_info
 from chatworks.telemetry.tracing import configure_tracing, shutdown_tracing, untraced
@@ -59,6 +60,7 @@ def create_app(settings: Settings | None = None, provider: Provider | None = Non
         await service.provider.close()
         await service.limiter.close()
         shutdown_tracing()
+        multiprocess.worker_exited()
 
     app = FastAPI(
         title="chatworks",

@@ -63,12 +63,17 @@ GENERATION_TOKENS = Counter(
     "chatworks_generation_tokens", "Tokens generated.", ["model"], registry=REGISTRY
 )
 REQUESTS_RUNNING = Gauge(
-    "chatworks_num_requests_running", "Generations running now.", ["model"], registry=REGISTRY
+    "chatworks_num_requests_running",
+    "Generations running now.",
+    ["model"],
+    multiprocess_mode="livesum",
+    registry=REGISTRY,
 )
 REQUESTS_WAITING = Gauge(
     "chatworks_num_requests_waiting",
     "Requests waiting for a generation slot.",
     ["model"],
+    multiprocess_mode="livesum",
     registry=REGISTRY,
 )
 REQUEST_SUCCESS = Counter(
@@ -102,6 +107,7 @@ LIMITER_UP = Gauge(
     "chatworks_ratelimit_backend_up",
     "1 when the rate-limit backend answered its last call, 0 when it failed.",
     ["backend"],
+    multiprocess_mode="livemin",
     registry=REGISTRY,
 )
 LIMITER_ERRORS = Counter(
@@ -174,7 +180,10 @@ _SIZE_BUCKETS = tuple(4**i for i in range(2, 12))  # 16 B .. 4 MiB
 _TOKEN_BUCKETS = (1, 4, 16, 64, 128, 256, 512, 1024, 2048, 4096, 8192)
 
 HTTP_IN_FLIGHT = Gauge(
-    "chatworks_http_requests_in_flight", "HTTP requests being served now.", registry=REGISTRY
+    "chatworks_http_requests_in_flight",
+    "HTTP requests being served now.",
+    multiprocess_mode="livesum",
+    registry=REGISTRY,
 )
 HTTP_REQUEST_SIZE = Histogram(
     "chatworks_http_request_size_bytes",
@@ -262,6 +271,7 @@ BUILD_INFO = Gauge(
     "chatworks_build_info",
     "Always 1; the labels say which build and configuration is running.",
     ["version", "python", "provider", "model"],
+    multiprocess_mode="livemax",
     registry=REGISTRY,
 )
 
@@ -278,16 +288,19 @@ READY = Gauge(
     "chatworks_ready",
     "1 when the check passes at scrape time: model (loaded), database (answers SELECT 1).",
     ["check"],
+    multiprocess_mode="livemin",
     registry=REGISTRY,
 )
 DISK_FREE = Gauge(
     "chatworks_data_disk_free_bytes",
     "Free bytes on the filesystem holding the data directory.",
+    multiprocess_mode="livemin",
     registry=REGISTRY,
 )
 DISK_SIZE = Gauge(
     "chatworks_data_disk_size_bytes",
     "Size of the filesystem holding the data directory.",
+    multiprocess_mode="livemax",
     registry=REGISTRY,
 )
 # Memory, CPU and open files of this process (process_resident_memory_bytes, ...): the

@@ -12,7 +12,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
 from chatworks.api.service import Service, get_service
-from chatworks.telemetry import metrics
+from chatworks.telemetry import metrics, multiprocess
 from chatworks.telemetry.metrics import REGISTRY
 
 router = APIRouter(tags=["ops"])
@@ -78,4 +78,6 @@ def _refresh_gauges(service: Service) -> None:
 async def prometheus_metrics(service: Service = Depends(get_service)) -> Response:
     """Prometheus text exposition format."""
     await asyncio.to_thread(_refresh_gauges, service)
-    return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+    # Several workers: the sum of every worker's files, not this worker's own counters.
+    registry = multiprocess.registry() if multiprocess.enabled() else REGISTRY
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
