@@ -15,19 +15,15 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import httpx
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.limits import measure, report
 from tests.otlp_receiver import start_receiver
 from tests.servers import LiveServer, start_server
-
-BODY = {"model": "scripted", "messages": [{"role": "user", "content": "hello there"}]}
 
 
 def start(name: str, data: Path, **env: str) -> LiveServer:
@@ -37,22 +33,6 @@ def start(name: str, data: Path, **env: str) -> LiveServer:
         "CHATWORKS_DATA_DIR": str(data / name), "CHATWORKS_PROVIDER": "scripted",
         "CHATWORKS_SCRIPT_PATH": str(script), **env,
     })  # fmt: skip
-
-
-def measure(targets: dict[str, LiveServer], n: int) -> dict[str, list[float]]:
-    clients = {name: httpx.Client(base_url=s.base_url, timeout=30) for name, s in targets.items()}
-    times: dict[str, list[float]] = {name: [] for name in targets}
-    for i in range(n + 20):
-        for name, client in clients.items():
-            began = time.perf_counter()
-            r = client.post("/v1/chat/completions", json=BODY)
-            elapsed = time.perf_counter() - began
-            assert r.status_code == 200, r.text
-            if i >= 20:  # the first requests warm up connections and caches
-                times[name].append(elapsed)
-    for client in clients.values():
-        client.close()
-    return times
 
 
 def main() -> None:
@@ -74,19 +54,12 @@ def main() -> None:
         for label, (name, env) in configurations.items():
             targets[label] = start(name, data, **env)
             stack.callback(targets[label].stop)
-        results = measure(targets, n)
+        results = measure({label: (server, None) for label, server in targets.items()}, n)
         time.sleep(1)  # the last batch
     receiver.server.shutdown()
-    base = statistics.median(results["tracing off"])
     print(f"{n} non-streaming chat completions per configuration, round-robin (scripted provider)")
     print(f"spans received: {len(receiver.spans)}")
-    print(
-        f"{'configuration':<26} {'p50 ms':>8} {'mean ms':>8} {'p50 overhead ms':>16} {'x off':>6}"
-    )
-    for name, times in results.items():
-        p50 = statistics.median(times)
-        print(f"{name:<26} {p50 * 1e3:8.2f} {statistics.fmean(times) * 1e3:8.2f} "
-              f"{(p50 - base) * 1e3:16.2f} {p50 / base:6.2f}")  # fmt: skip
+    report(results, "tracing off")
 
 
 if __name__ == "__main__":
