@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, replace
 from chatworks.providers.base import GenerationRequest, Message, Provider, Usage
 from chatworks.rag.evidence import content_words, key_spans
 from chatworks.rag.retrieve import Retrieved
+from chatworks.telemetry import metrics
 
 REFUSAL = "I don't know based on the provided documents."
 
@@ -174,6 +175,9 @@ def ground(answer: str, sources: Sequence[Source], question: str = "") -> Ground
     """The final answer: markers checked, citations resolved (the model's valid markers, then
     the sources holding the answer's evidence), refusals recognised."""
     text, cited, dropped = clean_markers(answer, len(sources))
+    metrics.CITATIONS_DROPPED.inc(dropped)
+    if sources and is_refusal(text):
+        metrics.MODEL_REFUSALS.inc()
     if not sources or is_refusal(text):
         return Grounded(REFUSAL if not sources else text.strip(), [], True, dropped)
     evidence = supporting_sources(text, sources, question)

@@ -306,3 +306,24 @@ DISK_SIZE = Gauge(
 # Memory, CPU and open files of this process (process_resident_memory_bytes, ...): the
 # standard names every dashboard knows, which the custom registry would otherwise lack.
 ProcessCollector(registry=REGISTRY)
+ERRORS = Counter(
+    "chatworks_errors_total",
+    "Error responses by status and error code (OpenAI-shaped `error.code`).",
+    ["status", "code"],
+    registry=REGISTRY,
+)
+CITATIONS_DROPPED = Counter(
+    "chatworks_citations_dropped_total",
+    "Citation markers a model wrote that named no source, removed from answers.",
+    registry=REGISTRY,
+)
+MODEL_REFUSALS = Counter(
+    "chatworks_model_refusals_total",
+    "Grounded answers the model itself declined (sources were found and sent).",
+    registry=REGISTRY,
+)
+FLAGGED_CHUNKS = Counter(
+    "chatworks_ingest_flagged_chunks_total",
+    "Chunks flagged at ingestion as possible prompt injection.",
+    registry=REGISTRY,
+)
