@@ -112,3 +112,37 @@ def test_one_trace_from_the_client_span_to_decode(traced):
     inside = [line for line in lines if line.get("trace_id") == trace_id]
     assert {"http_request", "generation"} <= {line["event"] for line in inside}
     assert all("span_id" in line for line in inside)
+
+
+def test_the_trace_continues_through_an_upstream_provider(traced, tmp_path):
+    """A gateway (openai provider) in front of the traced server: its `upstream` span sends
+    `traceparent`, so the upstream's server span is that span's child, in the same trace."""
+    upstream, receiver = traced
+    gateway = start_server("traced-gateway", {
+        "CHATWORKS_DATA_DIR": str(tmp_path), "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
+        "OTEL_SERVICE_NAME": "chatworks-gateway", "OTEL_BSP_SCHEDULE_DELAY": "100",
+    }, ["--provider", "openai", "--upstream-url", upstream.api_url])  # fmt: skip
+    try:
+        trace_id = secrets.token_hex(16)
+        body = {"model": "scripted", "messages": [{"role": "user", "content": "hello"}]}
+        client_context = {"traceparent": f"00-{trace_id}-{secrets.token_hex(8)}-01"}
+        r = httpx.post(f"{gateway.api_url}/chat/completions", json=body, timeout=60,
+                       headers=client_context)  # fmt: skip
+        assert r.status_code == 200, r.text
+
+        def ours(spans):
+            return [s for s in spans if s.trace_id == trace_id]
+
+        def both_sides(spans):
+            services = {s.service for s in ours(spans) if s.name == "POST /v1/chat/completions"}
+            return services == {"chatworks-gateway", "chatworks-under-test"}
+
+        spans = ours(receiver.wait_for(both_sides))
+    finally:
+        gateway.stop()
+    [sent] = [s for s in spans if s.name == "upstream"]
+    assert sent.service == "chatworks-gateway" and sent.kind == 3  # CLIENT
+    assert sent.attributes["gen_ai.provider.name"] == "openai"
+    [received] = [s for s in spans if s.name == "POST /v1/chat/completions"
+                  and s.service == "chatworks-under-test"]  # fmt: skip
+    assert received.parent_span_id == sent.span_id
