@@ -327,3 +327,13 @@ FLAGGED_CHUNKS = Counter(
     "Chunks flagged at ingestion as possible prompt injection.",
     registry=REGISTRY,
 )
+EMBEDDING_INPUTS = Counter(
+    "chatworks_embedding_inputs_total",
+    "Texts embedded for /v1/embeddings (questions embedded for retrieval are timed by stage).",
+    ["model"],
+    registry=REGISTRY,
+)
+EMBEDDING_TOKENS = Counter(
+    "chatworks_embedding_tokens_total", "Tokens embedded for /v1/embeddings.", ["model"],
+    registry=REGISTRY,
+)  # fmt: skip
