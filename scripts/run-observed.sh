@@ -11,6 +11,7 @@ PROM_PORT="${PROM_PORT:-9090}"
 command -v prometheus >/dev/null 2>&1 || bash scripts/system-deps.sh
 
 work="$(mktemp -d)"
+prom_pid=""
 trap 'kill "$prom_pid" 2>/dev/null || true; rm -rf "$work"' EXIT
 # The shipped config, pointed at this service and this copy of the rules.
 sed -e "s/127.0.0.1:8000/127.0.0.1:${PORT}/" deploy/prometheus/prometheus.yml > "$work/prometheus.yml"
