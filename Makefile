@@ -9,13 +9,18 @@ PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 TORCH := torch==2.13.0
 AVX2 := ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2
 
-.PHONY: run test test-unit lint fmt pip-audit system-deps clean
+.PHONY: run run-observed test test-unit lint fmt pip-audit system-deps clean
 
 # The project's own docs become the demo collection, so the first question gets a cited answer.
 # Ingestion is idempotent: unchanged files are skipped on later runs.
 run: $(VENV)/.installed
 	$(BIN)/chatworks ingest docs README.md --collection chatworks-docs --prune
 	$(BIN)/chatworks serve
+
+# `make run` with traces (console, or OTEL_EXPORTER_OTLP_ENDPOINT) and a local Prometheus that
+# scrapes it with the alert rules loaded (README, "Observe it").
+run-observed: $(VENV)/.installed
+	bash scripts/run-observed.sh
 
 test: $(VENV)/.installed-dev system-deps
 	$(BIN)/ruff check src tests bench

@@ -7,6 +7,9 @@ command -v chromium >/dev/null 2>&1 || needed+=(chromium)
 [ -d /usr/share/doc/python3.11/html/_sources ] || needed+=(python3.11-doc)
 # A real Redis for the shared rate-limit tests (tests/conftest.py starts and stops its own).
 command -v redis-server >/dev/null 2>&1 || needed+=(redis-server)
+# promtool checks and unit-tests the alert rules under deploy/prometheus (make run-observed
+# also starts this Prometheus).
+command -v promtool >/dev/null 2>&1 || needed+=(prometheus)
 [ ${#needed[@]} -eq 0 ] && exit 0
 sudo=""
 [ "$(id -u)" -ne 0 ] && sudo="sudo"

@@ -25,6 +25,9 @@ class Settings(BaseSettings):
     port: int = Field(8000, ge=1, le=65535)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     data_dir: Path = Path("./data")
+    workers: int = Field(
+        1, ge=1, le=64, description="uvicorn worker processes; metrics use multiprocess mode"
+    )
 
     # Generation
     provider: Literal["native", "transformers", "openai", "scripted"] = Field(

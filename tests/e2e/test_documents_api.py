@@ -174,6 +174,9 @@ def test_document_errors(scripted_server, collection):
 
 def test_embeddings_with_the_openai_client(scripted_server):
     client = openai.OpenAI(base_url=scripted_server.api_url, api_key="x", max_retries=0)
+    texts_before = scripted_server.metric(
+        "chatworks_embedding_inputs_total", model="all-minilm-l6-v2"
+    )
     result = client.embeddings.create(
         model="all-minilm-l6-v2", input=["a cat sits on the mat", "a kitten on a rug", "tax law"]
     )
@@ -185,6 +188,8 @@ def test_embeddings_with_the_openai_client(scripted_server):
 
     assert cos(vectors[0], vectors[1]) > cos(vectors[0], vectors[2])
     assert result.usage.prompt_tokens > 0
+    texts = scripted_server.metric("chatworks_embedding_inputs_total", model="all-minilm-l6-v2")
+    assert texts == texts_before + 3
     with pytest.raises(openai.NotFoundError):
         client.embeddings.create(model="nope", input="x")
     plain = httpx.post(

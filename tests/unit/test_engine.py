@@ -111,6 +111,14 @@ def test_max_tokens_ends_with_length(loaded, engine):
     assert finish == Finish("length", len(_ids(loaded, PROMPTS[0])), 3)
 
 
+def test_finish_reports_phase_times_in_order(loaded, engine):
+    """Queue, prefill and decode spans are built from these (api/generation.py)."""
+    _, finish = engine.generate(_ids(loaded, PROMPTS[0]), SamplingParams(max_tokens=3))
+    assert finish.submitted_ns > 0
+    assert finish.submitted_ns <= finish.admitted_ns <= finish.first_token_ns
+    assert finish.first_token_ns <= finish.finished_ns
+
+
 def test_stop_token_ends_with_stop(loaded, engine):
     tokenizer = loaded[1]
     chat = tokenizer.apply_chat_template([{"role": "user", "content": "Say hi."}])

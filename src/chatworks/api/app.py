@@ -21,20 +21,26 @@ from chatworks.api.errors import install_error_handlers
 from chatworks.api.middleware import BodySizeLimit, LocalOnly, RequestContext, SecurityHeaders
 from chatworks.api.openapi import declare_errors
 from chatworks.api.quota import LeaseSettler
-from chatworks.api.routes import admin, documents, moderation, ops
+from chatworks.api.routes import admin, documents, moderation, ops, usage
 from chatworks.api.routes import openai as openai_routes
 from chatworks.api.service import Service
 from chatworks.providers.base import Provider
 from chatworks.providers.registry import create_provider
 from chatworks.security.exposure import keyless_loopback
 from chatworks.settings import Settings, get_settings
+from chatworks.telemetry import multiprocess
 from chatworks.telemetry.logging import get_logger
+from chatworks.telemetry.metrics import set_build_info
+from chatworks.telemetry.tracing import configure_tracing, shutdown_tracing, untraced
 
 log = get_logger(__name__)
 
 STATIC_DIR = files("chatworks.web") / "static"
 # Every API route lives in one of these (the auth-matrix test walks them all).
-ROUTERS = (openai_routes.router, moderation.router, documents.router, admin.router, ops.router)
+ROUTERS = (
+    openai_routes.router, moderation.router, documents.router, admin.router, ops.router,
+    usage.router,
+)
 
 
 async def _load(service: Service) -> None:
@@ -48,6 +54,8 @@ async def _load(service: Service) -> None:
 def create_app(settings: Settings | None = None, provider: Provider | None = None) -> FastAPI:
     settings = settings or get_settings()
     service = Service.create(settings, provider or create_provider(settings))
+    configure_tracing()  # OTEL_* variables; a no-op tracer when they ask for nothing
+    set_build_info(service.provider.name, settings.model)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -58,12 +66,15 @@ def create_app(settings: Settings | None = None, provider: Provider | None = Non
         await service.limiter.close()
         if service.cache is not None:
             await service.cache.close()
+        shutdown_tracing()
+        multiprocess.worker_exited()
 
     app = FastAPI(
         title="chatworks",
         version=chatworks.__version__,
         description="OpenAI-compatible chat API with a web UI.",
         lifespan=lifespan,
+        telemetry={"exclude": untraced},  # FastAPI's own OTel server spans (telemetry/tracing.py)
     )
     app.state.service = service
     for router in ROUTERS:

@@ -24,6 +24,7 @@ from chatworks.security.oidc import InvalidToken, looks_like_jwt
 from chatworks.security.scopes import Scope, allows
 from chatworks.storage.models import DEFAULT_OWNER
 from chatworks.telemetry import metrics
+from chatworks.telemetry.tracing import tracer
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,11 @@ def _lookup(service: Service, secret: str) -> keys.ApiKey | None:
 
 
 async def authenticate(request: Request, service: Service = Depends(get_service)) -> Principal:
+    with tracer().start_as_current_span("auth"):
+        return await _authenticate(request, service)
+
+
+async def _authenticate(request: Request, service: Service) -> Principal:
     client = request.client.host if request.client else None
     if not service.auth_required:
         return Principal(None, client)

@@ -15,6 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import BaseRoute, Route
 
 from chatworks.providers.base import ProviderError
+from chatworks.telemetry import metrics
 from chatworks.telemetry.logging import get_logger
 
 log = get_logger(__name__)
@@ -52,6 +53,7 @@ def error_body(status_code: int, message: str, code: str, param: str | None = No
 
 
 def error_response(exc: APIError) -> JSONResponse:
+    metrics.ERRORS.labels(str(exc.status_code), exc.code).inc()
     return JSONResponse(
         error_body(exc.status_code, exc.message, exc.code, exc.param),
         status_code=exc.status_code,

@@ -13,15 +13,18 @@ import time
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 
+from opentelemetry import trace
+from opentelemetry.trace import Span, StatusCode
 from starlette.requests import Request
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from chatworks.api.admission import AdmissionGate, Ticket
 from chatworks.api.quota import Lease
-from chatworks.providers.base import Delta, GenerationRequest, Provider, Usage
+from chatworks.providers.base import Delta, GenerationRequest, Provider, Timing, Usage
 from chatworks.security import pii
 from chatworks.telemetry import metrics
+from chatworks.telemetry import tracing as t
 from chatworks.telemetry.logging import get_logger
 
 log = get_logger("chatworks.generation")
@@ -50,6 +53,19 @@ class Generation:
             self.ticket.release()
 
 
+def _generation_span(provider: Provider, request: GenerationRequest) -> Span:
+    """The GenAI client span of one generation (`chat MODEL`), a child of the current span.
+    Started, not made current: it ends in `metered`, after the handler has returned."""
+    operation = "chat" if request.messages is not None else "text_completion"
+    span = t.tracer().start_span(f"{operation} {request.model}")
+    t.set_attributes(span, {
+        t.OPERATION: operation, t.PROVIDER: provider.name, t.REQUEST_MODEL: request.model,
+        t.MAX_TOKENS: request.max_tokens, t.TEMPERATURE: request.temperature,
+        t.TOP_P: request.top_p,
+    })  # fmt: skip
+    return span
+
+
 async def start_generation(
     provider: Provider,
     gate: AdmissionGate,
@@ -59,10 +75,20 @@ async def start_generation(
 ) -> Generation:
     """`log_content` (CHATWORKS_LOG_CONTENT): log the prompt and the answer, PII redacted."""
     arrived = time.perf_counter()
-    ticket = await gate.admit()
-    rest = metered(provider.stream(request), request, arrived, lease, log_content)
+    span = _generation_span(provider, request)
     try:
-        first = await anext(rest)
+        with t.tracer().start_as_current_span("admission", context=trace.set_span_in_context(span)):
+            ticket = await gate.admit()
+    except BaseException as exc:
+        span.record_exception(exc)
+        span.set_status(StatusCode.ERROR, type(exc).__name__)
+        span.end()
+        raise
+    rest = metered(provider.stream(request), request, arrived, lease, log_content, span)
+    try:
+        # Current while the provider starts, so an upstream call made now is its child.
+        with trace.use_span(span, end_on_exit=False):
+            first = await anext(rest)
     except BaseException:
         await rest.aclose()
         ticket.release()
@@ -74,6 +100,32 @@ def _prompt_text(request: GenerationRequest) -> str | list[dict[str, str]]:
     if request.messages is None:
         return pii.redact(request.prompt or "")
     return [{"role": m.role, "content": pii.redact(m.content)} for m in request.messages]
+def _phases(span: Span, model: str, timing: Timing | None) -> None:
+    """Queue, prefill and decode as child spans of the generation, from the provider's times
+    (the engine runs in its own thread and only records them), and their histograms."""
+    if timing is None:
+        return
+    metrics.PREFILL_TIME.labels(model).observe((timing.first_token_ns - timing.admitted_ns) / 1e9)
+    metrics.DECODE_TIME.labels(model).observe((timing.finished_ns - timing.first_token_ns) / 1e9)
+    if not span.is_recording():
+        return
+    parent = trace.set_span_in_context(span)
+    for name, start, end in (
+        ("queue", timing.submitted_ns, timing.admitted_ns),
+        ("prefill", timing.admitted_ns, timing.first_token_ns),
+        ("decode", timing.first_token_ns, timing.finished_ns),
+    ):
+        t.tracer().start_span(name, context=parent, start_time=start).end(end_time=end)
+
+
+def _end_generation(span: Span, finish: str, usage: Usage, generated: int) -> None:
+    t.set_attributes(span, {
+        t.FINISH_REASONS: (finish,), t.INPUT_TOKENS: usage.prompt_tokens,
+        t.OUTPUT_TOKENS: usage.completion_tokens or generated,
+    })  # fmt: skip
+    if finish == "error":
+        span.set_status(StatusCode.ERROR)
+    span.end()
 
 
 async def metered(
@@ -82,12 +134,14 @@ async def metered(
     arrived: float,
     lease: Lease,
     log_content: bool = False,
+    span: Span = trace.INVALID_SPAN,
 ) -> AsyncGenerator[Delta, None]:
     """Passes deltas through, recording latency, token and outcome metrics and one log line,
-    and charges the tokens to the caller's lease (its tokens-per-minute and budget). With
-    `log_content`, the line also holds the prompt and the answer, PII redacted."""
+    charges the tokens to the caller's lease (its tokens-per-minute and budget), and ends the
+    generation's span. With `log_content`, the line also holds the prompt and the answer, PII
+    redacted."""
     model = request.model
-    finish, usage = "cancelled", Usage()
+    finish, usage, timing = "cancelled", Usage(), None
     answer: list[str] = []
     first_at = last_at = None
     generated = 0  # what a stream cut short still cost: its final usage never arrives
@@ -109,19 +163,26 @@ async def metered(
                     metrics.GENERATION_TOKENS.labels(model).inc(delta.tokens)
                 if delta.finish_reason is not None:
                     finish, usage = delta.finish_reason, delta.usage or usage
+                    timing = delta.timing
                     metrics.PROMPT_TOKENS.labels(model).inc(usage.prompt_tokens)
+                    metrics.PROMPT_TOKENS_PER_REQUEST.labels(model).observe(usage.prompt_tokens)
+                    metrics.GENERATION_TOKENS_PER_REQUEST.labels(model).observe(
+                        usage.completion_tokens
+                    )
                 yield delta
     except Exception:
         finish = "error"
         raise
     finally:
-        lease.add_tokens(usage.total_tokens or generated)
+        lease.add_tokens(usage.prompt_tokens, usage.completion_tokens or generated)
         elapsed = time.perf_counter() - arrived
         metrics.E2E_LATENCY.labels(model).observe(elapsed)
         metrics.REQUEST_SUCCESS.labels(model, finish).inc()
         content = {}
         if log_content:  # redacted as a whole: a value split across two deltas is whole here
             content = {"prompt": _prompt_text(request), "answer": pii.redact("".join(answer))}
+        _phases(span, model, timing)
+        _end_generation(span, finish, usage, generated)
         log.info(
             "generation",
             model=model,

@@ -1,5 +1,5 @@
-"""ASGI middleware: request ids, access logs, HTTP metrics, the request body size limit, security
-headers and the keyless-mode origin check.
+"""ASGI middleware: request ids, trace context for logs, access logs, HTTP metrics, the request
+body size limit, security headers and the keyless-mode origin check.
 
 Written as plain ASGI (not BaseHTTPMiddleware) so streaming responses pass through untouched
 and a client disconnect still reaches the endpoint.
@@ -11,6 +11,8 @@ import time
 import uuid
 
 import structlog
+from opentelemetry import context as otel_context
+from opentelemetry import propagate, trace
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from chatworks.api.errors import APIError, error_response
@@ -31,6 +33,11 @@ def _route_label(scope: Scope) -> str:
     return "/static" if scope.get("path", "").startswith("/static/") else "unmatched"
 
 
+def _carrier(scope: Scope) -> dict[str, str]:
+    """Request headers for the W3C propagator (`traceparent`, `tracestate`, `baggage`)."""
+    return {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+
+
 class RequestContext:
     """Binds a request id (taken from `X-Request-ID` or made up), returns it in the response,
     logs one line per request and counts it in the HTTP metrics."""
@@ -47,10 +54,20 @@ class RequestContext:
         request_id = incoming[:128] if incoming.isprintable() and incoming else uuid.uuid4().hex
         started = time.perf_counter()
         status = 500
+        size_in = headers.get(b"content-length", b"")
+        metrics.HTTP_IN_FLIGHT.inc()
+        # FastAPI's own telemetry opens the server span (the client's `traceparent` as parent)
+        # when tracing is configured. When it is not, the client's context is still made
+        # current, so log lines carry the client's trace id.
+        token = None
+        if not trace.get_current_span().get_span_context().is_valid:
+            token = otel_context.attach(propagate.extract(_carrier(scope)))
 
         async def send_with_id(message: Message) -> None:
             nonlocal status
-            if message["type"] == "http.response.start":
+            if message["type"] == "http.response.body":
+                sent_bytes.append(len(message.get("body", b"")))
+            elif message["type"] == "http.response.start":
                 status = message["status"]
                 message["headers"] = [
                     *message.get("headers", []),
@@ -61,19 +78,26 @@ class RequestContext:
                 )
             await send(message)
 
+        sent_bytes: list[int] = []
         structlog.contextvars.bind_contextvars(request_id=request_id)
         try:
             await self.app(scope, receive, send_with_id)
         finally:
-            route = _route_label(scope)
-            metrics.HTTP_REQUESTS.labels(route, scope["method"], str(status)).inc()
             log.info(
                 "http_request",
                 method=scope["method"],
-                route=route,
+                route=_route_label(scope),
                 status=status,
                 latency_ms=round((time.perf_counter() - started) * 1000, 1),
             )
+            if token is not None:
+                otel_context.detach(token)
+            metrics.HTTP_IN_FLIGHT.dec()
+            route = _route_label(scope)
+            metrics.HTTP_REQUESTS.labels(route, scope["method"], str(status)).inc()
+            if size_in.isdigit():
+                metrics.HTTP_REQUEST_SIZE.labels(route).observe(int(size_in))
+            metrics.HTTP_RESPONSE_SIZE.labels(route).observe(sum(sent_bytes))
             structlog.contextvars.unbind_contextvars("request_id")
 
 

@@ -26,8 +26,10 @@ from chatworks.security import budgets, keys
 from chatworks.security.limits import Bucket, Limiter, LimiterUnavailable, buckets_for
 from chatworks.security.oidc import TOKEN_ID_PREFIX
 from chatworks.security.scopes import Scope as KeyScope
+from chatworks.storage import usage
 from chatworks.telemetry import metrics
 from chatworks.telemetry.logging import get_logger
+from chatworks.telemetry.tracing import tracer
 
 log = get_logger(__name__)
 
@@ -44,11 +46,20 @@ class Lease:
     period: str | None = None  # the budget period the usage goes to, e.g. "2026-12"
     headers: dict[str, str] = field(default_factory=dict)
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
-    tokens: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
     released: bool = False
+    # Who and what the request's usage is recorded under (storage/usage.py); None: not counted.
+    usage_key: str | None = None
+    model: str | None = None
 
-    def add_tokens(self, n: int) -> None:
-        self.tokens += n
+    @property
+    def tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def add_tokens(self, prompt: int, completion: int = 0) -> None:
+        self.prompt_tokens += prompt
+        self.completion_tokens += completion
 
     async def release(self, service: Service) -> None:
         if self.released:
@@ -56,13 +67,18 @@ class Lease:
         self.released = True
         if self.limiter is not None and self.buckets:
             await self.limiter.release(self.buckets, self.id, self.tokens)
-        if self.key_id is not None and self.period is not None:
-            await asyncio.to_thread(_add_usage, service, self.key_id, self.period, self.tokens)
+        if self.usage_key is not None or (self.key_id is not None and self.period is not None):
+            await asyncio.to_thread(_settle, service, self)
 
 
-def _add_usage(service: Service, key_id: str, label: str, tokens: int) -> None:
+def _settle(service: Service, lease: Lease) -> None:
+    """The budget period's total and the daily usage row, in one transaction."""
     with service.library.session() as session, session.begin():
-        budgets.add_usage(session, key_id, label, tokens)
+        if lease.key_id is not None and lease.period is not None:
+            budgets.add_usage(session, lease.key_id, lease.period, lease.tokens)
+        if lease.usage_key is not None:
+            usage.record(session, lease.usage_key, lease.model or "-", lease.prompt_tokens,
+                         lease.completion_tokens)  # fmt: skip
 
 
 def _used(service: Service, key_id: str, label: str) -> int:
@@ -109,19 +125,26 @@ def quota(scope: KeyScope, model_of: ModelOf) -> Callable[..., Coroutine[Any, An
         principal: Principal = Depends(required),
         service: Service = Depends(get_service),
     ) -> Lease:
+        with tracer().start_as_current_span("limits"):
+            return await _limit(request, principal, service)
+
+    async def _limit(request: Request, principal: Principal, service: Service) -> Lease:
         key = principal.key
-        if key is None:
-            return Lease()
         model = await model_of(request, service)
+        counted = {"usage_key": principal.actor, "model": model}
+        if key is None:
+            return _held(request, Lease(**counted))
         principal.check_model(model)
         if key.id == keys.BOOTSTRAP_ID or key.id.startswith(TOKEN_ID_PREFIX):
-            return Lease()  # not stored (bootstrap key, OIDC token): no usage row, no limits
+            # Not stored (bootstrap key, OIDC token): usage is recorded, no budget row, no limits.
+            return _held(request, Lease(**counted))
         label, period_left_s = budgets.period_of(datetime.now(UTC), key.limits.budget_period)
         budget = key.limits.budget_tokens
         if budget is not None and await asyncio.to_thread(_used, service, key.id, label) >= budget:
             message = f"token budget of {budget} per {key.limits.budget_period} is used up"
             raise _too_many("budget", message, period_left_s, {})
-        lease = Lease(service.limiter, buckets_for(key.id, key.limits, model), key.id, label)
+        lease = Lease(service.limiter, buckets_for(key.id, key.limits, model), key.id, label,
+                      **counted)  # fmt: skip
         if lease.buckets:
             try:
                 verdict = await service.limiter.acquire(lease.buckets, lease.id)
@@ -135,12 +158,17 @@ def quota(scope: KeyScope, model_of: ModelOf) -> Callable[..., Coroutine[Any, An
                 message = f"rate limit reached ({reason}); retry after {verdict.retry_after_s} s"
                 raise _too_many(reason, message, verdict.retry_after_s, dict(verdict.headers))
             lease.headers = dict(verdict.headers)
-        request.state.lease = lease
-        return lease
+        return _held(request, lease)
 
     dependency.__name__ = f"quota_{scope}"
     dependency.limited = True  # read by api/openapi.py: 429 and 503 are declared
     return dependency
+
+
+def _held(request: Request, lease: Lease) -> Lease:
+    """Hands the lease to `LeaseSettler`, which releases it when the response has ended."""
+    request.state.lease = lease
+    return lease
 
 
 chat_quota = quota("chat", model_in_body)

@@ -310,3 +310,18 @@ class ModerationResponse(BaseModel):
     id: str
     model: str
     results: list[ModerationResult]
+class UsageDayOut(BaseModel):
+    """One key's use of one model on one UTC day."""
+
+    key_id: str  # "anonymous" with auth off
+    model: str
+    day: str  # "2026-12-02"
+    requests: int
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class UsageList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[UsageDayOut]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from typing import Annotated
 
 import typer
@@ -43,6 +44,9 @@ def serve(
         bool | None,
         typer.Option("--insecure", help="Serve without keys on a non-loopback address."),
     ] = None,
+    workers: Annotated[
+        int | None, typer.Option(min=1, help="Worker processes (each loads its own model).")
+    ] = None,
 ) -> None:
     """Serve the OpenAI-compatible API and the web UI."""
     import uvicorn
@@ -50,11 +54,12 @@ def serve(
     from chatworks.api.app import create_app
     from chatworks.telemetry.logging import configure_logging
 
-    settings = settings_from_flags(
+    flags = dict(
         host=host, port=port, provider=provider, model=model, model_path=model_path,
         upstream_url=upstream_url, upstream_key=upstream_key, threads=threads,
-        script_path=script, insecure=insecure,
+        script_path=script, insecure=insecure, workers=workers,
     )  # fmt: skip
+    settings = settings_from_flags(**flags)
     configure_logging(settings.log_level)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     _refuse_if_exposed(settings)
@@ -62,14 +67,35 @@ def serve(
         f"[bold]chatworks[/] serving [cyan]{settings.model}[/] ({settings.provider}) on "
         f"http://{settings.host}:{settings.port}", highlight=False,
     )  # fmt: skip
-    uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level,
-        access_log=False,
-        timeout_graceful_shutdown=5,
-    )
+    common = {"host": settings.host, "port": settings.port, "log_level": settings.log_level,
+              "access_log": False, "timeout_graceful_shutdown": 5}  # fmt: skip
+    if settings.workers == 1:
+        uvicorn.run(create_app(settings), **common)
+        return
+    _pass_to_workers(settings, flags)
+    uvicorn.run("chatworks.cli.serving:worker_app", factory=True, workers=settings.workers,
+                **common)  # fmt: skip
+
+
+def worker_app():
+    """The app of one worker process: settings from the environment `_pass_to_workers` set."""
+    from chatworks.api.app import create_app
+    from chatworks.settings import get_settings
+    from chatworks.telemetry.logging import configure_logging
+
+    configure_logging(get_settings().log_level)
+    return create_app()
+
+
+def _pass_to_workers(settings: Settings, flags: dict[str, object]) -> None:
+    """Worker processes build their app from the environment: put the flags there, and point
+    prometheus_client's multiprocess mode at a fresh directory (telemetry/multiprocess.py)."""
+    from chatworks.telemetry import multiprocess
+
+    for name, value in flags.items():
+        if value is not None:
+            os.environ[f"CHATWORKS_{name.upper()}"] = str(value)
+    multiprocess.prepare(settings.data_dir.resolve() / "prometheus-multiproc")
 
 
 def _refuse_if_exposed(settings: Settings) -> None:

@@ -40,6 +40,12 @@ class Finish:
     reason: Literal["stop", "length", "cancelled"]
     prompt_tokens: int
     completion_tokens: int
+    # Epoch ns of the phases (0: did not happen), for traces: the engine thread never touches
+    # OpenTelemetry, the caller turns these into spans. Measurements, so not part of equality.
+    submitted_ns: int = field(default=0, compare=False)
+    admitted_ns: int = field(default=0, compare=False)
+    first_token_ns: int = field(default=0, compare=False)
+    finished_ns: int = field(default=0, compare=False)
 
 
 Event = int | Finish  # a generated token id, then exactly one Finish
@@ -53,6 +59,9 @@ class _Sequence:
     emit: Emit
     generator: torch.Generator | None
     submitted_at: float = field(default_factory=time.perf_counter)
+    submitted_ns: int = field(default_factory=time.time_ns)
+    admitted_ns: int = 0
+    first_token_ns: int = 0
     slot: int = -1
     length: int = 0  # positions already in the cache
     next_token: int = -1  # sampled, to be fed (and cached) by the next decode step
@@ -215,9 +224,10 @@ class Engine:
                 admitted.append(seq)
             self.stats.waiting = len(self._waiting)
             self.stats.running = len(self._running) + len(admitted)
-        now = time.perf_counter()
+        now, now_ns = time.perf_counter(), time.time_ns()
         for seq in admitted:
             self.stats.queue_seconds += now - seq.submitted_at
+            seq.admitted_ns = now_ns
         return admitted
 
     def _prefill(self, seq: _Sequence) -> None:
@@ -263,6 +273,8 @@ class Engine:
         """Sample, emit, and retire the sequence if this token ends it."""
         token = sample(logits, seq.params, seq.generator)
         seq.generated += 1
+        if seq.generated == 1:
+            seq.first_token_ns = time.time_ns()
         if token in seq.params.stop_token_ids:
             self._retire(seq, "stop")
             return
@@ -284,7 +296,8 @@ class Engine:
         with self._cond:
             self._in_flight -= 1
             self.stats.running = len(self._running)
-        self._emit(seq, Finish(reason, len(seq.prompt), seq.generated))
+        self._emit(seq, Finish(reason, len(seq.prompt), seq.generated, seq.submitted_ns,
+                               seq.admitted_ns, seq.first_token_ns, time.time_ns()))  # fmt: skip
 
     def _emit(self, seq: _Sequence, event: Event) -> None:
         """A failing callback is a client gone: cancel its sequence, keep serving the others."""

@@ -44,6 +44,18 @@ class Usage:
         return self.prompt_tokens + self.completion_tokens
 
 
+@dataclass(frozen=True)
+class Timing:
+    """When a generation's phases happened (epoch ns, comparable with span times): submitted,
+    admitted to a slot, first token out of prefill, finished. Providers that can tell report
+    it on the final Delta; the API turns it into queue / prefill / decode spans and metrics."""
+
+    submitted_ns: int
+    admitted_ns: int
+    first_token_ns: int
+    finished_ns: int
+
+
 @dataclass
 class Delta:
     """A piece of generated text; the final one has `finish_reason` and `usage` set.
@@ -56,6 +68,7 @@ class Delta:
     tokens: int = 0
     finish_reason: FinishReason | None = None
     usage: Usage | None = None
+    timing: Timing | None = None
 
 
 class ProviderError(Exception):

@@ -19,7 +19,7 @@ from chatworks.engine.sampling import SamplingParams
 from chatworks.engine.scheduler import Engine, Finish, QueueFull
 from chatworks.engine.textstream import IncrementalDetokenizer, StopMatcher
 from chatworks.model import Tokenizer, load_pretrained
-from chatworks.providers.base import Delta, GenerationRequest, ProviderError, Usage
+from chatworks.providers.base import Delta, GenerationRequest, ProviderError, Timing, Usage
 from chatworks.settings import Settings
 from chatworks.telemetry.metrics import watch_engine
 
@@ -93,7 +93,7 @@ class NativeProvider:
                 if isinstance(event, Finish):
                     usage = Usage(len(prompt), event.completion_tokens)
                     tokens = event.completion_tokens - completion + pending  # e.g. the EOS
-                    yield Delta(stops.flush(), tokens, event.reason, usage)
+                    yield Delta(stops.flush(), tokens, event.reason, usage, _timing(event))
                     return
                 completion += 1
                 pending += 1
@@ -108,3 +108,11 @@ class NativeProvider:
         if self._engine is None or self._tokenizer is None:
             raise ProviderError("model not loaded yet", status_code=503, code="not_ready")
         return self._engine, self._tokenizer
+
+
+def _timing(finish: Finish) -> Timing | None:
+    """The engine's phase times, when the sequence got as far as a first token."""
+    if not (finish.admitted_ns and finish.first_token_ns):
+        return None
+    return Timing(finish.submitted_ns, finish.admitted_ns, finish.first_token_ns,
+                  finish.finished_ns)  # fmt: skip

@@ -6,7 +6,9 @@ connecting and for each read, so a stream may run longer but never stall longer)
 retries on connection errors and 429/5xx before the first byte. Upstream errors keep their
 status and message so the caller sees what the upstream said. A circuit breaker
 (`providers/breaker.py`) stops sending to an upstream that keeps failing: 503 with
-`Retry-After` at once, rather than every request waiting out timeouts and retries.
+`Retry-After` at once, rather than every request waiting out timeouts and retries. Each call
+is a CLIENT span whose context goes upstream in the W3C `traceparent` header, so the
+upstream's own spans join the caller's trace.
 """
 
 from __future__ import annotations
@@ -15,10 +17,14 @@ import time
 from collections.abc import AsyncIterator
 
 import openai
+from opentelemetry import propagate, trace
+from opentelemetry.trace import SpanKind, StatusCode
 
 from chatworks.providers.base import Delta, GenerationRequest, ProviderError, Usage
 from chatworks.providers.breaker import CircuitBreaker
 from chatworks.settings import Settings
+from chatworks.telemetry import metrics
+from chatworks.telemetry import tracing as t
 
 MODELS_TTL_S = 30.0
 
@@ -75,6 +81,30 @@ class OpenAIProvider:
         return self._models[1]
 
     async def stream(self, request: GenerationRequest) -> AsyncIterator[Delta]:
+        span = t.tracer().start_span("upstream", kind=SpanKind.CLIENT)
+        t.set_attributes(span, {t.PROVIDER: "openai", t.REQUEST_MODEL: request.model,
+                                "server.address": str(self._client.base_url)})  # fmt: skip
+        headers: dict[str, str] = {}
+        propagate.inject(headers, context=trace.set_span_in_context(span))
+        outcome = "cancelled"  # unless it finishes or fails
+        try:
+            async for delta in self._stream(request, headers):
+                if delta.finish_reason is not None:
+                    outcome = "ok"
+                    t.set_attributes(span, {t.FINISH_REASONS: (delta.finish_reason,)})
+                yield delta
+        except Exception as exc:
+            outcome = "error"
+            span.record_exception(exc)
+            span.set_status(StatusCode.ERROR, type(exc).__name__)
+            raise
+        finally:
+            metrics.UPSTREAM_REQUESTS.labels(outcome).inc()
+            span.end()
+
+    async def _stream(
+        self, request: GenerationRequest, headers: dict[str, str]
+    ) -> AsyncIterator[Delta]:
         common = {
             "model": request.model,
             "max_tokens": request.max_tokens,
@@ -84,6 +114,7 @@ class OpenAIProvider:
             "seed": request.seed,
             "stream": True,
             "stream_options": {"include_usage": True},
+            "extra_headers": headers or None,
         }
         common = {k: v for k, v in common.items() if v is not None}  # omit, don't send null
         self.breaker.admit()

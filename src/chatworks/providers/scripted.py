@@ -25,12 +25,13 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from chatworks.engine.textstream import StopMatcher
-from chatworks.providers.base import Delta, GenerationRequest, ProviderError, Usage
+from chatworks.providers.base import Delta, GenerationRequest, ProviderError, Timing, Usage
 from chatworks.settings import Settings
 
 _PIECE = re.compile(r"\s*\S+\s*|\s+")
@@ -118,14 +119,20 @@ class ScriptedProvider:
         )
         usage = Usage(prompt_tokens=sum(len(pieces(text)) for text in texts))
         stops = StopMatcher(request.stop)
-        for piece in reply[: request.max_tokens]:
+        # Phase times shaped like the engine's (no queue; "prefill" is the wait for the first
+        # piece), so traces of the scripted server have the same spans as a model's.
+        started = first = time.time_ns()
+        for i, piece in enumerate(reply[: request.max_tokens]):
             if self._script.delay_s:
                 await asyncio.sleep(self._script.delay_s)
+            if i == 0:
+                first = time.time_ns()
             usage.completion_tokens += 1
             text = stops.push(piece)
             if stops.stopped:
-                yield Delta(text, 1, "stop", usage)
+                yield Delta(text, 1, "stop", usage, Timing(started, started, first, time.time_ns()))
                 return
             yield Delta(text, 1)
         finish = "length" if len(reply) > request.max_tokens else "stop"
-        yield Delta(stops.flush(), 0, finish, usage)
+        timing = Timing(started, started, first, time.time_ns())
+        yield Delta(stops.flush(), 0, finish, usage, timing)

@@ -187,6 +187,9 @@ def ground(answer: str, sources: Sequence[Source], question: str = "") -> Ground
         metrics.OUTPUT_LEAKS.inc()
         log.warning("system_prompt_echoed", answer_chars=len(text))
         return Grounded(REFUSAL, [], True, dropped, leaked=True)
+    metrics.CITATIONS_DROPPED.inc(dropped)
+    if sources and is_refusal(text):
+        metrics.MODEL_REFUSALS.inc()
     if not sources or is_refusal(text):
         return Grounded(REFUSAL if not sources else text.strip(), [], True, dropped)
     evidence = supporting_sources(text, sources, question)

@@ -33,6 +33,7 @@ from chatworks.rag.parse import FILE_TYPES, file_type, parse_bytes
 from chatworks.rag.types import Embedder, NewDocument, Passage
 from chatworks.settings import Settings
 from chatworks.storage import documents, open_database
+from chatworks.telemetry import metrics
 
 
 @dataclass(frozen=True)
@@ -163,6 +164,7 @@ def ingest_bytes(
             parsed, ctx.tokenizer, ctx.settings.chunk_tokens, ctx.settings.chunk_overlap_tokens
         )
     ]
+    metrics.FLAGGED_CHUNKS.inc(sum(1 for p in passages if "injection" in p.metadata))
     vectors = _embed(ctx, parsed.title, passages, lambda done: report("embed", done, len(passages)))
     report("store")
     document_id = ctx.index.replace_document(

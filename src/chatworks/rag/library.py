@@ -11,6 +11,7 @@ messages through their provider (the API through its admission gate) and finish 
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -31,6 +32,8 @@ from chatworks.rag.ingest import FileOutcome, IngestContext, ingest_bytes
 from chatworks.rag.retrieve import RetrievalConfig, Retrieved, retrieve
 from chatworks.settings import Settings
 from chatworks.storage.db import open_database
+from chatworks.telemetry import metrics
+from chatworks.telemetry import tracing as t
 
 
 @dataclass(frozen=True)
@@ -76,7 +79,16 @@ class Library:
             return self._context
 
     def ingest(self, data: bytes, filename: str, collection: str, metadata=None) -> FileOutcome:
-        return ingest_bytes(self.context, data, filename, collection, metadata=metadata)
+        with t.tracer().start_as_current_span("ingest", attributes={t.DATA_SOURCE: collection}):
+            try:
+                outcome = ingest_bytes(self.context, data, filename, collection, metadata=metadata)
+            except Exception:
+                metrics.INGESTED_DOCUMENTS.labels("failed").inc()
+                raise
+        metrics.INGESTED_DOCUMENTS.labels(outcome.status).inc()
+        if outcome.status != "unchanged":  # an unchanged file writes no chunks
+            metrics.INGESTED_CHUNKS.inc(outcome.chunks)
+        return outcome
 
     @cached_property
     def answerability(self) -> AnswerabilityModel:
@@ -132,14 +144,24 @@ class Library:
         self, question: str, collection: str, top_k: int | None = None, filters=None,
         owner: str | None = None,
     ) -> Prepared:  # fmt: skip
-        examined = self.examine(question, collection, top_k, filters, owner)
-        check = self.settings.rag_answerability and examined.features is not None
-        if not examined.passages or (
-            check and not self.answerability.answerable(examined.features)
-        ):
+        started = time.perf_counter()
+        attributes = {t.OPERATION: "retrieval", t.DATA_SOURCE: collection}
+        with t.tracer().start_as_current_span(f"retrieval {collection}", attributes=attributes):
+            examined = self.examine(question, collection, top_k, filters, owner)
+            check = self.settings.rag_answerability and examined.features is not None
+            refused = not examined.passages or (
+                check and not self.answerability.answerable(examined.features)
+            )
+        metrics.RETRIEVAL_LATENCY.labels("total").observe(time.perf_counter() - started)
+        if refused:
+            metrics.GROUNDED_ANSWERS.labels("refused").inc()
             return Prepared([], None, examined.best_similarity, NO_SOURCES)
-        sources = select_sources(examined.passages, self.settings.rag_context_tokens,
-                                 _approx_tokens)  # fmt: skip
-        if self.settings.rag_answer == "extract":
-            return Prepared(sources, None, examined.best_similarity, extract(sources))
-        return Prepared(sources, build_messages(question, sources), examined.best_similarity)
+        with t.tracer().start_as_current_span("prompt build"):
+            sources = select_sources(examined.passages, self.settings.rag_context_tokens,
+                                     _approx_tokens)  # fmt: skip
+            if self.settings.rag_answer == "extract":
+                metrics.GROUNDED_ANSWERS.labels("extracted").inc()
+                return Prepared(sources, None, examined.best_similarity, extract(sources))
+            messages = build_messages(question, sources)
+        metrics.GROUNDED_ANSWERS.labels("generated").inc()
+        return Prepared(sources, messages, examined.best_similarity)

@@ -13,11 +13,15 @@ relevant exists at all.
 
 from __future__ import annotations
 
+import contextlib
 import re
-from collections.abc import Mapping
+import time
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 from chatworks.rag.types import Embedder, Hit, Index
+from chatworks.telemetry import metrics
+from chatworks.telemetry import tracing as t
 
 
 @dataclass(frozen=True)
@@ -109,6 +113,14 @@ def _admitted(hits: list[Hit], config: RetrievalConfig) -> list[Hit]:
     return [hit for hit in hits if not hit.chunk.metadata.get("injection")]
 
 
+@contextlib.contextmanager
+def _stage(span_name: str, stage: str, **attributes: object) -> Iterator[None]:
+    """One retrieval stage: a child span and its latency histogram."""
+    started = time.perf_counter()
+    with t.tracer().start_as_current_span(span_name, attributes=attributes or None):
+        yield
+    metrics.RETRIEVAL_LATENCY.labels(stage).observe(time.perf_counter() - started)
+
 def retrieve(
     question: str,
     *,
@@ -118,17 +130,28 @@ def retrieve(
     config: RetrievalConfig = RetrievalConfig(),
     filters: Mapping[str, object] | None = None,
 ) -> Retrieval:
-    vector = embedder.embed([question])[0]
-    by_vector = _admitted(index.vector_search(vector, config.candidates, collection, filters),
-                          config)  # fmt: skip
+    # Span names: the GenAI "embeddings" operation, then one span per search and the fusion.
+    with _stage("embeddings", "embed", **{t.OPERATION: "embeddings"}):
+        vector = embedder.embed([question])[0]
+    with _stage("vector search", "vector"):
+        by_vector = _admitted(
+            index.vector_search(vector, config.candidates, collection, filters), config
+        )
     best = max((hit.score for hit in by_vector), default=0.0)
     if best < config.min_similarity:  # refused: no keyword search needed
+        metrics.RETRIEVALS.labels("empty").inc()
+        metrics.RETRIEVAL_CHUNKS.observe(0)
         return Retrieval([], best)
-    by_keyword = _admitted(
-        index.keyword_search(question, config.candidates, collection, filters), config
-    )
-    fused = reciprocal_rank_fusion(
-        [(by_keyword, config.keyword_weight), (by_vector, config.vector_weight)], config.rrf_k
-    )
-    items = [Retrieved(hit, score) for hit, score in fused]
-    return Retrieval(mmr(items, config.top_k, config.mmr_lambda), best)
+    with _stage("keyword search", "keyword"):
+        by_keyword = _admitted(
+            index.keyword_search(question, config.candidates, collection, filters), config
+        )
+    with _stage("fusion", "fusion"):
+        fused = reciprocal_rank_fusion(
+            [(by_keyword, config.keyword_weight), (by_vector, config.vector_weight)], config.rrf_k
+        )
+        items = [Retrieved(hit, score) for hit, score in fused]
+        chosen = mmr(items, config.top_k, config.mmr_lambda)
+    metrics.RETRIEVALS.labels("found").inc()
+    metrics.RETRIEVAL_CHUNKS.observe(len(chosen))
+    return Retrieval(chosen, best)

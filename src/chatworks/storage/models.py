@@ -146,3 +146,19 @@ class AuditRow(Base):
     outcome: Mapped[str] = mapped_column(String(16))  # "ok", "denied", "not_found", "failed"
     client: Mapped[str | None] = mapped_column(String(64), nullable=True)  # address it came from
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class UsageDailyRow(Base):
+    """Requests and tokens per key, model and UTC day (`GET /v1/usage`, `chatworks usage`).
+
+    Not a foreign key: "anonymous" (auth off) and the bootstrap admin are counted too, and a
+    key's history stays when the key goes."""
+
+    __tablename__ = "usage_daily"
+
+    key_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    model: Mapped[str] = mapped_column(String(200), primary_key=True)
+    day: Mapped[str] = mapped_column(String(10), primary_key=True, index=True)  # "2026-12-02"
+    requests: Mapped[int] = mapped_column(BigInteger, default=0)
+    prompt_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    completion_tokens: Mapped[int] = mapped_column(BigInteger, default=0)

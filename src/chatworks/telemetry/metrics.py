@@ -3,7 +3,7 @@ so existing dashboards need only a prefix change."""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 REGISTRY = CollectorRegistry(auto_describe=True)
@@ -63,12 +63,17 @@ GENERATION_TOKENS = Counter(
     "chatworks_generation_tokens", "Tokens generated.", ["model"], registry=REGISTRY
 )
 REQUESTS_RUNNING = Gauge(
-    "chatworks_num_requests_running", "Generations running now.", ["model"], registry=REGISTRY
+    "chatworks_num_requests_running",
+    "Generations running now.",
+    ["model"],
+    multiprocess_mode="livesum",
+    registry=REGISTRY,
 )
 REQUESTS_WAITING = Gauge(
     "chatworks_num_requests_waiting",
     "Requests waiting for a generation slot.",
     ["model"],
+    multiprocess_mode="livesum",
     registry=REGISTRY,
 )
 REQUEST_SUCCESS = Counter(
@@ -102,6 +107,7 @@ LIMITER_UP = Gauge(
     "chatworks_ratelimit_backend_up",
     "1 when the rate-limit backend answered its last call, 0 when it failed.",
     ["backend"],
+    multiprocess_mode="livemin",
     registry=REGISTRY,
 )
 LIMITER_ERRORS = Counter(
@@ -196,3 +202,169 @@ REGISTRY.register(_ENGINES)
 def watch_engine(model: str, stats: object, slots: int) -> None:
     """Export a native engine's `EngineStats` under `model` from now on."""
     _ENGINES.watch(model, stats, slots)
+
+
+# --- Added for issue 13 (observability): HTTP sizes, generation phases, retrieval, ingestion,
+# upstream calls and the build. Kept below the originals so merges stay small.
+
+_SIZE_BUCKETS = tuple(4**i for i in range(2, 12))  # 16 B .. 4 MiB
+_TOKEN_BUCKETS = (1, 4, 16, 64, 128, 256, 512, 1024, 2048, 4096, 8192)
+
+HTTP_IN_FLIGHT = Gauge(
+    "chatworks_http_requests_in_flight",
+    "HTTP requests being served now.",
+    multiprocess_mode="livesum",
+    registry=REGISTRY,
+)
+HTTP_REQUEST_SIZE = Histogram(
+    "chatworks_http_request_size_bytes",
+    "Request body size (from Content-Length).",
+    ["route"],
+    buckets=_SIZE_BUCKETS,
+    registry=REGISTRY,
+)
+HTTP_RESPONSE_SIZE = Histogram(
+    "chatworks_http_response_size_bytes",
+    "Response body size as sent.",
+    ["route"],
+    buckets=_SIZE_BUCKETS,
+    registry=REGISTRY,
+)
+PREFILL_TIME = Histogram(
+    "chatworks_request_prefill_time_seconds",
+    "Per request: time from admission into the engine to the first token (vLLM's name).",
+    ["model"],
+    buckets=_LATENCY_BUCKETS,
+    registry=REGISTRY,
+)
+DECODE_TIME = Histogram(
+    "chatworks_request_decode_time_seconds",
+    "Per request: time from the first token to the last (vLLM's name).",
+    ["model"],
+    buckets=_LATENCY_BUCKETS,
+    registry=REGISTRY,
+)
+PROMPT_TOKENS_PER_REQUEST = Histogram(
+    "chatworks_request_prompt_tokens",
+    "Prompt tokens per finished request.",
+    ["model"],
+    buckets=_TOKEN_BUCKETS,
+    registry=REGISTRY,
+)
+GENERATION_TOKENS_PER_REQUEST = Histogram(
+    "chatworks_request_generation_tokens",
+    "Generated tokens per finished request.",
+    ["model"],
+    buckets=_TOKEN_BUCKETS,
+    registry=REGISTRY,
+)
+RETRIEVAL_LATENCY = Histogram(
+    "chatworks_retrieval_stage_seconds",
+    "Retrieval latency by stage: embed, vector, keyword, fusion, total.",
+    ["stage"],
+    buckets=_LATENCY_BUCKETS,
+    registry=REGISTRY,
+)
+RETRIEVAL_CHUNKS = Histogram(
+    "chatworks_retrieval_chunks",
+    "Passages a retrieval returned (0 when nothing passed the relevance floor).",
+    buckets=(0, 1, 2, 3, 5, 8, 13, 20, 50),
+    registry=REGISTRY,
+)
+RETRIEVALS = Counter(
+    "chatworks_retrievals_total",
+    "Retrievals by outcome: found, empty (nothing over the relevance floor).",
+    ["outcome"],
+    registry=REGISTRY,
+)
+GROUNDED_ANSWERS = Counter(
+    "chatworks_grounded_answers_total",
+    "Grounded questions by outcome: generated, extracted, refused.",
+    ["outcome"],
+    registry=REGISTRY,
+)
+INGESTED_DOCUMENTS = Counter(
+    "chatworks_ingest_documents_total",
+    "Files ingested, by outcome: added, updated, unchanged, failed.",
+    ["status"],
+    registry=REGISTRY,
+)
+INGESTED_CHUNKS = Counter(
+    "chatworks_ingest_chunks_total", "Chunks written by ingestion.", registry=REGISTRY
+)
+UPSTREAM_REQUESTS = Counter(
+    "chatworks_upstream_requests_total",
+    "Calls to an upstream OpenAI-compatible provider, by outcome: ok, error, cancelled.",
+    ["outcome"],
+    registry=REGISTRY,
+)
+BUILD_INFO = Gauge(
+    "chatworks_build_info",
+    "Always 1; the labels say which build and configuration is running.",
+    ["version", "python", "provider", "model"],
+    multiprocess_mode="livemax",
+    registry=REGISTRY,
+)
+
+
+def set_build_info(provider: str, model: str) -> None:
+    import platform
+
+    import chatworks
+
+    BUILD_INFO.labels(chatworks.__version__, platform.python_version(), provider, model).set(1)
+
+
+READY = Gauge(
+    "chatworks_ready",
+    "1 when the check passes at scrape time: model (loaded), database (answers SELECT 1).",
+    ["check"],
+    multiprocess_mode="livemin",
+    registry=REGISTRY,
+)
+DISK_FREE = Gauge(
+    "chatworks_data_disk_free_bytes",
+    "Free bytes on the filesystem holding the data directory.",
+    multiprocess_mode="livemin",
+    registry=REGISTRY,
+)
+DISK_SIZE = Gauge(
+    "chatworks_data_disk_size_bytes",
+    "Size of the filesystem holding the data directory.",
+    multiprocess_mode="livemax",
+    registry=REGISTRY,
+)
+# Memory, CPU and open files of this process (process_resident_memory_bytes, ...): the
+# standard names every dashboard knows, which the custom registry would otherwise lack.
+ProcessCollector(registry=REGISTRY)
+ERRORS = Counter(
+    "chatworks_errors_total",
+    "Error responses by status and error code (OpenAI-shaped `error.code`).",
+    ["status", "code"],
+    registry=REGISTRY,
+)
+CITATIONS_DROPPED = Counter(
+    "chatworks_citations_dropped_total",
+    "Citation markers a model wrote that named no source, removed from answers.",
+    registry=REGISTRY,
+)
+MODEL_REFUSALS = Counter(
+    "chatworks_model_refusals_total",
+    "Grounded answers the model itself declined (sources were found and sent).",
+    registry=REGISTRY,
+)
+FLAGGED_CHUNKS = Counter(
+    "chatworks_ingest_flagged_chunks_total",
+    "Chunks flagged at ingestion as possible prompt injection.",
+    registry=REGISTRY,
+)
+EMBEDDING_INPUTS = Counter(
+    "chatworks_embedding_inputs_total",
+    "Texts embedded for /v1/embeddings (questions embedded for retrieval are timed by stage).",
+    ["model"],
+    registry=REGISTRY,
+)
+EMBEDDING_TOKENS = Counter(
+    "chatworks_embedding_tokens_total", "Tokens embedded for /v1/embeddings.", ["model"],
+    registry=REGISTRY,
+)  # fmt: skip

@@ -43,6 +43,8 @@ from chatworks.rag.answer import Grounded, ground
 from chatworks.rag.errors import FileTooLarge, IngestError, UnsupportedFileType
 from chatworks.rag.ingest import check_limits
 from chatworks.storage import documents as docs
+from chatworks.telemetry import metrics
+from chatworks.telemetry import tracing as t
 
 router = APIRouter(prefix="/v1", tags=["documents"])
 documents_scope = Depends(require("documents"))
@@ -287,7 +289,11 @@ async def embeddings(
         counted = context.tokenizer.encode_batch(texts)
         return embedder.embed(texts), sum(len(encoding.ids) for encoding in counted)
 
-    vectors, tokens = await asyncio.to_thread(embed_and_count)
+    attributes = {t.OPERATION: "embeddings", t.REQUEST_MODEL: embedder.model_id}
+    with t.tracer().start_as_current_span(f"embeddings {embedder.model_id}", attributes=attributes):
+        vectors, tokens = await asyncio.to_thread(embed_and_count)
+    metrics.EMBEDDING_INPUTS.labels(embedder.model_id).inc(len(texts))
+    metrics.EMBEDDING_TOKENS.labels(embedder.model_id).inc(tokens)
     lease.add_tokens(tokens)
     return EmbeddingResponse(
         data=[

@@ -4,6 +4,7 @@ of them (probes and scrapers carry none); they reveal no documents and no keys."
 from __future__ import annotations
 
 import asyncio
+import shutil
 
 from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
@@ -11,6 +12,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
 from chatworks.api.service import Service, get_service
+from chatworks.telemetry import metrics, multiprocess
 from chatworks.telemetry.metrics import REGISTRY
 
 router = APIRouter(tags=["ops"])
@@ -60,7 +62,22 @@ async def readyz(service: Service = Depends(get_service)) -> JSONResponse:
     return JSONResponse(body, status_code=200 if ready else 503)
 
 
+def _refresh_gauges(service: Service) -> None:
+    """What is measured at scrape time: readiness checks and the data disk (alerts need them
+    as series; /readyz answers a probe, not a time series)."""
+    metrics.READY.labels("model").set(float(service.provider.ready))
+    metrics.READY.labels("database").set(float(_database_error(service) is None))
+    data_dir = service.settings.data_dir
+    if data_dir.exists():
+        usage = shutil.disk_usage(data_dir)
+        metrics.DISK_FREE.set(usage.free)
+        metrics.DISK_SIZE.set(usage.total)
+
+
 @router.get("/metrics", response_class=PlainTextResponse)
-async def prometheus_metrics() -> Response:
+async def prometheus_metrics(service: Service = Depends(get_service)) -> Response:
     """Prometheus text exposition format."""
-    return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+    await asyncio.to_thread(_refresh_gauges, service)
+    # Several workers: the sum of every worker's files, not this worker's own counters.
+    registry = multiprocess.registry() if multiprocess.enabled() else REGISTRY
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
