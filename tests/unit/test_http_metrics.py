@@ -26,7 +26,8 @@ def test_metrics_follow_requests(tmp_path):
         "sizes": value("chatworks_http_response_size_bytes_count", **route),
         "decode": value("chatworks_request_decode_time_seconds_count", model="scripted"),
     }
-    with TestClient(create_app(settings)) as client:
+    # A loopback base URL: a keyless server refuses other host names (api/middleware.py).
+    with TestClient(create_app(settings), base_url="http://127.0.0.1") as client:
         deadline = time.monotonic() + 10
         while client.get("/readyz").status_code != 200 and time.monotonic() < deadline:
             time.sleep(0.05)

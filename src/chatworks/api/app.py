@@ -38,7 +38,11 @@ log = get_logger(__name__)
 STATIC_DIR = files("chatworks.web") / "static"
 # Every API route lives in one of these (the auth-matrix test walks them all).
 ROUTERS = (
-    openai_routes.router, moderation.router, documents.router, admin.router, ops.router,
+    openai_routes.router,
+    moderation.router,
+    documents.router,
+    admin.router,
+    ops.router,
     usage.router,
 )
 

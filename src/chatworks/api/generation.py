@@ -100,6 +100,8 @@ def _prompt_text(request: GenerationRequest) -> str | list[dict[str, str]]:
     if request.messages is None:
         return pii.redact(request.prompt or "")
     return [{"role": m.role, "content": pii.redact(m.content)} for m in request.messages]
+
+
 def _phases(span: Span, model: str, timing: Timing | None) -> None:
     """Queue, prefill and decode as child spans of the generation, from the provider's times
     (the engine runs in its own thread and only records them), and their histograms."""

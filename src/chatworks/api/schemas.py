@@ -310,6 +310,8 @@ class ModerationResponse(BaseModel):
     id: str
     model: str
     results: list[ModerationResult]
+
+
 class UsageDayOut(BaseModel):
     """One key's use of one model on one UTC day."""
 

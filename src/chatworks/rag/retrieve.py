@@ -121,6 +121,7 @@ def _stage(span_name: str, stage: str, **attributes: object) -> Iterator[None]:
         yield
     metrics.RETRIEVAL_LATENCY.labels(stage).observe(time.perf_counter() - started)
 
+
 def retrieve(
     question: str,
     *,
