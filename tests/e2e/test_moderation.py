@@ -12,16 +12,27 @@ import pytest
 from faker import Faker
 
 from tests.e2e.conftest import ADMIN_KEY, create_key, scripted_env, secured_env
+from tests.otlp_receiver import start_receiver
 from tests.servers import LiveServer, start_server
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
-def logging_server(tmp_path_factory) -> LiveServer:
+def receiver():
+    receiver = start_receiver()
+    yield receiver
+    receiver.server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def logging_server(tmp_path_factory, receiver) -> LiveServer:
     """Auth on (so there is an audit log), guard on its defaults (flag: PII reaches the model
-    and comes back in the answer), content logging on."""
-    env = secured_env(tmp_path_factory.mktemp("content-log"), CHATWORKS_LOG_CONTENT="true")
+    and comes back in the answer), content logging on, traces sent to an OTLP receiver."""
+    env = secured_env(tmp_path_factory.mktemp("content-log"), CHATWORKS_LOG_CONTENT="true",
+                      OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint,
+                      OTEL_EXPORTER_OTLP_PROTOCOL="http/protobuf",
+                      OTEL_BSP_SCHEDULE_DELAY="100")  # fmt: skip
     server = start_server("content-log", env)
     yield server
     server.stop()
@@ -107,7 +118,7 @@ def test_guard_blocks_injection_and_redacts_pii(guarded_server: LiveServer) -> N
     assert plain.status_code == 200 and plain.json()["refused"]
 
 
-def test_no_pii_in_logs_or_audit(logging_server: LiveServer) -> None:
+def test_no_pii_in_logs_traces_or_audit(logging_server: LiveServer, receiver) -> None:
     people = identities(seed=15)
     admin = {"X-API-Key": ADMIN_KEY}
     client = openai.OpenAI(base_url=logging_server.api_url, api_key=ADMIN_KEY, max_retries=0)
@@ -143,6 +154,19 @@ def test_no_pii_in_logs_or_audit(logging_server: LiveServer) -> None:
         assert all(f"[{kind}]" in g["prompt"][0]["content"] and f"[{kind}]" in g["answer"]
                    for g in generations), kind  # fmt: skip
     assert "c0/[EMAIL]" in audit  # the file name, redacted
+    # Traces carry the same redacted content as the log (GenAI message attributes), no values.
+    chats = receiver.wait_for(
+        lambda spans: (
+            len([s for s in spans if "gen_ai.input.messages" in s.attributes]) >= len(people)
+        )
+    )
+    traced = "\n".join(str(v) for s in receiver.spans for v in s.attributes.values())
+    for who in people:
+        for kind, value in who.items():
+            assert value not in traced, (kind, "in a span")
+    with_content = [s for s in chats if "gen_ai.input.messages" in s.attributes]
+    assert all("[EMAIL]" in s.attributes["gen_ai.input.messages"] for s in with_content)
+    assert all("[CARD]" in s.attributes["gen_ai.output.messages"] for s in with_content)
 
 
 def test_content_is_not_logged_by_default(guarded_server: LiveServer) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
@@ -120,11 +121,18 @@ def _phases(span: Span, model: str, timing: Timing | None) -> None:
         t.tracer().start_span(name, context=parent, start_time=start).end(end_time=end)
 
 
-def _end_generation(span: Span, finish: str, usage: Usage, generated: int) -> None:
+def _end_generation(
+    span: Span, finish: str, usage: Usage, generated: int, content: dict[str, object]
+) -> None:
     t.set_attributes(span, {
         t.FINISH_REASONS: (finish,), t.INPUT_TOKENS: usage.prompt_tokens,
         t.OUTPUT_TOKENS: usage.completion_tokens or generated,
     })  # fmt: skip
+    if content:  # CHATWORKS_LOG_CONTENT: the same redacted text as the log line
+        t.set_attributes(span, {
+            t.INPUT_MESSAGES: json.dumps(content["prompt"]),
+            t.OUTPUT_MESSAGES: json.dumps([{"role": "assistant", "content": content["answer"]}]),
+        })  # fmt: skip
     if finish == "error":
         span.set_status(StatusCode.ERROR)
     span.end()
@@ -184,7 +192,7 @@ async def metered(
         if log_content:  # redacted as a whole: a value split across two deltas is whole here
             content = {"prompt": _prompt_text(request), "answer": pii.redact("".join(answer))}
         _phases(span, model, timing)
-        _end_generation(span, finish, usage, generated)
+        _end_generation(span, finish, usage, generated, content)
         log.info(
             "generation",
             model=model,

@@ -36,6 +36,9 @@ FINISH_REASONS = "gen_ai.response.finish_reasons"
 INPUT_TOKENS = "gen_ai.usage.input_tokens"
 OUTPUT_TOKENS = "gen_ai.usage.output_tokens"
 DATA_SOURCE = "gen_ai.data_source.id"
+# Message content: only with CHATWORKS_LOG_CONTENT=true, and then PII-redacted (api/generation.py).
+INPUT_MESSAGES = "gen_ai.input.messages"
+OUTPUT_MESSAGES = "gen_ai.output.messages"
 
 
 def _env(name: str, environ: Mapping[str, str]) -> str:
