@@ -8,10 +8,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
-from sqlalchemy import select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from chatworks.storage.counters import add_to_row
 from chatworks.storage.models import KeyUsageRow
 
 Period = Literal["day", "month"]
@@ -52,13 +52,6 @@ def current_usage(session: Session, key_id: str, period: Period) -> Usage:
 
 
 def add_usage(session: Session, key_id: str, label: str, tokens: int) -> None:
-    """Add one request and its tokens. UPDATE first: concurrent replicas add, never overwrite."""
-    increment = update(KeyUsageRow).where(KeyUsageRow.key_id == key_id, KeyUsageRow.period == label)
-    values = {"tokens": KeyUsageRow.tokens + tokens, "requests": KeyUsageRow.requests + 1}
-    if session.execute(increment.values(**values)).rowcount:
-        return
-    try:
-        with session.begin_nested():
-            session.add(KeyUsageRow(key_id=key_id, period=label, tokens=tokens, requests=1))
-    except IntegrityError:  # another replica inserted the row first
-        session.execute(increment.values(**values))
+    """Add one request and its tokens to the key's period."""
+    add_to_row(session, KeyUsageRow, {"key_id": key_id, "period": label},
+               {"tokens": tokens, "requests": 1})  # fmt: skip

@@ -8,10 +8,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from chatworks.storage.counters import add_to_row
 from chatworks.storage.models import UsageDailyRow as Row
 
 
@@ -36,17 +36,9 @@ def today() -> str:
 def record(session: Session, key_id: str, model: str, prompt: int, completion: int,
            day: str | None = None) -> None:  # fmt: skip
     """Add one request and its tokens to the (key, model, day) row."""
-    where = (Row.key_id == key_id, Row.model == model, Row.day == (day or today()))
-    values = {"requests": Row.requests + 1, "prompt_tokens": Row.prompt_tokens + prompt,
-              "completion_tokens": Row.completion_tokens + completion}  # fmt: skip
-    if session.execute(update(Row).where(*where).values(**values)).rowcount:
-        return
-    try:
-        with session.begin_nested():
-            session.add(Row(key_id=key_id, model=model, day=day or today(), requests=1,
-                            prompt_tokens=prompt, completion_tokens=completion))  # fmt: skip
-    except IntegrityError:  # another replica inserted the row first
-        session.execute(update(Row).where(*where).values(**values))
+    row = {"key_id": key_id, "model": model, "day": day or today()}
+    counts = {"requests": 1, "prompt_tokens": prompt, "completion_tokens": completion}
+    add_to_row(session, Row, row, counts)
 
 
 def query(session: Session, key_id: str | None, days: int) -> list[DayUsage]:
