@@ -30,10 +30,11 @@ from typing import Any
 from fastapi import Depends, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from chatworks.api.auth import Principal, require
 from chatworks.api.errors import APIError
+from chatworks.api.middleware import HttpMiddleware
 from chatworks.api.quota import Lease, ask_quota, chat_quota
 from chatworks.api.schemas import AskRequest, ChatCompletionRequest
 from chatworks.api.service import Service, get_service
@@ -134,17 +135,11 @@ cached_chat = Depends(cached("chat", chat_quota, keyed("chat", ChatCompletionReq
 cached_ask = Depends(cached("documents", ask_quota, keyed("ask", AskRequest)))
 
 
-class CacheWriter:
+class CacheWriter(HttpMiddleware):
     """Adds `x-chatworks-cache` to the responses of cacheable routes and stores a miss's
     response when it is a complete 200 JSON body."""
 
-    def __init__(self, app: ASGIApp):
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         state = scope.setdefault("state", {})
         parts: list[bytes] = []
         storing = False

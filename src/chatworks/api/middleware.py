@@ -38,17 +38,28 @@ def _carrier(scope: Scope) -> dict[str, str]:
     return {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
 
 
-class RequestContext:
-    """Binds a request id (taken from `X-Request-ID` or made up), returns it in the response,
-    logs one line per request and counts it in the HTTP metrics."""
+class HttpMiddleware:
+    """Base of the plain-ASGI middleware here and in `api/cache.py`, `api/quota.py`: lifespan
+    messages pass through untouched, and each HTTP request goes to `handle`."""
 
     def __init__(self, app: ASGIApp):
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] == "http":
+            await self.handle(scope, receive, send)
+        else:
             await self.app(scope, receive, send)
-            return
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        raise NotImplementedError
+
+
+class RequestContext(HttpMiddleware):
+    """Binds a request id (taken from `X-Request-ID` or made up), returns it in the response,
+    logs one line per request and counts it in the HTTP metrics."""
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = dict(scope["headers"])
         incoming = headers.get(REQUEST_ID_HEADER, b"").decode("latin-1")
         request_id = incoming[:128] if incoming.isprintable() and incoming else uuid.uuid4().hex
@@ -101,16 +112,14 @@ class RequestContext:
             structlog.contextvars.unbind_contextvars("request_id")
 
 
-class BodySizeLimit:
+class BodySizeLimit(HttpMiddleware):
     """Rejects request bodies over `max_bytes` with 413, by header or while reading."""
 
     def __init__(self, app: ASGIApp, max_bytes: int):
-        self.app, self.max_bytes = app, max_bytes
+        super().__init__(app)
+        self.max_bytes = max_bytes
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
             await self._reject(scope, receive, send)
@@ -152,17 +161,11 @@ _UI_HEADERS = [
 ]
 
 
-class SecurityHeaders:
+class SecurityHeaders(HttpMiddleware):
     """`X-Content-Type-Options: nosniff` on every response; the UI's pages and files (`/`,
     `/static/...`) also get its Content-Security-Policy, no framing and no referrer."""
 
-    def __init__(self, app: ASGIApp):
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "")
         extra = [(b"x-content-type-options", b"nosniff")]
         if path == "/" or path.startswith("/static/"):
@@ -176,18 +179,12 @@ class SecurityHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
-class LocalOnly:
+class LocalOnly(HttpMiddleware):
     """With auth off on a loopback bind, refuses (403) requests that come through another host
     name or from another site's page (`security.exposure.foreign_request`). Probes and
     scrapers send neither an odd `Host` nor an `Origin`, so they pass."""
 
-    def __init__(self, app: ASGIApp):
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = dict(scope["headers"])
         host, origin = headers.get(b"host"), headers.get(b"origin")
         reason = foreign_request(

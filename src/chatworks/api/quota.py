@@ -16,10 +16,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import Depends, Request
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from chatworks.api.auth import Principal, require
 from chatworks.api.errors import APIError
+from chatworks.api.middleware import HttpMiddleware
 from chatworks.api.schemas import MODERATION_MODEL
 from chatworks.api.service import Service, get_service
 from chatworks.security import budgets, keys
@@ -176,16 +177,10 @@ ask_quota = quota("documents", served_model)
 moderation_quota = quota("chat", moderation_model)
 
 
-class LeaseSettler:
+class LeaseSettler(HttpMiddleware):
     """Adds a lease's headers to its response and releases it once the response has ended."""
 
-    def __init__(self, app: ASGIApp):
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         state = scope.setdefault("state", {})
 
         async def send_with_headers(message: Message) -> None:
