@@ -25,5 +25,4 @@ if [ -z "${OTEL_EXPORTER_OTLP_ENDPOINT:-}" ] && [ -z "${OTEL_TRACES_EXPORTER:-}"
   export OTEL_TRACES_EXPORTER=console
 fi
 export OTEL_SERVICE_NAME="${OTEL_SERVICE_NAME:-chatworks}"
-.venv/bin/chatworks ingest docs README.md --collection chatworks-docs --prune
-.venv/bin/chatworks serve --port "$PORT"
+CHATWORKS_PORT="$PORT" make --no-print-directory run  # the README's first command, traced
