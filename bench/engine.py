@@ -18,10 +18,10 @@ import time
 
 import torch
 
-from chatworks.engine.precision import apply_precision
+from chatworks.engine.precision import load_for_serving
 from chatworks.engine.sampling import SamplingParams
 from chatworks.engine.scheduler import Engine, Finish
-from chatworks.model import bundled_model_path, load_pretrained
+from chatworks.model import bundled_model_path
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 STORY = "The old lighthouse keeper climbed the stairs each night, counting the steps. "
@@ -107,8 +107,7 @@ def main() -> None:
 
     rows = []
     for precision in args.precisions.split(","):
-        model, tokenizer = load_pretrained()
-        apply_precision(model, precision)
+        model, tokenizer = load_for_serving(None, precision)
         engine = Engine(model, slots=max(streams), threads=args.threads).start()
         run_streams(engine, [prompt_ids(tokenizer, 0)], 4)  # warm-up
         for n in streams:

@@ -18,8 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from chatworks.engine.kv_cache import KVCache
-from chatworks.engine.precision import Int4Linear, apply_precision
-from chatworks.model import load_pretrained
+from chatworks.engine.precision import Int4Linear, load_for_serving
 from chatworks.model.llama import _cached_attention
 
 
@@ -33,7 +32,7 @@ def per_call_ms(fn, repeats: int = 50) -> float:
 
 
 def linear_rows() -> None:
-    layer = Int4Linear(nn.Linear(576, 1536, bias=False))
+    layer = Int4Linear.quantize(nn.Linear(576, 1536, bias=False))
     print("\n| rows | int4 kernel ms | dense bf16 ms | int4 / dense |\n|---|---|---|---|")
     for rows in (1, 4, 8, 16, 64, 230):
         x = torch.randn(rows, 576, dtype=torch.bfloat16)
@@ -56,8 +55,7 @@ def attention() -> None:
 
 
 def decode_steps() -> None:
-    model, _ = load_pretrained()
-    apply_precision(model, "int4")
+    model, _ = load_for_serving(None, "int4")
     print("\n| int4 model | ms | tokens/s |\n|---|---|---|")
     with torch.inference_mode():
         for batch in (1, 4, 8, 16):

@@ -2,8 +2,8 @@
 
 Decoding one token reads every weight once, so on a CPU its speed is set by bytes of weights per
 token (memory bandwidth), not by arithmetic: bf16 halves the bytes, int8 quarters them, int4
-(groups of 32 with a scale and a minimum each, the layout of GGUF's Q4_1, so a Q4_1 checkpoint
-loses nothing more) cuts them ~7x for decode batches of up to 4 rows; larger batches and
+(groups of 32 with a scale and a minimum each, the layout of GGUF's Q4_1, whose codes are loaded
+as the file stores them) cuts them ~7x for decode batches of up to 4 rows; larger batches and
 prefill use a dense bf16 copy of the same quantized weights (compute-bound there), so resident
 memory is ~2.5 bytes per weight. The int kernels take bf16 activations. RoPE tables and norm
 statistics stay float32 in every mode.
@@ -12,12 +12,16 @@ Does not cover: quantization-aware training or activation quantization.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Literal, get_args
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from chatworks.model import Tokenizer, load_pretrained, read_int4_weights
+from chatworks.model.gguf_io import Int4Groups
 from chatworks.model.llama import Llama
 
 Precision = Literal["fp32", "bf16", "int8", "int4"]
@@ -46,18 +50,17 @@ class Int4Linear(nn.Module):
 
     GROUP = 32
 
-    def __init__(self, linear: nn.Linear):
+    def __init__(self, groups: Int4Groups):
         super().__init__()
-        w = linear.weight.detach().float()
-        n, k = w.shape
-        groups = w.view(n, k // self.GROUP, self.GROUP)
-        low, high = groups.amin(-1), groups.amax(-1)
-        scale = ((high - low) / 15).clamp(min=1e-12)
-        q = torch.round((groups - low[..., None]) / scale[..., None]).clamp(0, 15)
+        n, k = groups.codes.shape
+        q = groups.codes.view(n, k // self.GROUP, self.GROUP).float()
+        scale, low = groups.scale.float(), groups.minimum.float()
         self.register_buffer(
-            "weight", torch._convert_weight_to_int4pack_for_cpu(q.view(n, k).to(torch.int32), 1)
+            "weight", torch._convert_weight_to_int4pack_for_cpu(groups.codes.to(torch.int32), 1)
         )
         # The kernel computes (q - 8) * scale + zero, so zero = min + 8 * scale; [k/GROUP, n, 2].
+        # Only bfloat16 scales are fast (float16 and float32 ones are ~40x slower here), so this
+        # rounding is the one place the int4 path departs from the file's Q4 weights.
         pairs = torch.stack([scale, low + 8 * scale], dim=-1).transpose(0, 1)
         self.register_buffer("scales_and_zeros", pairs.contiguous().to(torch.bfloat16))
         # The int4 kernel re-unpacks the weights for every input row, so it only wins for a few
@@ -66,6 +69,17 @@ class Int4Linear(nn.Module):
         # 230 rows 3.9 ms vs 1.1 ms). Memory: 2.5 bytes per weight instead of 0.5.
         dense = (q * scale[..., None] + low[..., None]).view(n, k)
         self.register_buffer("dense", dense.to(torch.bfloat16))
+
+    @classmethod
+    def quantize(cls, linear: nn.Linear) -> Int4Linear:
+        """Round a float weight to 4 bits: each group's own minimum and range."""
+        w = linear.weight.detach().float()
+        n, k = w.shape
+        groups = w.view(n, k // cls.GROUP, cls.GROUP)
+        low, high = groups.amin(-1), groups.amax(-1)
+        scale = ((high - low) / 15).clamp(min=1e-12)
+        q = torch.round((groups - low[..., None]) / scale[..., None]).clamp(0, 15)
+        return cls(Int4Groups(q.view(n, k).to(torch.uint8), scale, low))
 
     MAX_INT4_ROWS = 4
 
@@ -80,8 +94,13 @@ class Int4Linear(nn.Module):
         return out.view(*x.shape[:-1], -1).to(x.dtype)
 
 
-def apply_precision(model: Llama, precision: str) -> Llama:
-    """Convert `model` (float32, as loaded) in place."""
+def apply_precision(
+    model: Llama, precision: str, file_int4: Mapping[str, Int4Groups] | None = None
+) -> Llama:
+    """Convert `model` (float32, as loaded) in place. For int4, `file_int4` (from
+    `gguf_io.read_int4_groups`) gives layers the 4-bit weights their file stores, instead of
+    rounding the float32 copy again: a Q4_1 file's groups are kept as they are, and a Q4_0 file's
+    (symmetric, so rarely spanning all 16 codes) are not re-rounded onto a different grid."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
     if precision == "bf16":
@@ -97,7 +116,19 @@ def apply_precision(model: Llama, precision: str) -> Llama:
         for name, module in list(model.named_modules()):
             if isinstance(module, nn.Linear):
                 fits_int4 = module.in_features % Int4Linear.GROUP == 0 and name != "lm_head"
-                quantized = Int4Linear if precision == "int4" and fits_int4 else Int8Linear
+                if precision == "int4" and fits_int4:
+                    stored = (file_int4 or {}).get(name)
+                    quantized = Int4Linear(stored) if stored else Int4Linear.quantize(module)
+                else:
+                    quantized = Int8Linear(module)
                 parent, _, attr = name.rpartition(".")
-                setattr(model.get_submodule(parent), attr, quantized(module))
+                setattr(model.get_submodule(parent), attr, quantized)
     return model
+
+
+def load_for_serving(path: str | Path | None, precision: str) -> tuple[Llama, Tokenizer]:
+    """A model as the engine serves it: loaded (default: the bundled one), then converted to
+    `precision`, an int4 GGUF model with the 4-bit weights its file stores."""
+    model, tokenizer = load_pretrained(path)
+    file_int4 = read_int4_weights(path) if precision == "int4" else {}
+    return apply_precision(model, precision, file_int4), tokenizer

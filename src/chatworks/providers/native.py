@@ -14,11 +14,11 @@ from contextlib import aclosing
 
 import torch
 
-from chatworks.engine.precision import apply_precision
+from chatworks.engine.precision import load_for_serving
 from chatworks.engine.sampling import SamplingParams
 from chatworks.engine.scheduler import Engine, Finish, QueueFull
 from chatworks.engine.textstream import IncrementalDetokenizer, StopMatcher
-from chatworks.model import Tokenizer, load_pretrained
+from chatworks.model import Tokenizer
 from chatworks.providers.base import Delta, GenerationRequest, ProviderError, Timing, Usage
 from chatworks.settings import Settings
 from chatworks.telemetry.metrics import watch_engine
@@ -39,8 +39,7 @@ class NativeProvider:
     def _load(self) -> None:
         s = self.settings
         torch.set_num_threads(s.threads)
-        model, self._tokenizer = load_pretrained(s.model_path)
-        apply_precision(model, s.engine_precision)
+        model, self._tokenizer = load_for_serving(s.model_path, s.engine_precision)
         self._engine = Engine(
             model,
             slots=s.engine_slots,

@@ -1,0 +1,70 @@
+"""How often each serving precision's greedy answer equals the float32 reference's.
+
+Runs the prompts of the model probe set (`src/chatworks/evals/data/model_probes.jsonl`) as chat
+messages through the engine at each precision, 48 greedy tokens each, and prints, per precision,
+how many answers are token-for-token identical to fp32's and the mean number of tokens before
+the first difference. The question it answers: does the default precision change answers more
+than int8 does? (issue: "no precision default that changes answers").
+
+    .venv/bin/python bench/precision_agreement.py [--precisions fp32,bf16,int8,int4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+
+from chatworks.engine.precision import load_for_serving
+from chatworks.engine.sampling import SamplingParams
+from chatworks.engine.scheduler import Engine
+
+PROBES = Path(__file__).parents[1] / "src/chatworks/evals/data/model_probes.jsonl"
+
+
+def answers(precision: str, prompts: list[str], max_tokens: int) -> list[list[int]]:
+    model, tokenizer = load_for_serving(None, precision)
+    engine = Engine(model, slots=1).start()
+    params = SamplingParams(
+        max_tokens=max_tokens, temperature=0.0, stop_token_ids=tokenizer.eos_token_ids
+    )
+    try:
+        return [
+            engine.generate(
+                tokenizer.encode(tokenizer.apply_chat_template(
+                    [{"role": "user", "content": p}], add_generation_prompt=True)),
+                params,
+            )[0]
+            for p in prompts
+        ]  # fmt: skip
+    finally:
+        engine.stop()
+
+
+def shared_prefix(a: list[int], b: list[int]) -> int:
+    n = min(len(a), len(b))
+    return next((i for i in range(n) if a[i] != b[i]), n)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--precisions", default="fp32,bf16,int8,int4")
+    ap.add_argument("--max-tokens", type=int, default=48)
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    prompts = [json.loads(line)["prompt"] for line in PROBES.read_text().splitlines()]
+    reference = answers("fp32", prompts, args.max_tokens)
+    print(f"{len(prompts)} probe prompts, {args.max_tokens} greedy tokens")
+    print("| precision | identical to fp32 | mean tokens before the first difference |")
+    print("|---|---|---|")
+    for precision in args.precisions.split(","):
+        got = reference if precision == "fp32" else answers(precision, prompts, args.max_tokens)
+        same = sum(a == b for a, b in zip(got, reference, strict=True))
+        agree = [shared_prefix(a, b) for a, b in zip(got, reference, strict=True)]
+        print(f"| {precision} | {same}/{len(prompts)} | {sum(agree) / len(agree):.1f} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,62 @@
+"""int4 serving computes with the 4-bit weights a GGUF file stores, not a second rounding."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from gguf import GGMLQuantizationType, GGUFReader, GGUFWriter
+from gguf.quants import dequantize, quantize
+
+from chatworks.engine.precision import Int4Linear
+from chatworks.model import bundled_model_path, gguf_io, read_int4_weights
+
+
+def as_weights(groups: gguf_io.Int4Groups) -> torch.Tensor:
+    n, k = groups.codes.shape
+    codes = groups.codes.view(n, k // 32, 32).float()
+    return (codes * groups.scale[..., None] + groups.minimum[..., None]).view(n, k)
+
+
+def test_bundled_q4_1_weights_equal_the_dequantized_file():
+    reader = gguf_io.open_gguf(bundled_model_path())
+    cfg = gguf_io.read_config(reader)
+    state = gguf_io.read_state_dict(reader, cfg)
+    groups = read_int4_weights()
+    # Every projection of every layer; the embedding is Q8_0 and stays out.
+    assert len(groups) == 7 * cfg.n_layers
+    for name, weight in groups.items():
+        assert torch.equal(as_weights(weight), state[f"{name}.weight"]), name
+
+
+def test_q4_0_codes_are_kept_where_rounding_again_would_move_them(tmp_path):
+    # Q4_0 is symmetric (w = (q - 8) * d): a group rarely uses code 15, so re-quantizing its
+    # dequantized weights over their own min..max range lands on another grid.
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((64, 128)).astype(np.float32)
+    path = tmp_path / "q4_0.gguf"
+    writer = GGUFWriter(path, "llama")
+    writer.add_tensor(
+        "blk.0.ffn_up.weight", quantize(w, GGMLQuantizationType.Q4_0),
+        raw_dtype=GGMLQuantizationType.Q4_0,
+    )  # fmt: skip
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    reader = GGUFReader(path)
+    stored = dequantize(reader.tensors[0].data, GGMLQuantizationType.Q4_0).reshape(64, 128)
+    cfg = gguf_io.read_config(gguf_io.open_gguf(bundled_model_path()))
+    groups = gguf_io.read_int4_groups(reader, cfg)["layers.0.mlp.up_proj"]
+    assert torch.equal(as_weights(groups), torch.from_numpy(stored))
+
+    from_file = Int4Linear(groups)
+    linear = torch.nn.Linear(128, 64, bias=False)
+    linear.weight.data = torch.from_numpy(stored)
+    rounded_again = Int4Linear.quantize(linear)
+    expected = torch.from_numpy(stored).to(torch.bfloat16)
+    assert torch.equal(from_file.dense, expected)
+    assert not torch.equal(rounded_again.dense, expected)
+    x = torch.randn(2, 128)
+    torch.testing.assert_close(
+        from_file(x), x.bfloat16().float() @ expected.float().T, rtol=0.02, atol=0.02
+    )
