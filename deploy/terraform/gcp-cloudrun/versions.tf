@@ -1,0 +1,21 @@
+terraform {
+  required_version = ">= 1.5"
+  required_providers {
+    google = {
+      source  = "hashicorp/google"
+      version = "~> 6.0"
+    }
+    random = {
+      source  = "hashicorp/random"
+      version = "~> 3.6"
+    }
+  }
+  # State lives in a GCS bucket, one prefix per environment (docs/operations/deploy.md):
+  #   terraform init -backend-config="bucket=BUCKET" -backend-config="prefix=chatworks/dev"
+  backend "gcs" {}
+}
+
+provider "google" {
+  project = var.project_id
+  region  = var.region
+}
