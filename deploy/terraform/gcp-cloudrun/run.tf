@@ -61,6 +61,12 @@ resource "google_cloud_run_v2_service" "chatworks" {
   deletion_protection = var.deletion_protection
   depends_on          = [google_secret_manager_secret_iam_member.run, google_secret_manager_secret_version.chatworks]
 
+  # Terraform creates the service with var.image; releases (scripts/deploy.sh) own the image and
+  # the traffic split from then on, so a later `terraform apply` does not roll them back.
+  lifecycle {
+    ignore_changes = [template[0].containers[0].image, traffic, client, client_version]
+  }
+
   template {
     service_account                  = google_service_account.run.email
     max_instance_request_concurrency = var.concurrency
