@@ -26,7 +26,7 @@ test: $(VENV)/.installed-dev system-deps
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 	@$(MAKE) --no-print-directory deploy-check
-	$(BIN)/pytest -q -m "not deploy"
+	$(BIN)/pytest -q --ignore=tests/deploy
 	# Again on other CPU kernels (AVX2: no AVX-512, no AMX), the tests that compute with a real
 	# model: one that passes only on this CPU's rounding fails here too (docs/architecture.md,
 	# "How the tests stay true").
@@ -45,13 +45,13 @@ fmt: $(VENV)/.installed-dev
 
 # The deployment artifacts (deploy/, docs/operations/deploy.md) through offline validators:
 # hadolint, kubectl kustomize + kubernetes-validate --strict, checkov, terraform fmt, JSON
-# schemas, shellcheck; then the tests marked `deploy` (image and manifests agree; SIGTERM
-# drains a real server). The validators live in their own virtualenv, installed once per
+# schemas, shellcheck; then tests/deploy (image and manifests agree; SIGTERM drains a real
+# server). The validators live in their own virtualenv, installed once per
 # change of deploy/requirements-tools.txt.
 TOOLS := .venv-deploy
 deploy-check: $(VENV)/.installed-dev $(TOOLS)/.installed
 	PATH="$(CURDIR)/$(TOOLS)/bin:$$PATH" bash scripts/deploy-check.sh
-	$(BIN)/pytest -q -m deploy
+	$(BIN)/pytest -q tests/deploy
 
 $(TOOLS)/.installed: deploy/requirements-tools.txt
 	$(PYTHON) -m venv $(TOOLS)

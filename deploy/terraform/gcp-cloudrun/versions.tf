@@ -18,4 +18,7 @@ terraform {
 provider "google" {
   project = var.project_id
   region  = var.region
+  # The billing budget API needs a quota project when called with user credentials.
+  user_project_override = true
+  billing_project       = var.project_id
 }

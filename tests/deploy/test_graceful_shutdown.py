@@ -13,7 +13,7 @@ import pytest
 
 from tests.servers import LiveServer, start_server
 
-pytestmark = [pytest.mark.e2e, pytest.mark.deploy]
+pytestmark = pytest.mark.e2e
 
 WORDS = [f"w{i}" for i in range(12)]
 # The scripted provider pauses before each word, so the stream is still running when the

@@ -10,7 +10,6 @@ import json
 import re
 import shlex
 
-import pytest
 import typer
 import yaml
 
@@ -19,8 +18,6 @@ from chatworks.cli import app as cli_app
 from chatworks.settings import Settings
 from chatworks.telemetry.metrics import REGISTRY
 from tests.servers import REPO
-
-pytestmark = pytest.mark.deploy
 
 DEPLOY = REPO / "deploy"
 K8S = DEPLOY / "k8s" / "base"
