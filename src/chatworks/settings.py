@@ -28,6 +28,10 @@ class Settings(BaseSettings):
     workers: int = Field(
         1, ge=1, le=64, description="uvicorn worker processes; metrics use multiprocess mode"
     )
+    shutdown_timeout_s: float = Field(
+        10.0, ge=0, description="on SIGTERM, how long in-flight requests may finish before "
+        "they are cancelled (keep it under the platform's kill deadline)",
+    )  # fmt: skip
 
     # Generation
     provider: Literal["native", "transformers", "openai", "scripted"] = Field(

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import typer
 
-from chatworks.cli import documents, eval_suites, evals, keys, serving, training, usage
+from chatworks.cli import database, documents, eval_suites, evals, keys, serving, training, usage
 
 app = typer.Typer(
     help="chatworks: train, serve, ground and observe a chat model.", no_args_is_help=True
@@ -26,3 +26,4 @@ app.add_typer(training.app, name="train")
 app.add_typer(keys.app, name="keys")
 app.command("export")(training.export_model)
 app.command("usage")(usage.usage)
+app.command()(database.migrate)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
+import sys
 from typing import Annotated
 
 import typer
@@ -67,8 +69,14 @@ def serve(
         f"[bold]chatworks[/] serving [cyan]{settings.model}[/] ({settings.provider}) on "
         f"http://{settings.host}:{settings.port}", highlight=False,
     )  # fmt: skip
+    # On SIGTERM uvicorn stops listening, lets in-flight requests (streams too) finish for up to
+    # the drain deadline, cancels what is left, and exits 0: what Kubernetes and Cloud Run expect.
     common = {"host": settings.host, "port": settings.port, "log_level": settings.log_level,
-              "access_log": False, "timeout_graceful_shutdown": 5}  # fmt: skip
+              "access_log": False,
+              "timeout_graceful_shutdown": settings.shutdown_timeout_s}  # fmt: skip
+    # After draining, uvicorn re-raises the SIGTERM it caught, and the default action would end
+    # the process with status 143. A drained stop is a clean one: exit 0.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     if settings.workers == 1:
         uvicorn.run(create_app(settings), **common)
         return

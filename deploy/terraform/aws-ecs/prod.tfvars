@@ -1,0 +1,9 @@
+environment         = "prod"
+desired_count       = 3
+max_count           = 12
+task_cpu            = 4096
+task_memory         = 8192
+db_instance_class   = "db.r7g.large"
+high_availability   = true
+redis_node_type     = "cache.r7g.large"
+deletion_protection = true

@@ -1,0 +1,2 @@
+environment = "dev"
+gpu_count   = 1

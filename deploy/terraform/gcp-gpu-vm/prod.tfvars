@@ -1,0 +1,3 @@
+environment  = "prod"
+machine_type = "g2-standard-24"
+gpu_count    = 2

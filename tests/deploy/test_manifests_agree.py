@@ -1,0 +1,143 @@
+"""The image and every manifest that runs it agree: the port it listens on, the commands it
+runs, the user it runs as, the probe paths (routes the app really serves), the drain deadline
+against the platform's kill deadline, and the metric the autoscaler reads (a series chatworks
+really exports). `make deploy-check` validates each file on its own; this checks them together.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+
+import typer
+import yaml
+
+from chatworks.api.routes import ops
+from chatworks.cli import app as cli_app
+from chatworks.settings import Settings
+from chatworks.telemetry.metrics import REGISTRY
+from tests.servers import REPO
+
+DEPLOY = REPO / "deploy"
+K8S = DEPLOY / "k8s" / "base"
+
+
+def _dockerfile() -> dict[str, list[str]]:
+    """Instruction -> its arguments, for the final stage (continuation lines joined)."""
+    text = re.sub(r"\\\n\s*", " ", (DEPLOY / "Dockerfile").read_text())
+    final = text.split("\nFROM ")[-1]
+    found: dict[str, list[str]] = {}
+    for line in final.splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            word, _, rest = line.strip().partition(" ")
+            found.setdefault(word.upper(), []).append(rest.strip())
+    return found
+
+
+IMAGE = _dockerfile()
+PORT = int(IMAGE["EXPOSE"][0])
+UID = int(IMAGE["USER"][0].split(":")[0])
+ENTRYPOINT = json.loads(IMAGE["ENTRYPOINT"][0])
+CMD = json.loads(IMAGE["CMD"][0])
+HEALTH, READY = "/healthz", "/readyz"
+
+
+def _yaml(path):
+    return yaml.safe_load(path.read_text())
+
+
+def _pod(path) -> dict:
+    return _yaml(path)["spec"]["template"]["spec"]
+
+
+def _commands() -> set[str]:
+    return set(typer.main.get_command(cli_app).commands)
+
+
+def test_the_image_serves_on_its_port_as_a_fixed_user_and_checks_its_own_liveness():
+    assert f"CHATWORKS_PORT={PORT}" in IMAGE["ENV"][0].split()
+    assert ENTRYPOINT == ["chatworks"] and CMD[0] in _commands()
+    healthcheck = IMAGE["HEALTHCHECK"][0]
+    assert HEALTH in healthcheck and "CHATWORKS_PORT" in healthcheck
+    assert UID >= 10000  # not a uid that exists on the host
+
+
+def test_probe_paths_are_routes_the_app_serves():
+    assert {HEALTH, READY} <= {route.path for route in ops.router.routes}
+
+
+def test_the_deployment_runs_the_image_as_built():
+    pod = _pod(K8S / "deployment.yaml")
+    container = pod["containers"][0]
+    assert container["args"][0] in _commands() and container["args"] == CMD
+    assert "command" not in container  # the image's ENTRYPOINT stays
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports == {"http": PORT}
+    for probe, path in [("startupProbe", HEALTH), ("livenessProbe", HEALTH),
+                        ("readinessProbe", READY)]:  # fmt: skip
+        assert container[probe]["httpGet"] == {"path": path, "port": "http"}
+    assert pod["securityContext"]["runAsUser"] == UID
+    annotations = _yaml(K8S / "deployment.yaml")["spec"]["template"]["metadata"]["annotations"]
+    assert int(annotations["prometheus.io/port"]) == PORT
+
+
+def test_the_service_and_ingress_reach_the_named_port():
+    service = _yaml(K8S / "service.yaml")
+    assert service["spec"]["ports"][0]["targetPort"] == "http"
+    backend = _yaml(K8S / "ingress.yaml")["spec"]["rules"][0]["http"]["paths"][0]["backend"]
+    assert backend["service"] == {"name": service["metadata"]["name"], "port": {"name": "http"}}
+
+
+def test_the_migration_job_runs_a_real_command_as_the_image_user():
+    pod = _pod(K8S / "migration-job.yaml")
+    assert pod["containers"][0]["args"] == ["migrate"] and "migrate" in _commands()
+    assert pod["securityContext"]["runAsUser"] == UID
+
+
+def test_pods_drain_before_kubernetes_kills_them():
+    pod = _pod(K8S / "deployment.yaml")
+    pre_stop = pod["containers"][0]["lifecycle"]["preStop"]["exec"]["command"]
+    assert pre_stop[0] == "sleep"
+    literals = _yaml(K8S / "kustomization.yaml")["configMapGenerator"][0]["literals"]
+    config = dict(item.split("=", 1) for item in literals)
+    drain = float(config["CHATWORKS_SHUTDOWN_TIMEOUT_S"])
+    assert pod["terminationGracePeriodSeconds"] > int(pre_stop[1]) + drain
+
+
+def test_the_autoscaler_reads_series_chatworks_exports():
+    hpa = _yaml(K8S / "hpa.yaml")
+    custom = [m["pods"]["metric"]["name"] for m in hpa["spec"]["metrics"] if m["type"] == "Pods"]
+    exported = {metric.name for metric in REGISTRY.collect()}
+    assert custom and set(custom) <= exported
+
+
+def test_compose_runs_the_same_image_port_and_commands():
+    services = _yaml(DEPLOY / "compose.yaml")["services"]
+    server = services["chatworks"]
+    assert server["command"] == CMD and services["migrate"]["command"] == ["migrate"]
+    assert [p.rsplit(":", 1)[1] for p in server["ports"]] == [str(PORT)]
+    default_drain = Settings.model_fields["shutdown_timeout_s"].default
+    assert float(server["stop_grace_period"].rstrip("s")) > default_drain
+    prometheus = _yaml(DEPLOY / "compose.yaml")["configs"]["prometheus"]["content"]
+    assert f"chatworks:{PORT}" in prometheus
+
+
+def test_cloud_run_and_ecs_use_the_image_port_and_probe_paths():
+    run = (DEPLOY / "terraform" / "gcp-cloudrun" / "run.tf").read_text()
+    assert set(re.findall(r"(?:container_port|port)\s*=\s*(\d+)", run)) == {str(PORT)}
+    assert re.findall(r'path\s*=\s*"([^"]+)"', run) == [READY, HEALTH]  # startup, liveness
+    drain = re.search(r'CHATWORKS_SHUTDOWN_TIMEOUT_S\s*=\s*"([\d.]+)"', run)
+    assert float(drain.group(1)) < 10  # Cloud Run kills 10 s after SIGTERM
+    ecs = (DEPLOY / "terraform" / "aws-ecs" / "ecs.tf").read_text()
+    assert f"containerPort = {PORT}" in ecs and f"container_port   = {PORT}" in ecs
+    assert f'path                = "{READY}"' in ecs
+    stop = int(re.search(r"stopTimeout = (\d+)", ecs).group(1))
+    drain = re.search(r'"CHATWORKS_SHUTDOWN_TIMEOUT_S", value = "([\d.]+)"', ecs)
+    assert float(drain.group(1)) < stop
+
+
+def test_the_gpu_vm_starts_the_image_with_a_real_command():
+    script = (DEPLOY / "terraform" / "gcp-gpu-vm" / "startup.sh.tftpl").read_text()
+    chatworks_run = script.split("docker run")[-1]
+    assert shlex.split(chatworks_run.replace("\\\n", " "))[-1] in _commands()
