@@ -46,7 +46,7 @@ def _ids(loaded, prompt: str) -> list[int]:
     return loaded[1].encode(prompt)
 
 
-def _collect(engine: Engine, ids: list[int], params: SamplingParams):
+def _collect(engine: Engine, ids: list[int], params: SamplingParams, matcher=None):
     """Submit and return (tokens list, done event, finish list) filled from the engine thread."""
     tokens: list[int] = []
     finish: list[Finish] = []
@@ -59,7 +59,7 @@ def _collect(engine: Engine, ids: list[int], params: SamplingParams):
         else:
             tokens.append(event)
 
-    handle = engine.submit(ids, params, emit)
+    handle = engine.submit(ids, params, emit, matcher)
     return tokens, finish, done, handle
 
 
