@@ -1,12 +1,13 @@
 """Constrained decoding: its cost in decode tokens/s, and the schema-valid rate it buys.
 
-    .venv/bin/python bench/structured.py [--streams 1,16] [--tokens 96]
+    .venv/bin/python bench/structured.py [--streams 1,16] [--tokens 96] [--rounds 3]
 
 Engine level (no HTTP), the default model at the serving precision, one torch thread.
 1. Cost: n sequences decode exactly `--tokens` tokens each, free and then constrained by a JSON
    Schema whose sentences are longer than that (an array of 30 person objects with bounded
    strings, integers and an enum), so the batch stays n wide for every step in both runs and
-   tokens/s compare like for like. Both runs alternate twice; the best of each is kept.
+   tokens/s compare like for like. The two alternate `--rounds` times; the best of each is
+   kept (other work on a shared machine only ever slows a run down).
 2. Validity: n extraction prompts that ask for JSON matching a small schema, stopping at EOS
    (max 128 tokens): the share of replies that parse and validate, free vs constrained.
 Ratios are against the free run measured in the same process.
@@ -74,15 +75,15 @@ def run(engine: Engine, prompts, params: SamplingParams, grammar: str | None):
     return outputs, time.perf_counter() - start
 
 
-def cost(engine: Engine, tokenizer, n: int, tokens: int) -> dict[str, float]:
-    """Aggregate tokens/s, free vs constrained, at a batch held at n (best of two each)."""
+def cost(engine: Engine, tokenizer, n: int, tokens: int, rounds: int) -> dict[str, float]:
+    """Aggregate tokens/s, free vs constrained, at a batch held at n (best of `rounds`)."""
     prompt = chat(tokenizer, "List thirty people as JSON objects with name, age, city, role.")
     prompts = [prompt] * n
     # No stop tokens: every free sequence runs exactly `tokens`; the schema is longer than that.
     params = SamplingParams(max_tokens=tokens, temperature=0)
     grammar = json_schema_grammar(LONG)
     best = {"free": 0.0, "constrained": 0.0}
-    for _ in range(2):
+    for _ in range(rounds):
         for mode, g in (("free", None), ("constrained", grammar)):
             outputs, wall = run(engine, prompts, params, g)
             assert all(len(o) == tokens for o in outputs), "a sequence ended early"
@@ -113,6 +114,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--streams", default="1,16")
     ap.add_argument("--tokens", type=int, default=96)
+    ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
     settings = Settings(_env_file=None)
     torch.set_num_threads(settings.threads)
@@ -126,7 +128,10 @@ def main() -> None:
 
     rows = []
     for n in streams:
-        speed, valid = cost(engine, tokenizer, n, args.tokens), validity(engine, tokenizer, n)
+        speed, valid = (
+            cost(engine, tokenizer, n, args.tokens, args.rounds),
+            validity(engine, tokenizer, n),
+        )
         rows.append((n, speed, valid))
         print(f"streams={n}: {speed} {valid}", flush=True)
     engine.stop()

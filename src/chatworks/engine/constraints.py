@@ -73,7 +73,8 @@ class Constrainer:
     from the event loop's thread while the engine thread masks."""
 
     def __init__(self, tokenizer_json: str, eos_token_ids: Sequence[int], vocab_size: int):
-        # ~1 s: once per loaded model.
+        # `vocab_size`: the model's logits width, which may exceed the tokenizer's (padding
+        # rows of the embedding): llguidance never allows those. ~1 s: once per loaded model.
         self._tokenizer = llguidance.LLTokenizer(
             tokenizer_json, n_vocab=vocab_size, eos_token=list(eos_token_ids)
         )
@@ -90,20 +91,19 @@ class Constrainer:
         return llguidance.LLMatcher(self._tokenizer, grammar, log_level=0)
 
     def masks(self, matchers: Sequence[Matcher]) -> torch.Tensor:
-        """[n, vocab] bool, True where the token is allowed. Releases the GIL while llguidance
-        walks the token trie, so it runs beside the model's forward pass."""
+        """[n, vocab] bool, True where the token is *not* allowed. llguidance releases the GIL
+        while it walks the token trie, so this runs beside the model's forward pass."""
         bits = torch.empty((len(matchers), self._words), dtype=torch.int32)
         for row, matcher in enumerate(matchers):
             matcher.unsafe_compute_mask_ptr(bits[row].data_ptr(), self._words * 4)
-        allowed = (bits.unsqueeze(-1) >> self._shifts) & 1
-        return allowed.view(len(matchers), -1)[:, : self.vocab_size].bool()
+        banned = ((bits.unsqueeze(-1) >> self._shifts) & 1) == 0
+        return banned.view(len(matchers), -1)[:, : self.vocab_size]
 
 
-def apply_masks(logits: torch.Tensor, rows: Sequence[int], allowed: torch.Tensor) -> None:
-    """In place: disallowed tokens of the given rows get -inf (columns past the tokenizer's
-    vocabulary - padding rows of the embedding - are never allowed)."""
-    index = torch.tensor(rows)
-    masked = torch.full((len(rows), logits.shape[-1]), float("-inf"), dtype=logits.dtype)
-    vocab = allowed.shape[-1]
-    masked[:, :vocab] = logits[index, :vocab].masked_fill(~allowed, float("-inf"))
-    logits[index] = masked
+def apply_masks(logits: torch.Tensor, rows: Sequence[int], banned: torch.Tensor) -> None:
+    """In place: the banned tokens of the given rows of [batch, vocab] logits get -inf."""
+    if len(rows) == logits.shape[0]:  # all constrained: one fill, no gather/scatter
+        logits.masked_fill_(banned, float("-inf"))
+        return
+    for mask, row in zip(banned, rows, strict=True):
+        logits[row].masked_fill_(mask, float("-inf"))
