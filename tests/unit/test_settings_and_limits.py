@@ -103,6 +103,7 @@ def test_limits_give_clear_errors(service, kwargs, status, code):
         {"functions": [{"name": "f"}]},
         {"response_format": {"type": "json_schema"}},
         {"tool_choice": "sometimes"},
+        {"tool_choice": "required"},  # with no tools
         {"stop": ["1", "2", "3", "4", "5"]},
         {"messages": []},
         {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {}}]}]},

@@ -179,6 +179,12 @@ class ChatCompletionRequest(_Sampling):
     tool_choice: Literal["auto", "required", "none"] | NamedToolChoice | None = None
     parallel_tool_calls: bool = True
 
+    @model_validator(mode="after")
+    def _tools_for_choice(self) -> ChatCompletionRequest:
+        if self.tool_choice not in (None, "none") and not self.tools:
+            raise ValueError("tool_choice needs tools")
+        return self
+
     def tool_choice_name(self) -> str:
         """ "auto" (OpenAI's default with tools), "required", "none" or the function's name."""
         if self.tool_choice is None:

@@ -306,9 +306,14 @@ class Engine:
 
     def _accept(self, seq: _Sequence, logits: torch.Tensor) -> None:
         """Sample, emit, and retire the sequence if this token ends it."""
+        if seq.matcher is not None and seq.matcher.is_error():
+            # A grammar past a resource limit allows nothing: sampling from all -inf would
+            # raise here and stop the whole engine, so this sequence ends instead.
+            self._retire(seq, "stop")
+            return
         token = sample(logits, seq.params, seq.generator)
         if seq.matcher is not None:
-            seq.matcher.consume_token(token)  # the mask allowed it, so it is accepted
+            seq.matcher.consume_token(token)  # allowed by the mask; a failure shows next step
         seq.generated += 1
         if seq.generated == 1:
             seq.first_token_ns = time.time_ns()
