@@ -116,9 +116,31 @@ def test_openai_parse_with_a_pydantic_model(live_server):
         messages=[{"role": "user", "content": EXTRACTION[0]}],
         response_format=Contact,
         temperature=0,
-        max_tokens=60,
+        max_tokens=100,
     )
     assert isinstance(completion.choices[0].message.parsed, Contact)
+
+
+def test_auto_answers_text_or_a_valid_call(llm):
+    reply = llm.bind_tools([get_weather]).invoke(WEATHER_PROMPTS[1])
+    for call in reply.tool_calls:
+        assert call["name"] == "get_weather"
+        get_weather.args_schema.model_validate(call["args"])
+    assert reply.tool_calls or (reply.content and not reply.invalid_tool_calls)
+
+
+def test_text_completion_follows_a_schema(live_server):
+    client = openai.OpenAI(base_url=live_server.api_url, api_key="unused")
+    fmt = {
+        "type": "json_schema",
+        "json_schema": {"name": "contact", "schema": Contact.model_json_schema()},
+    }
+    completion = client.completions.create(
+        model=MODEL, prompt=f"{EXTRACTION[2]}\nAs JSON:", max_tokens=100, temperature=0,
+        extra_body={"response_format": fmt},
+    )  # fmt: skip
+    assert completion.choices[0].finish_reason == "stop"
+    Contact.model_validate_json(completion.choices[0].text)
 
 
 def test_json_object_streams_json(live_server):
