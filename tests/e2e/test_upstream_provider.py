@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import openai
 import pytest
 
@@ -44,6 +46,33 @@ def test_gateway_forwards_chat_and_streams(gateway, live_server):
     streamed = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert streamed == expected.choices[0].message.content
     assert chunks[-1].usage.total_tokens == expected.usage.total_tokens
+
+
+def test_gateway_forwards_tools_and_response_format(gateway):
+    """The fields reach the upstream, which enforces them; its calls come back as tool_calls,
+    streamed too, and a tool turn goes back up."""
+    client = openai.OpenAI(base_url=gateway.api_url, api_key="x", max_retries=0)
+    weather = {"type": "function", "function": {"name": "get_weather", "parameters": {
+        "type": "object", "properties": {"city": {"type": "string", "maxLength": 20}},
+        "required": ["city"]}}}  # fmt: skip
+    ask = [{"role": "user", "content": "Weather in Oslo?"}]
+    kwargs = {"model": MODEL, "max_tokens": 60, "temperature": 0, "tools": [weather]}
+    reply = client.chat.completions.create(messages=ask, tool_choice="required", **kwargs)
+    (call,) = reply.choices[0].message.tool_calls[:1]
+    assert reply.choices[0].finish_reason == "tool_calls" and call.function.name == "get_weather"
+    chunks = client.chat.completions.create(
+        messages=ask, tool_choice="required", stream=True, **kwargs
+    )
+    streamed = [t for c in chunks if c.choices for t in c.choices[0].delta.tool_calls or ()]
+    assert streamed and streamed[0].function.name == "get_weather"
+    turn = [*ask, reply.choices[0].message.model_dump(exclude_none=True),
+            {"role": "tool", "tool_call_id": call.id, "content": "sunny"}]  # fmt: skip
+    assert client.chat.completions.create(messages=turn, tool_choice="none", **kwargs).choices
+    schema = {"type": "object", "properties": {"city": {"type": "string", "maxLength": 20}},
+              "required": ["city"]}  # fmt: skip
+    fmt = {"type": "json_schema", "json_schema": {"name": "place", "schema": schema}}
+    data = client.chat.completions.create(messages=ask, response_format=fmt, **kwargs)
+    assert isinstance(json.loads(data.choices[0].message.content)["city"], str)
 
 
 def test_gateway_passes_upstream_errors_through(gateway):

@@ -1,14 +1,24 @@
-"""The continuous-batching engine and the native provider, on the real bundled weights (fp32)."""
+"""The continuous-batching engine (constrained decoding included) and the native provider, on
+the real bundled weights (fp32)."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
+from typing import Literal
 
 import pytest
 import torch
+from pydantic import BaseModel, ConfigDict, Field
 
+from chatworks.engine.constraints import (
+    Constrainer,
+    GrammarError,
+    json_schema_grammar,
+    lark_grammar,
+)
 from chatworks.engine.sampling import SamplingParams
 from chatworks.engine.scheduler import Engine, Finish, QueueFull
 from chatworks.engine.textstream import REPLACEMENT
@@ -36,8 +46,14 @@ def loaded():
 
 
 @pytest.fixture(scope="module")
-def engine(loaded):
-    eng = Engine(loaded[0], slots=4, max_waiting=8).start()
+def constrainer(loaded):
+    model, tok = loaded
+    return Constrainer(tok.hf.to_str(), tok.eos_token_ids, model.cfg.vocab_size)
+
+
+@pytest.fixture(scope="module")
+def engine(loaded, constrainer):
+    eng = Engine(loaded[0], slots=4, max_waiting=8, constrainer=constrainer).start()
     yield eng
     eng.stop()
 
@@ -46,7 +62,7 @@ def _ids(loaded, prompt: str) -> list[int]:
     return loaded[1].encode(prompt)
 
 
-def _collect(engine: Engine, ids: list[int], params: SamplingParams):
+def _collect(engine: Engine, ids: list[int], params: SamplingParams, matcher=None):
     """Submit and return (tokens list, done event, finish list) filled from the engine thread."""
     tokens: list[int] = []
     finish: list[Finish] = []
@@ -59,7 +75,7 @@ def _collect(engine: Engine, ids: list[int], params: SamplingParams):
         else:
             tokens.append(event)
 
-    handle = engine.submit(ids, params, emit)
+    handle = engine.submit(ids, params, emit, matcher)
     return tokens, finish, done, handle
 
 
@@ -150,6 +166,86 @@ def test_rejects_prompt_longer_than_context(loaded):
     engine = Engine(loaded[0], slots=1, max_seq_len=8)
     with pytest.raises(ValueError):
         engine.submit(list(range(8)), GREEDY, lambda event: None)
+
+
+# --- constrained decoding (validity is asserted, never words: the grammar guarantees it) -------
+
+
+class Address(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    city: str = Field(max_length=20)
+    country: Literal["FR", "DE", "JP"]
+
+
+class Person(BaseModel):
+    """Objects, nesting ($ref), enums, integers, numbers, bounded strings and arrays,
+    optional properties and anyOf (`X | None`)."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=24)
+    age: int = Field(ge=0, le=150)
+    height_m: float = Field(ge=0, le=3)
+    address: Address
+    tags: list[Literal["a", "b", "c"]] = Field(max_length=3)
+    nickname: str | None = Field(None, max_length=12)
+
+
+JSON_PROMPT = "<|im_start|>user\nDescribe a person as JSON.<|im_end|>\n<|im_start|>assistant\n"
+
+
+def _params(tok, **kwargs) -> SamplingParams:
+    """Stopping on EOS, which the grammar allows once the output is complete."""
+    return SamplingParams(stop_token_ids=tok.eos_token_ids, **kwargs)
+
+
+def test_constrained_and_free_sequences_share_a_batch(loaded, engine, constrainer):
+    """Constrained rows are valid against the schema (greedy and sampled); a free sequence in
+    the same batch gets exactly the tokens it gets alone."""
+    tok = loaded[1]
+    ids = tok.encode(JSON_PROMPT)
+    grammar = json_schema_grammar(Person.model_json_schema())
+    free = _params(tok, max_tokens=24, temperature=0)
+    alone, _ = engine.generate(ids, free)
+    runs = [
+        _collect(
+            engine, ids, _params(tok, max_tokens=120, temperature=0), constrainer.matcher(grammar)
+        ),
+        _collect(engine, ids, _params(tok, max_tokens=120, seed=7), constrainer.matcher(grammar)),
+        _collect(engine, ids, free),
+    ]
+    for _, _, done, _ in runs:
+        assert done.wait(120)
+    for out, finish, _, _ in runs[:2]:
+        assert finish[0].reason == "stop", tok.decode(out)
+        Person.model_validate_json(tok.decode(out))
+    assert runs[2][0] == alone
+
+
+def test_any_object_and_a_lark_grammar(loaded, engine, constrainer):
+    tok = loaded[1]
+    ids = tok.encode(JSON_PROMPT)
+    out, finish = engine.generate(
+        ids,
+        _params(tok, max_tokens=60, temperature=0),
+        constrainer.matcher(json_schema_grammar(None)),
+    )
+    # Any object may be unbounded (keys, strings): only its start is certain in 60 tokens.
+    text = tok.decode(out)
+    assert text.startswith("{") and (
+        finish.reason == "length" or isinstance(json.loads(text), dict)
+    )
+    choice = lark_grammar('start: "yes" | "no"\n')
+    out, finish = engine.generate(
+        ids, _params(tok, max_tokens=8, seed=1), constrainer.matcher(choice)
+    )
+    assert tok.decode(out) in ("yes", "no") and finish.reason == "stop"
+
+
+def test_a_schema_that_does_not_compile_is_a_grammar_error(constrainer):
+    with pytest.raises(GrammarError):
+        constrainer.matcher(
+            json_schema_grammar({"type": "object", "properties": {"a": {"type": "strin"}}})
+        )
 
 
 # --- provider -----------------------------------------------------------------------------------

@@ -7,7 +7,14 @@ import json
 
 import pytest
 
-from chatworks.providers.base import GenerationRequest, Message, Provider
+from chatworks.providers.base import (
+    GenerationRequest,
+    Message,
+    Provider,
+    ProviderError,
+    ResponseFormat,
+    Tool,
+)
 from chatworks.providers.registry import create_provider
 from chatworks.providers.scripted import Script, ScriptedProvider
 from chatworks.settings import Settings
@@ -104,3 +111,18 @@ def test_a_greedy_grounded_answer_carries_the_tokens_it_cost(tmp_path):
     quoted = Prepared(sources, None, 0.9, extract(sources))
     known = asyncio.run(answer_greedily(provider, "scripted", "?", quoted, max_tokens=16))
     assert known.usage.total_tokens == 0
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"response_format": ResponseFormat("json_object")},
+        {"tools": (Tool("f", "", {"type": "object"}),), "tool_choice": "required"},
+    ],
+)
+def test_structured_output_it_cannot_enforce_is_a_400_naming_it(tmp_path, kwargs):
+    """As the transformers provider: a clear refusal, never a reply that ignores the ask."""
+    with pytest.raises(ProviderError) as caught:
+        run(provider_with(tmp_path, None), "hi", **kwargs)
+    assert caught.value.status_code == 400
+    assert next(iter(kwargs)) in str(caught.value)

@@ -97,6 +97,13 @@ def test_limits_give_clear_errors(service, kwargs, status, code):
         {"temperature": -0.1},
         {"top_p": 1.5},
         {"n": 3},
+        {"logprobs": True},
+        {"frequency_penalty": 0.5},
+        {"logit_bias": {"50256": -100.0}},
+        {"functions": [{"name": "f"}]},
+        {"response_format": {"type": "json_schema"}},
+        {"tool_choice": "sometimes"},
+        {"tool_choice": "required"},  # with no tools
         {"stop": ["1", "2", "3", "4", "5"]},
         {"messages": []},
         {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {}}]}]},
@@ -118,5 +125,6 @@ def test_completion_accepts_one_prompt_and_rejects_unsupported_options(service):
             CompletionRequest(model="m", **bad)
 
 
-def test_unknown_request_fields_are_ignored():
-    assert chat(frequency_penalty=0.5, logit_bias={}).model == "m"
+def test_unknown_request_fields_are_ignored_and_unsupported_ones_accepted_at_no_op_values():
+    assert chat(store=False, metadata={"k": "v"}).model == "m"
+    assert chat(n=1, logprobs=False, frequency_penalty=0, presence_penalty=0.0, logit_bias={})

@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import BaseRoute, Route
 
+from chatworks.api.schemas import UNSUPPORTED_PARAMS
 from chatworks.providers.base import ProviderError
 from chatworks.telemetry import metrics
 from chatworks.telemetry.logging import get_logger
@@ -93,6 +94,8 @@ def install_error_handlers(app: FastAPI, routes: Iterable[BaseRoute]) -> None:
         loc = [str(p) for p in first.get("loc", ()) if p != "body"]
         param = ".".join(loc) or None
         message = first.get("msg", "invalid request")
+        if loc and loc[0] in UNSUPPORTED_PARAMS:
+            message = f"{message}: this server does not support other values"
         if param:
             message = f"{param}: {message}"
         return error_response(APIError(400, message, "invalid_request", param))

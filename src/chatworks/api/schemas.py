@@ -1,7 +1,8 @@
 """OpenAI-shaped request and response models. They are the API's documentation (`/docs`).
 
 Unknown request fields are ignored, as OpenAI-compatible servers do, so clients that send
-newer parameters keep working; parameters we cannot honour are rejected with a clear 400.
+newer parameters keep working; OpenAI parameters we cannot honour are rejected with a 400 that
+names them (`_Unsupported`) rather than silently ignored.
 """
 
 from __future__ import annotations
@@ -9,9 +10,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from chatworks.providers.base import Message
+from chatworks.providers.base import Message, ResponseFormat, Tool, ToolCall
 from chatworks.rag.answer import Citation  # the domain dataclass doubles as the API schema
 from chatworks.security.audit import AuditEntry
 from chatworks.security.budgets import Usage
@@ -28,9 +29,22 @@ class TextPart(_Request):
     text: str
 
 
+class FunctionCall(_Request):
+    name: str
+    arguments: str = Field(description="JSON text")
+
+
+class ToolCallIn(_Request):
+    id: str
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
 class ChatMessage(_Request):
     role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | list[TextPart] | None = None
+    tool_calls: list[ToolCallIn] | None = Field(None, description="An assistant turn's calls")
+    tool_call_id: str | None = Field(None, description="A tool turn: the call it answers")
 
     def text(self) -> str:
         if isinstance(self.content, list):
@@ -39,14 +53,94 @@ class ChatMessage(_Request):
 
     def to_message(self) -> Message:
         role = "system" if self.role == "developer" else self.role
-        return Message(role=role, content=self.text())
+        calls = tuple(
+            ToolCall(c.id, c.function.name, c.function.arguments) for c in self.tool_calls or ()
+        )
+        return Message(role, self.text(), calls, self.tool_call_id)
+
+
+class FunctionDef(_Request):
+    name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    description: str = ""
+    parameters: dict[str, Any] = Field(
+        default_factory=lambda: {"type": "object", "properties": {}},
+        description="JSON Schema of the arguments",
+    )
+    strict: bool | None = None  # calls always follow the schema here
+
+
+class ToolDef(_Request):
+    type: Literal["function"]
+    function: FunctionDef
+
+    def to_tool(self) -> Tool:
+        f = self.function
+        return Tool(f.name, f.description, f.parameters)
+
+
+class NamedFunction(_Request):
+    name: str
+
+
+class NamedToolChoice(_Request):
+    type: Literal["function"]
+    function: NamedFunction
+
+
+class JsonSchemaSpec(_Request):
+    name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    description: str | None = None
+    schema_: dict[str, Any] = Field(
+        default_factory=lambda: {"type": "object"}, alias="schema", description="JSON Schema"
+    )
+    strict: bool | None = None  # the output always follows the schema here
+
+
+class ResponseFormatIn(_Request):
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JsonSchemaSpec | None = None
+
+    @model_validator(mode="after")
+    def _schema_given(self) -> ResponseFormatIn:
+        if self.type == "json_schema" and self.json_schema is None:
+            raise ValueError("type json_schema needs a json_schema object")
+        return self
+
+    def to_format(self) -> ResponseFormat:
+        schema = self.json_schema.schema_ if self.json_schema is not None else None
+        return ResponseFormat(self.type, schema if self.type == "json_schema" else None)
 
 
 class StreamOptions(_Request):
     include_usage: bool = False
 
 
-class _Sampling(_Request):
+_NOT_SUPPORTED = "Not supported: only the value that changes nothing is accepted"
+
+
+class _Unsupported(_Request):
+    """OpenAI parameters this server does not implement, typed to their no-op values: any other
+    value is a 400 naming the parameter (never silently ignored), and the OpenAPI schema says so.
+    """
+
+    n: int | None = Field(None, ge=1, le=1, description=_NOT_SUPPORTED)
+    logprobs: Literal[False] | None = Field(None, description=_NOT_SUPPORTED)
+    top_logprobs: int | None = Field(None, ge=0, le=0, description=_NOT_SUPPORTED)
+    logit_bias: Annotated[dict[str, float], Field(max_length=0)] | None = Field(
+        None, description=_NOT_SUPPORTED
+    )
+    presence_penalty: float | None = Field(None, ge=0, le=0, description=_NOT_SUPPORTED)
+    frequency_penalty: float | None = Field(None, ge=0, le=0, description=_NOT_SUPPORTED)
+    functions: None = Field(None, description="Deprecated by OpenAI: send `tools`")
+    function_call: None = Field(None, description="Deprecated by OpenAI: send `tool_choice`")
+    audio: None = Field(None, description=_NOT_SUPPORTED)
+    prediction: None = Field(None, description=_NOT_SUPPORTED)
+
+
+UNSUPPORTED_PARAMS = frozenset(_Unsupported.model_fields) | {"echo", "best_of", "suffix"}
+
+
+class _Sampling(_Unsupported):
     """Parameters shared by chat and text completions."""
 
     model: str
@@ -57,7 +151,7 @@ class _Sampling(_Request):
     # sends what the schema allows and expects it accepted).
     stop: str | Annotated[list[str], Field(max_length=4)] | None = None
     seed: int | None = None
-    n: int = Field(1, ge=1, le=1, description="Only 1 is supported.")
+    response_format: ResponseFormatIn | None = None
     stream: bool = False
     stream_options: StreamOptions | None = None
     user: str | None = None
@@ -81,14 +175,34 @@ class ChatCompletionRequest(_Sampling):
         description="chatworks extension: answer the last user message from this collection; "
         "the response then carries `citations` (in the finishing chunk when streaming)",
     )
+    tools: list[ToolDef] | None = Field(None, max_length=128)
+    tool_choice: Literal["auto", "required", "none"] | NamedToolChoice | None = None
+    parallel_tool_calls: bool = True
+
+    @model_validator(mode="after")
+    def _tools_for_choice(self) -> ChatCompletionRequest:
+        if self.tool_choice not in (None, "none") and not self.tools:
+            raise ValueError("tool_choice needs tools")
+        return self
+
+    def tool_choice_name(self) -> str:
+        """ "auto" (OpenAI's default with tools), "required", "none" or the function's name."""
+        if self.tool_choice is None:
+            return "auto"
+        if isinstance(self.tool_choice, NamedToolChoice):
+            return self.tool_choice.function.name
+        return self.tool_choice
 
 
 class CompletionRequest(_Sampling):
     prompt: str | Annotated[list[str], Field(min_length=1, max_length=1)] = Field(
         description="One prompt (a string, or a list of exactly one)"
     )
-    echo: Literal[False] = Field(False, description="Not supported")
-    logprobs: int | None = Field(None, ge=0, le=0, description="Not supported")
+    # A text completion's logprobs is a count, not a flag.
+    logprobs: int | None = Field(None, ge=0, le=0, description=_NOT_SUPPORTED)  # type: ignore[assignment]
+    echo: Literal[False] | None = Field(None, description=_NOT_SUPPORTED)
+    best_of: int | None = Field(None, ge=1, le=1, description=_NOT_SUPPORTED)
+    suffix: Literal[""] | None = Field(None, description=_NOT_SUPPORTED)
 
     def prompt_text(self) -> str:
         return self.prompt if isinstance(self.prompt, str) else self.prompt[0]
@@ -100,9 +214,25 @@ class UsageOut(BaseModel):
     total_tokens: int
 
 
+class FunctionCallOut(BaseModel):
+    name: str
+    arguments: str
+
+
+class ToolCallOut(BaseModel):
+    id: str
+    type: Literal["function"] = "function"
+    function: FunctionCallOut
+
+    @classmethod
+    def of(cls, call: ToolCall) -> ToolCallOut:
+        return cls(id=call.id, function=FunctionCallOut(name=call.name, arguments=call.arguments))
+
+
 class ResponseMessage(BaseModel):
     role: Literal["assistant"] = "assistant"
-    content: str
+    content: str | None
+    tool_calls: list[ToolCallOut] | None = None
 
 
 class ChatChoice(BaseModel):

@@ -149,6 +149,10 @@ class Service:
             top_p=body.top_p,
             stop=body.stop_list(),
             seed=body.seed,
+            response_format=body.response_format.to_format() if body.response_format else None,
+            tools=tuple(t.to_tool() for t in body.tools or ()),
+            tool_choice=body.tool_choice_name(),
+            parallel_tool_calls=body.parallel_tool_calls,
         )
 
     def completion_request(self, body: CompletionRequest) -> GenerationRequest:
@@ -163,6 +167,7 @@ class Service:
             top_p=body.top_p,
             stop=body.stop_list(),
             seed=body.seed,
+            response_format=body.response_format.to_format() if body.response_format else None,
         )
 
 

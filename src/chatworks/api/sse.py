@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 from chatworks.api.errors import error_body
-from chatworks.providers.base import Delta, ProviderError
+from chatworks.providers.base import Delta, ProviderError, ToolCall
 
 DONE = b"data: [DONE]\n\n"
 
@@ -28,9 +28,18 @@ class ChunkShape:
     object: str
     chat: bool
 
-    def choice(self, text: str, finish_reason: str | None, first: bool) -> dict:
+    def choice(
+        self, text: str, finish_reason: str | None, first: bool, calls: tuple[ToolCall, ...] = ()
+    ) -> dict:
         if self.chat:
-            delta = {"role": "assistant", "content": text} if first else {"content": text}
+            delta: dict = {"role": "assistant", "content": text} if first else {"content": text}
+            if calls:  # each call whole, in one delta: OpenAI's shape, which clients accumulate
+                delta["tool_calls"] = [
+                    {"index": i, "id": c.id, "type": "function",
+                     "function": {"name": c.name, "arguments": c.arguments}}
+                    for i, c in enumerate(calls)
+                ]  # fmt: skip
+                delta["content"] = text or None
             body = {"delta": delta}
         else:
             body = {"text": text}
@@ -73,7 +82,7 @@ async def encode_stream(
                 continue
             if finish_fields is not None:
                 parts.append(delta.text)
-            choice = shape.choice(delta.text, delta.finish_reason, first)
+            choice = shape.choice(delta.text, delta.finish_reason, first, delta.tool_calls)
             finishing = delta.finish_reason is not None and finish_fields is not None
             late = finish_fields("".join(parts)) if finishing else {}
             yield event({**base, "choices": [choice], **extra, **late})

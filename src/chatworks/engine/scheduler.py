@@ -10,6 +10,11 @@ Tokens reach requests through a callback called on the scheduler thread; `Engine
 that into an asyncio iterator with `loop.call_soon_threadsafe`. Slots and the waiting queue are
 bounded: `submit` raises `QueueFull` rather than queueing without limit.
 
+A sequence may carry a grammar matcher (`engine/constraints.py`): its logits are masked to what
+the grammar allows before sampling. The masks of a step are computed on a helper thread while
+the model runs the forward pass, and only constrained rows are touched, so unconstrained
+sequences in the same batch do not wait on them.
+
 Does not cover: text (stop strings, detokenizing) - that is the provider's job - nor chunked
 prefill of one prompt across steps, nor prefix caching.
 """
@@ -21,11 +26,13 @@ import threading
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
 
+from chatworks.engine.constraints import Constrainer, Matcher, apply_masks
 from chatworks.engine.kv_cache import KVCache
 from chatworks.engine.sampling import SamplingParams, make_generator, sample
 from chatworks.model.llama import Llama
@@ -58,6 +65,7 @@ class _Sequence:
     params: SamplingParams
     emit: Emit
     generator: torch.Generator | None
+    matcher: Matcher | None = None  # constrained decoding: the grammar's state
     submitted_at: float = field(default_factory=time.perf_counter)
     submitted_ns: int = field(default_factory=time.time_ns)
     admitted_ns: int = 0
@@ -103,10 +111,13 @@ class Engine:
         max_seq_len: int | None = None,
         threads: int = 1,
         prefill_budget: int = 512,
+        constrainer: Constrainer | None = None,
     ):
         self.model = model
         self.slots, self.max_waiting, self.threads = slots, max_waiting, threads
         self.prefill_budget = prefill_budget
+        self.constrainer = constrainer
+        self._masker = ThreadPoolExecutor(1, thread_name_prefix="chatworks-masks")
         self.max_seq_len = min(max_seq_len or model.cfg.max_seq_len, model.cfg.max_seq_len)
         dtype = model.embed_tokens.weight.dtype
         self.cache = KVCache(model.cfg, slots, dtype, self.max_seq_len)
@@ -131,15 +142,25 @@ class Engine:
             self._cond.notify()
         if self._thread is not None:
             self._thread.join()
+        self._masker.shutdown()
 
-    def submit(self, prompt: Sequence[int], params: SamplingParams, emit: Emit) -> Handle:
+    def submit(
+        self,
+        prompt: Sequence[int],
+        params: SamplingParams,
+        emit: Emit,
+        matcher: Matcher | None = None,
+    ) -> Handle:
+        """`matcher`: from `constrainer.matcher(grammar)`; each sequence needs its own."""
         if not prompt:
             raise ValueError("empty prompt")
         if len(prompt) >= self.max_seq_len:
             raise ValueError(
                 f"prompt of {len(prompt)} tokens leaves no room (limit {self.max_seq_len})"
             )
-        seq = _Sequence(list(prompt), params, emit, make_generator(params))
+        if matcher is not None and self.constrainer is None:
+            raise ValueError("this engine was built without a constrainer")
+        seq = _Sequence(list(prompt), params, emit, make_generator(params), matcher)
         with self._cond:
             if self._stopping:
                 raise RuntimeError("engine stopped")
@@ -155,7 +176,9 @@ class Engine:
             seq.cancelled = True
             self._cond.notify()
 
-    def generate(self, prompt: Sequence[int], params: SamplingParams) -> tuple[list[int], Finish]:
+    def generate(
+        self, prompt: Sequence[int], params: SamplingParams, matcher: Matcher | None = None
+    ) -> tuple[list[int], Finish]:
         """Blocking convenience for scripts and tests: all tokens, then how it ended."""
         tokens: list[int] = []
         done = threading.Event()
@@ -168,11 +191,13 @@ class Engine:
             else:
                 tokens.append(event)
 
-        self.submit(prompt, params, emit)
+        self.submit(prompt, params, emit, matcher)
         done.wait()
         return tokens, finish[0]
 
-    def stream(self, prompt: Sequence[int], params: SamplingParams) -> AsyncIterator[Event]:
+    def stream(
+        self, prompt: Sequence[int], params: SamplingParams, matcher: Matcher | None = None
+    ) -> AsyncIterator[Event]:
         """Submit now (so `QueueFull` raises here) and return the events as an async iterator.
 
         Token ids arrive as they are sampled, then the Finish. Closing the iterator (or cancelling
@@ -185,7 +210,7 @@ class Engine:
             if not loop.is_closed():  # the reader may be gone before its cancel is seen
                 loop.call_soon_threadsafe(queue.put_nowait, event)
 
-        return _drain(queue, self.submit(prompt, params, emit))
+        return _drain(queue, self.submit(prompt, params, emit, matcher))
 
     # --- scheduler thread ----------------------------------------------------------------------
 
@@ -246,6 +271,8 @@ class Engine:
         seq.length = n
         self.stats.prefill_tokens += n
         self.stats.prefill_seconds += time.perf_counter() - start
+        if seq.matcher is not None:
+            apply_masks(logits, [0], self._constrainer().masks([seq.matcher]))
         self._accept(seq, logits[0])
 
     def _decode(self) -> None:
@@ -253,6 +280,12 @@ class Engine:
         batch = self._running
         kv_len = max(s.length for s in batch) + 1
         self.cache.reserve(kv_len)
+        # The masks depend only on tokens already sampled: compute them during the forward pass.
+        rows = [i for i, s in enumerate(batch) if s.matcher is not None]
+        masks: Future[torch.Tensor] | None = None
+        if rows:
+            matchers = [batch[i].matcher for i in rows]
+            masks = self._masker.submit(self._constrainer().masks, matchers)
         logits = self.model(
             torch.tensor([[s.next_token] for s in batch]),
             torch.tensor([[s.length] for s in batch]),
@@ -265,13 +298,22 @@ class Engine:
         self.stats.steps += 1
         self.stats.last_batch_size = len(batch)
         self.stats.decode_tokens += len(batch)
+        if masks is not None:
+            apply_masks(logits, rows, masks.result())
         self.stats.decode_seconds += time.perf_counter() - start
         for seq, row in zip(list(batch), logits, strict=True):
             self._accept(seq, row)
 
     def _accept(self, seq: _Sequence, logits: torch.Tensor) -> None:
         """Sample, emit, and retire the sequence if this token ends it."""
+        if seq.matcher is not None and seq.matcher.is_error():
+            # A grammar past a resource limit allows nothing: sampling from all -inf would
+            # raise here and stop the whole engine, so this sequence ends instead.
+            self._retire(seq, "stop")
+            return
         token = sample(logits, seq.params, seq.generator)
+        if seq.matcher is not None:
+            seq.matcher.consume_token(token)  # allowed by the mask; a failure shows next step
         seq.generated += 1
         if seq.generated == 1:
             seq.first_token_ns = time.time_ns()
@@ -282,6 +324,10 @@ class Engine:
         seq.next_token = token
         if seq.generated >= seq.params.max_tokens or seq.length + 1 >= self.max_seq_len:
             self._retire(seq, "length")
+
+    def _constrainer(self) -> Constrainer:
+        assert self.constrainer is not None, "submit checks it for constrained sequences"
+        return self.constrainer
 
     def _retire(self, seq: _Sequence, reason: Literal["stop", "length", "cancelled"]) -> None:
         """Free the slot, keeping running sequences packed in slots 0..n-1."""

@@ -9,15 +9,43 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
-FinishReason = Literal["stop", "length", "cancelled"]
+FinishReason = Literal["stop", "length", "cancelled", "tool_calls"]
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    id: str
+    name: str
+    arguments: str  # JSON text, as OpenAI sends it
 
 
 @dataclass(frozen=True)
 class Message:
     role: Literal["system", "user", "assistant", "tool"]
     content: str
+    tool_calls: tuple[ToolCall, ...] = ()  # assistant turns that called tools
+    tool_call_id: str | None = None  # a tool turn: the call it answers
+
+
+@dataclass(frozen=True)
+class Tool:
+    name: str
+    description: str
+    parameters: dict[str, Any]  # JSON Schema of the arguments
+
+
+# "auto": text or calls; "required": at least one call; "none": text; else the one tool to call.
+ToolChoice = Literal["auto", "required", "none"] | str
+
+
+@dataclass(frozen=True)
+class ResponseFormat:
+    """OpenAI's `response_format`: `json_object` (any object) or `json_schema` (`schema`)."""
+
+    type: Literal["text", "json_object", "json_schema"]
+    schema: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -32,6 +60,10 @@ class GenerationRequest:
     top_p: float = 1.0
     stop: tuple[str, ...] = ()
     seed: int | None = None
+    response_format: ResponseFormat | None = None
+    tools: tuple[Tool, ...] = ()
+    tool_choice: ToolChoice = "auto"
+    parallel_tool_calls: bool = True
 
 
 @dataclass
@@ -61,7 +93,8 @@ class Delta:
     """A piece of generated text; the final one has `finish_reason` and `usage` set.
 
     `tokens` counts the generated tokens this piece accounts for (text can be held back across
-    tokens), so token counters stay live even for a generation that is cancelled.
+    tokens), so token counters stay live even for a generation that is cancelled. `tool_calls`
+    are whole calls (name and complete arguments), sent once each is known.
     """
 
     text: str = ""
@@ -69,6 +102,7 @@ class Delta:
     finish_reason: FinishReason | None = None
     usage: Usage | None = None
     timing: Timing | None = None
+    tool_calls: tuple[ToolCall, ...] = ()
 
 
 class ProviderError(Exception):
@@ -85,6 +119,20 @@ class ProviderError(Exception):
         self.status_code = status_code
         self.code = code
         self.retry_after_s = retry_after_s  # sent as `Retry-After`
+
+
+def reject_structured(request: GenerationRequest, provider: str) -> None:
+    """For providers that cannot constrain their output: a 400 naming what was asked for,
+    never a reply that silently ignores it."""
+    asked = [name for name, value in (("response_format", request.response_format),
+             ("tools", request.tools)) if value]  # fmt: skip
+    if asked:
+        raise ProviderError(
+            f"{' and '.join(asked)}: not supported by the {provider} provider "
+            "(the native and openai providers support them)",
+            400,
+            "unsupported_parameter",
+        )
 
 
 @runtime_checkable

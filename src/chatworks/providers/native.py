@@ -1,9 +1,10 @@
 """The native provider: chatworks' own model and continuous-batching engine, in process.
 
 Covers: turning a `GenerationRequest` into prompt ids (the checkpoint's chat template for chat
-requests), running it on the `Engine`, and turning token ids back into client-safe text with
-stop strings applied. Does not cover: HTTP, limits or auth (the API), the batching policy
-(`chatworks.engine.scheduler`).
+requests), running it on the `Engine` - constrained by a grammar for `response_format` and
+tools (`providers/structured.py`) - and turning token ids back into client-safe text with stop
+strings applied, or into tool calls. Does not cover: HTTP, limits or auth (the API), the
+batching policy (`chatworks.engine.scheduler`).
 """
 
 from __future__ import annotations
@@ -11,15 +12,18 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import aclosing
+from dataclasses import replace
 
 import torch
 
+from chatworks.engine.constraints import Constrainer, GrammarError, Matcher
 from chatworks.engine.precision import load_for_serving
 from chatworks.engine.sampling import SamplingParams
 from chatworks.engine.scheduler import Engine, Finish, QueueFull
 from chatworks.engine.textstream import IncrementalDetokenizer, StopMatcher
 from chatworks.model import Tokenizer
 from chatworks.providers.base import Delta, GenerationRequest, ProviderError, Timing, Usage
+from chatworks.providers.structured import CallSplitter, plan
 from chatworks.settings import Settings
 from chatworks.telemetry.metrics import watch_engine
 
@@ -40,12 +44,15 @@ class NativeProvider:
         s = self.settings
         torch.set_num_threads(s.threads)
         model, self._tokenizer = load_for_serving(s.model_path, s.engine_precision)
+        tok = self._tokenizer
+        constrainer = Constrainer(tok.hf.to_str(), tok.eos_token_ids, model.cfg.vocab_size)
         self._engine = Engine(
             model,
             slots=s.engine_slots,
             max_waiting=s.max_waiting_requests,
             max_seq_len=s.engine_max_seq_len,
             threads=s.threads,
+            constrainer=constrainer,
         ).start()
         watch_engine(s.model, self._engine.stats, slots=s.engine_slots)
 
@@ -68,9 +75,24 @@ class NativeProvider:
         messages = [{"role": m.role, "content": m.content} for m in request.messages]
         return tokenizer.encode(tokenizer.apply_chat_template(messages, add_generation_prompt=True))
 
+    def _matcher(self, grammar: str | None) -> Matcher | None:
+        constrainer = self._require_loaded()[0].constrainer
+        if grammar is None or constrainer is None:
+            return None
+        try:
+            return constrainer.matcher(grammar)
+        except GrammarError as exc:
+            raise ProviderError(str(exc), status_code=400, code="invalid_schema") from exc
+
     async def stream(self, request: GenerationRequest) -> AsyncIterator[Delta]:
         engine, tokenizer = self._require_loaded()
+        try:
+            structured = plan(request)
+        except ValueError as exc:  # a schema llguidance cannot read
+            raise ProviderError(str(exc), status_code=400, code="invalid_schema") from exc
+        request = replace(request, messages=structured.messages)
         prompt = self.prompt_ids(request)
+        matcher = await asyncio.to_thread(self._matcher, structured.grammar)
         params = SamplingParams(
             max_tokens=request.max_tokens,
             temperature=request.temperature,
@@ -80,9 +102,10 @@ class NativeProvider:
         )
         detok = IncrementalDetokenizer(tokenizer.decode)
         stops = StopMatcher(request.stop)
+        calls = CallSplitter(structured.may_call)
         completion = pending = 0  # tokens generated; of those, not yet reported in a Delta
         try:
-            events = engine.stream(prompt, params)
+            events = engine.stream(prompt, params, matcher)
         except QueueFull as exc:
             raise ProviderError(str(exc), status_code=503, code="overloaded") from exc
         except ValueError as exc:  # prompt longer than the context
@@ -92,11 +115,13 @@ class NativeProvider:
                 if isinstance(event, Finish):
                     usage = Usage(len(prompt), event.completion_tokens)
                     tokens = event.completion_tokens - completion + pending  # e.g. the EOS
-                    yield Delta(stops.flush(), tokens, event.reason, usage, _timing(event))
+                    text, tool_calls = calls.push(stops.flush()), calls.calls()
+                    reason = "tool_calls" if tool_calls and event.reason == "stop" else event.reason
+                    yield Delta(text, tokens, reason, usage, _timing(event), tool_calls)
                     return
                 completion += 1
                 pending += 1
-                if text := stops.push(detok.push(event)):
+                if text := calls.push(stops.push(detok.push(event))):
                     yield Delta(text, pending)
                     pending = 0
                 if stops.stopped:  # closing `events` below cancels the sequence in the engine

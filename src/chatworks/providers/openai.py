@@ -15,12 +15,21 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 import openai
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind, StatusCode
 
-from chatworks.providers.base import Delta, GenerationRequest, ProviderError, Usage
+from chatworks.providers.base import (
+    Delta,
+    GenerationRequest,
+    Message,
+    ProviderError,
+    ResponseFormat,
+    ToolCall,
+    Usage,
+)
 from chatworks.providers.breaker import CircuitBreaker
 from chatworks.settings import Settings
 from chatworks.telemetry import metrics
@@ -117,11 +126,15 @@ class OpenAIProvider:
             "extra_headers": headers or None,
         }
         common = {k: v for k, v in common.items() if v is not None}  # omit, don't send null
+        if request.response_format is not None:
+            common["response_format"] = _response_format(request.response_format)
         self.breaker.admit()
         try:
             if request.messages is not None:
-                messages = [{"role": m.role, "content": m.content} for m in request.messages]
-                upstream = await self._client.chat.completions.create(messages=messages, **common)
+                messages = [_message(m) for m in request.messages]
+                upstream = await self._client.chat.completions.create(
+                    messages=messages, **common, **_tool_fields(request)
+                )
             else:
                 upstream = await self._client.completions.create(prompt=request.prompt, **common)
         except openai.APIError as exc:
@@ -132,6 +145,7 @@ class OpenAIProvider:
         self.breaker.succeeded()  # the upstream answered; a later break counts on its own
 
         finish, usage, generated = "stop", None, 0
+        calls: dict[int, dict[str, str]] = {}  # streamed call pieces, by index
         try:
             async for chunk in upstream:
                 if chunk.usage is not None:
@@ -141,18 +155,69 @@ class OpenAIProvider:
                     if text:
                         generated += 1  # one piece per upstream chunk; exact counts come in usage
                         yield Delta(text=text, tokens=1)
+                    _gather_calls(choice, calls)
                     if choice.finish_reason:
-                        finish = "length" if choice.finish_reason == "length" else "stop"
+                        finish = choice.finish_reason
+                        if finish not in ("length", "tool_calls"):
+                            finish = "stop"
         except openai.APIError as exc:
             raise self._failed(exc) from exc
         finally:
             await upstream.close()  # closing the upstream stream cancels it there too
         usage = usage or Usage(0, generated)
         extra = max(usage.completion_tokens - generated, 0)
-        yield Delta(tokens=extra, finish_reason=finish, usage=usage)
+        tool_calls = tuple(ToolCall(c["id"], c["name"], c["arguments"])
+                           for _, c in sorted(calls.items()))  # fmt: skip
+        yield Delta(tokens=extra, finish_reason=finish, usage=usage, tool_calls=tool_calls)
 
     async def close(self) -> None:
         await self._client.close()
+
+
+def _message(m: Message) -> dict[str, Any]:
+    out: dict[str, Any] = {"role": m.role, "content": m.content}
+    if m.tool_calls:
+        out["tool_calls"] = [
+            {"id": c.id, "type": "function",
+             "function": {"name": c.name, "arguments": c.arguments}}
+            for c in m.tool_calls
+        ]  # fmt: skip
+    if m.tool_call_id is not None:
+        out["tool_call_id"] = m.tool_call_id
+    return out
+
+
+def _response_format(fmt: ResponseFormat) -> dict[str, Any]:
+    if fmt.type != "json_schema":
+        return {"type": fmt.type}
+    spec = {"name": "response", "schema": fmt.schema, "strict": True}
+    return {"type": "json_schema", "json_schema": spec}
+
+
+def _tool_fields(request: GenerationRequest) -> dict[str, Any]:
+    if not request.tools:
+        return {}
+    choice = request.tool_choice
+    if choice not in ("auto", "required", "none"):
+        choice = {"type": "function", "function": {"name": choice}}
+    tools = [
+        {"type": "function",
+         "function": {"name": t.name, "description": t.description, "parameters": t.parameters}}
+        for t in request.tools
+    ]  # fmt: skip
+    return {"tools": tools, "tool_choice": choice,
+            "parallel_tool_calls": request.parallel_tool_calls}  # fmt: skip
+
+
+def _gather_calls(choice, calls: dict[int, dict[str, str]]) -> None:
+    """Upstream streams a call as pieces: id and name first, then the arguments in parts."""
+    delta = getattr(choice, "delta", None)
+    for piece in getattr(delta, "tool_calls", None) or ():
+        call = calls.setdefault(piece.index, {"id": "", "name": "", "arguments": ""})
+        call["id"] = piece.id or call["id"]
+        if piece.function is not None:
+            call["name"] = piece.function.name or call["name"]
+            call["arguments"] += piece.function.arguments or ""
 
 
 def _choice_text(choice) -> str:

@@ -31,7 +31,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from chatworks.engine.textstream import StopMatcher
-from chatworks.providers.base import Delta, GenerationRequest, ProviderError, Timing, Usage
+from chatworks.providers.base import (
+    Delta,
+    GenerationRequest,
+    ProviderError,
+    Timing,
+    Usage,
+    reject_structured,
+)
 from chatworks.settings import Settings
 
 _PIECE = re.compile(r"\s*\S+\s*|\s+")
@@ -111,6 +118,7 @@ class ScriptedProvider:
         return last
 
     async def stream(self, request: GenerationRequest) -> AsyncIterator[Delta]:
+        reject_structured(request, "scripted")
         reply = pieces(self.reply(request))
         texts = (
             [request.prompt or ""]

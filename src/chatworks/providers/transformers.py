@@ -21,7 +21,13 @@ from pathlib import Path
 
 from chatworks.engine.textstream import IncrementalDetokenizer, StopMatcher
 from chatworks.model import bundled_model_path
-from chatworks.providers.base import Delta, GenerationRequest, ProviderError, Usage
+from chatworks.providers.base import (
+    Delta,
+    GenerationRequest,
+    ProviderError,
+    Usage,
+    reject_structured,
+)
 from chatworks.settings import Settings
 from chatworks.telemetry.logging import get_logger
 
@@ -118,6 +124,7 @@ class TransformersProvider:
         return tok(request.prompt)["input_ids"]
 
     async def stream(self, request: GenerationRequest) -> AsyncIterator[Delta]:
+        reject_structured(request, "transformers")
         if self._model is None:
             raise ProviderError("the model is still loading", 503, "model_loading")
         prompt_ids = self._encode(request)

@@ -26,6 +26,7 @@ from chatworks.api.schemas import (
     ModelCard,
     ModelList,
     ResponseMessage,
+    ToolCallOut,
     UsageOut,
 )
 from chatworks.api.service import Service, get_service
@@ -131,12 +132,18 @@ async def chat_completions(
         id=completion_id,
         created=int(time.time()),
         model=body.model,
-        choices=[
-            ChatChoice(message=ResponseMessage(content=text), finish_reason=final.finish_reason)
-        ],
+        choices=[ChatChoice(message=_message(text, final), finish_reason=final.finish_reason)],
         usage=_usage(final),
         citations=grounded.citations if grounded is not None else None,
     )
+
+
+def _message(text: str, final: Delta) -> ResponseMessage:
+    """A reply that called tools has `content: null` when it said nothing else, as OpenAI's."""
+    if not final.tool_calls:
+        return ResponseMessage(content=text)
+    calls = [ToolCallOut.of(c) for c in final.tool_calls]
+    return ResponseMessage(content=text or None, tool_calls=calls)
 
 
 async def _grounded(
