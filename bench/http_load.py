@@ -48,7 +48,8 @@ async def one_stream(client: openai.AsyncOpenAI, i: int, max_tokens: int) -> dic
             arrivals.append(time.perf_counter())
         usage = chunk.usage or usage
     gaps = [b - a for a, b in itertools.pairwise(arrivals)]
-    return {"ttft": arrivals[0] - start, "tokens": usage.completion_tokens, "gaps": gaps}
+    tokens = usage.completion_tokens if usage else len(arrivals)  # a server may not count
+    return {"ttft": arrivals[0] - start, "tokens": tokens, "gaps": gaps}
 
 
 async def burst(base_url: str, n: int, max_tokens: int) -> dict:

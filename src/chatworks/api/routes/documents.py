@@ -43,6 +43,7 @@ from chatworks.rag.answer import Grounded, ground
 from chatworks.rag.errors import FileTooLarge, IngestError, UnsupportedFileType
 from chatworks.rag.ingest import check_limits
 from chatworks.storage import documents as docs
+from chatworks.storage.db import write_transaction
 from chatworks.telemetry import metrics
 from chatworks.telemetry import tracing as t
 
@@ -72,7 +73,7 @@ async def list_collections(
 
 def _claim(service: Service, principal: Principal, name: str) -> bool:
     """Create `name` for the caller, or find theirs; False if another owner has the name."""
-    with service.library.session() as session, session.begin():
+    with write_transaction(service.library.engine) as session:
         row = docs.get_or_create_collection(session, name, principal.owner)
         return principal.sees_all or row.owner == principal.owner
 
@@ -168,7 +169,7 @@ async def delete_document(
     principal: Principal = documents_scope,
 ) -> Response:
     def delete() -> bool:
-        with service.library.session() as session, session.begin():
+        with write_transaction(service.library.engine) as session:
             found = docs.get_document(session, document_id, principal.owner_filter)
             if found is None or not principal.may_use_collection(found.collection):
                 return False
