@@ -226,7 +226,7 @@ class ToolCallOut(BaseModel):
 
     @classmethod
     def of(cls, call: ToolCall) -> ToolCallOut:
-        return cls(id=call.id, function=FunctionCallOut(name=call.name, arguments=call.arguments))
+        return cls.model_validate(call.openai())
 
 
 class ResponseMessage(BaseModel):

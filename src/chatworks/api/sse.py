@@ -34,11 +34,7 @@ class ChunkShape:
         if self.chat:
             delta: dict = {"role": "assistant", "content": text} if first else {"content": text}
             if calls:  # each call whole, in one delta: OpenAI's shape, which clients accumulate
-                delta["tool_calls"] = [
-                    {"index": i, "id": c.id, "type": "function",
-                     "function": {"name": c.name, "arguments": c.arguments}}
-                    for i, c in enumerate(calls)
-                ]  # fmt: skip
+                delta["tool_calls"] = [{"index": i, **c.openai()} for i, c in enumerate(calls)]
                 delta["content"] = text or None
             body = {"delta": delta}
         else:

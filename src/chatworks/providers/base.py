@@ -20,6 +20,11 @@ class ToolCall:
     name: str
     arguments: str  # JSON text, as OpenAI sends it
 
+    def openai(self) -> dict[str, Any]:
+        """The call in OpenAI's wire shape (responses, stream deltas, upstream requests)."""
+        function = {"name": self.name, "arguments": self.arguments}
+        return {"id": self.id, "type": "function", "function": function}
+
 
 @dataclass(frozen=True)
 class Message:
