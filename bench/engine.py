@@ -102,7 +102,9 @@ def main() -> None:
     ap.add_argument("--new-tokens", type=int, default=128)
     ap.add_argument("--streams", default="1,4,8,16")
     args = ap.parse_args()
-    torch.set_num_threads(args.threads)
+    # Only the engine's thread computes with args.threads (a second OpenMP team on this thread
+    # would halve its 2-thread speed; see providers/native.py).
+    torch.set_num_threads(1)
     streams = [int(s) for s in args.streams.split(",")]
 
     rows = []
@@ -120,6 +122,7 @@ def main() -> None:
         del engine, model
     native_rss = peak_rss_mb()
 
+    torch.set_num_threads(args.threads)
     base = bench_transformers(prompt_ids(tokenizer, 0), args.new_tokens)
     print(f"transformers batch-1: {base}")
 

@@ -60,13 +60,14 @@ def decode_steps() -> None:
     with torch.inference_mode():
         for batch in (1, 4, 8, 16):
             cache = KVCache(model.cfg, batch, torch.float32, 1024)
-            cache.reserve(301)
+            cache.reserve(batch, 301)
             tokens = torch.randint(0, 1000, (batch, 1))
             positions = torch.full((batch, 1), 300)
             ms = per_call_ms(lambda c=cache, t=tokens, p=positions, b=batch: model(
                 t, p, kv=c.views(0, b), kv_len=301, last_only=True), repeats=10)  # fmt: skip
             print(f"| decode step, batch {batch} | {ms:.1f} | {batch / ms * 1000:.0f} |")
         cache = KVCache(model.cfg, 1, torch.float32, 1024)
+        cache.reserve(1, 230)
         prompt, positions = torch.randint(0, 1000, (1, 230)), torch.arange(230).unsqueeze(0)
         ms = per_call_ms(lambda: model(prompt, positions, kv=cache.views(0, 1), kv_len=230,
                                        last_only=True), repeats=3)  # fmt: skip

@@ -117,7 +117,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
     settings = Settings(_env_file=None)
-    torch.set_num_threads(settings.threads)
+    torch.set_num_threads(1)  # the engine's thread alone uses settings.threads
     model, tokenizer = load_pretrained()
     apply_precision(model, settings.engine_precision)
     constrainer = Constrainer(tokenizer.hf.to_str(), tokenizer.eos_token_ids, model.cfg.vocab_size)

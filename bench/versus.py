@@ -5,11 +5,15 @@
 
 Every server gets the bundled SmolLM2-135M-Instruct Q4_1 file, the same number of threads and
 the same prompts, and is asked with the `openai` async client, greedy:
-- one stream of 128 tokens: time to first token and decode tokens/s (after the first token);
+- one stream of 128 tokens: time to first token; decode tokens/s after the first token, the
+  best of three streams with distinct prompts;
 - N streams at once: aggregate completion tokens/s and TTFT p95 (`bench/http_load.py`);
 - one ~1,000-token prompt (README text, a RAG-sized context) with max_tokens=1: prompt
   tokens/s = prompt tokens / time to first token. Each server gets a prompt it has not seen
-  (llama-server caches prompts).
+  (llama-server caches prompts); then that conversation's next turn (the reply and a short
+  question added), whose time to one token shows whether the first turn is recomputed.
+Also, in this process, the same 128-token stream straight on chatworks' engine (no HTTP), so the
+table shows what HTTP costs: HTTP batch-1 decode / engine batch-1 decode.
 Prints one table per thread count with chatworks / llama-server ratios. Skips llama-server
 with a message when it is not built (LLAMA_SERVER=path overrides where it is looked for).
 """
@@ -21,14 +25,19 @@ import asyncio
 import os
 import subprocess
 import sys
+import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import openai
-from http_load import MODEL, REPO, burst, one_stream
+import torch
+from http_load import MODEL, REPO, burst, one_stream, prompt
 
+from chatworks.engine.precision import load_for_serving
+from chatworks.engine.sampling import SamplingParams
+from chatworks.engine.scheduler import Engine, Finish
 from chatworks.model import bundled_model_path
 from tests.servers import free_port, start_server
 
@@ -65,7 +74,7 @@ def llama_server(threads: int, slots: int):
     )  # fmt: skip
     try:
         deadline = time.monotonic() + 120
-        while httpx.get(f"http://127.0.0.1:{port}/health").status_code != 200:
+        while not _healthy(f"http://127.0.0.1:{port}/health"):
             if process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"llama-server did not start: see {log.name}")
             time.sleep(0.5)
@@ -74,6 +83,13 @@ def llama_server(threads: int, slots: int):
         process.terminate()
         process.wait(timeout=30)
         log.close()
+
+
+def _healthy(url: str) -> bool:
+    try:
+        return httpx.get(url).status_code == 200
+    except httpx.TransportError:  # not listening yet
+        return False
 
 
 def long_prompt(tag: str) -> str:
@@ -85,20 +101,55 @@ async def measure(base_url: str, streams: list[int], tag: str) -> dict:
     async with openai.AsyncOpenAI(base_url=base_url, api_key="x", max_retries=0, timeout=900) as c:
         await one_stream(c, 0, 8)  # warm-up
         single = await one_stream(c, 1, 128)
+        # Decode speed: the best of three streams (distinct prompts: no prompt cache helps).
+        decodes = [single] + [await one_stream(c, i, 128) for i in (9, 17)]
+        chat = [{"role": "user", "content": long_prompt(tag)}]
         start = time.perf_counter()
         reply = await c.chat.completions.create(
-            model=MODEL, messages=[{"role": "user", "content": long_prompt(tag)}],
-            max_tokens=1, temperature=0,
-        )  # fmt: skip
+            model=MODEL, messages=chat, max_tokens=1, temperature=0
+        )
         prefill_s = time.perf_counter() - start
+        # The conversation's next turn: a server that keeps the first turn's keys and values
+        # prefills only the new message.
+        chat += [{"role": "assistant", "content": reply.choices[0].message.content},
+                 {"role": "user", "content": "And what does make test do?"}]  # fmt: skip
+        start = time.perf_counter()
+        await c.chat.completions.create(model=MODEL, messages=chat, max_tokens=1, temperature=0)
+        next_turn_s = time.perf_counter() - start
     out = {
         "ttft_1": single["ttft"],
-        "decode_1": (single["tokens"] - 1) / sum(single["gaps"]),
+        "decode_1": max((run["tokens"] - 1) / sum(run["gaps"]) for run in decodes),
         "prompt_tok_s": reply.usage.prompt_tokens / prefill_s,
+        "next_turn_ms": next_turn_s * 1000,
     }
     for n in streams:
         out[n] = await burst(base_url, n, 128)
     return out
+
+
+def engine_decode(threads: int, rounds: int = 3) -> float:
+    """Batch-1 decode tokens/s of the default serving setup (int4) on the engine itself, for the
+    prompt `one_stream(..., 1, 128)` sends: the best of `rounds`."""
+    torch.set_num_threads(1)  # as the server: only the engine's thread uses `threads`
+    model, tokenizer = load_for_serving(None, "int4")
+    chat = [{"role": "user", "content": prompt(1)}]
+    ids = tokenizer.encode(tokenizer.apply_chat_template(chat, add_generation_prompt=True))
+    engine = Engine(model, slots=1, threads=threads, prefix_cache_mb=0).start()
+    best = 0.0
+    try:
+        for _ in range(rounds):
+            arrivals: list[float] = []
+            done = threading.Event()
+
+            def emit(event, arrivals=arrivals, done=done):
+                done.set() if isinstance(event, Finish) else arrivals.append(time.perf_counter())
+
+            engine.submit(ids, SamplingParams(max_tokens=128, temperature=0), emit)
+            done.wait()
+            best = max(best, (len(arrivals) - 1) / (arrivals[-1] - arrivals[0]))
+    finally:
+        engine.stop()
+    return best
 
 
 def ratio(a: float, b: float) -> str:
@@ -127,13 +178,16 @@ def main() -> None:
             with server() as url:
                 results[name] = asyncio.run(measure(url, streams, f"{name}-{threads}"))
             print(f"done: {name}, {threads} thread(s)", file=sys.stderr)
+        engine_tok_s = engine_decode(threads)
         ours, theirs = results["chatworks"], results.get("llama-server")
         print(f"\n{threads} thread(s): chatworks / llama-server (higher is better unless noted)\n")
         print("| measure | " + " | ".join(results) + " | chatworks / llama-server |")
         print("|---|" + "---|" * (len(results) + 1))
         rows = [("batch-1 decode tok/s", lambda r: r["decode_1"]),
                 ("TTFT at 1 stream, ms (lower is better)", lambda r: r["ttft_1"] * 1000),
-                ("prompt tok/s, ~1,000-token prompt", lambda r: r["prompt_tok_s"])]  # fmt: skip
+                ("prompt tok/s, ~1,000-token prompt", lambda r: r["prompt_tok_s"]),
+                ("its next turn: time to 1 token, ms (lower is better)",
+                 lambda r: r["next_turn_ms"])]  # fmt: skip
         for n in streams:
             rows.append((f"aggregate tok/s, {n} streams", lambda r, n=n: r[n]["tok_s"]))
             rows.append(
@@ -143,6 +197,9 @@ def main() -> None:
             cells = " | ".join(f"{get(r):.2f}" for r in results.values())
             versus = ratio(get(ours), get(theirs)) if theirs else "-"
             print(f"| {label} | {cells} | {versus} |")
+        http_tok_s = ours["decode_1"]
+        print(f"\nchatworks batch-1 decode: HTTP {http_tok_s:.2f} tok/s, engine {engine_tok_s:.2f}"
+              f" tok/s: HTTP / engine {ratio(http_tok_s, engine_tok_s)}")  # fmt: skip
 
 
 if __name__ == "__main__":

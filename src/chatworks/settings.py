@@ -44,11 +44,24 @@ class Settings(BaseSettings):
         None, description="GGUF file, HF directory or chatworks run; default: bundled SmolLM2"
     )
     threads: int = Field(1, ge=1, le=256, description="torch intra-op threads (1 is fastest here)")
-    engine_slots: int = Field(8, ge=1, le=256, description="Sequences the native engine batches")
+    engine_slots: int = Field(
+        32, ge=1, le=256, description="Sequences the native engine batches, at most"
+    )
+    engine_kv_cache_mb: float = Field(
+        2048, gt=0, description="Memory for the batch's keys and values: requests are admitted "
+        "while their prompts and max_tokens fit",
+    )  # fmt: skip
     engine_precision: Literal["fp32", "bf16", "int8", "int4"] = Field(
         "int4", description="Native engine weights: int4 decodes fastest on CPU, fp32 is exact"
     )
     engine_max_seq_len: int = Field(4096, ge=16, description="Longest prompt + answer, in tokens")
+    engine_prefill_tokens: int = Field(
+        512, ge=16, description="Prompt tokens per prefill step: a longer prompt goes in chunks"
+    )
+    engine_prefix_cache_mb: float = Field(
+        256, ge=0, description="Memory for finished sequences' KV, reused by prompts that share "
+        "their start (0: off)",
+    )  # fmt: skip
     script_path: Path | None = Field(None, description="JSON rules for the scripted provider")
     upstream_url: str = "http://127.0.0.1:8080/v1"
     upstream_key: str = "none"

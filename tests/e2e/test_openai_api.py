@@ -61,7 +61,27 @@ def test_stream_matches_non_stream_and_reports_usage_last(client):
     assert text == whole.choices[0].message.content
     assert chunks[0].choices[0].delta.role == "assistant"
     assert all(c.usage is None for c in chunks[:-1])
-    assert chunks[-1].choices == [] and chunks[-1].usage == whole.usage
+    final = chunks[-1]
+    assert final.choices == []
+    assert final.usage.prompt_tokens == whole.usage.prompt_tokens
+    assert final.usage.completion_tokens == whole.usage.completion_tokens
+
+
+def test_a_conversation_turn_reports_its_cached_tokens(client, request):
+    """The native engine's prefix cache: a second turn reuses the first turn's prompt, and usage
+    says how many prompt tokens came from the cache the way OpenAI's does."""
+    messages = [{"role": "user", "content": "Spell the word 'cache' backwards, letter by letter."}]
+    first = client.chat.completions.create(model=MODEL, messages=messages, max_tokens=8,
+                                           temperature=0)  # fmt: skip
+    messages += [{"role": "assistant", "content": first.choices[0].message.content},
+                 {"role": "user", "content": "Now forwards."}]  # fmt: skip
+    second = client.chat.completions.create(model=MODEL, messages=messages, max_tokens=8,
+                                            temperature=0).usage  # fmt: skip
+    if request.node.callspec.params["any_server"] == "transformers":  # no cache, none reported
+        assert second.prompt_tokens_details is None
+        return
+    assert second.prompt_tokens_details.cached_tokens >= first.usage.prompt_tokens
+    assert second.prompt_tokens_details.cached_tokens < second.prompt_tokens
 
 
 def test_same_seed_same_sample(client):

@@ -19,6 +19,7 @@ from chatworks.engine.constraints import (
     json_schema_grammar,
     lark_grammar,
 )
+from chatworks.engine.kv_cache import KVCache
 from chatworks.engine.sampling import SamplingParams
 from chatworks.engine.scheduler import Engine, Finish, QueueFull
 from chatworks.engine.textstream import REPLACEMENT
@@ -166,6 +167,148 @@ def test_rejects_prompt_longer_than_context(loaded):
     engine = Engine(loaded[0], slots=1, max_seq_len=8)
     with pytest.raises(ValueError):
         engine.submit(list(range(8)), GREEDY, lambda event: None)
+
+
+# --- chunked prefill and prefix reuse -----------------------------------------------------------
+
+CHAT = [{"role": "system", "content": "You answer questions about geography in one sentence."},
+        {"role": "user", "content": "What is the capital of Italy?"}]  # fmt: skip
+
+
+def _chat_ids(loaded, messages) -> list[int]:
+    tok = loaded[1]
+    return tok.encode(tok.apply_chat_template(messages, add_generation_prompt=True))
+
+
+def _reference(loaded):
+    return lambda ids: loaded[0](torch.tensor([ids]))[0]
+
+
+def test_chunked_prefill_equals_one_shot_prefill(loaded):
+    """The cache a prompt leaves after prefilling in chunks of 7 holds what one forward over the
+    whole prompt leaves, and the next token's logits agree."""
+    model = loaded[0]
+    ids = _chat_ids(loaded, CHAT)
+    caches = [KVCache(model.cfg, 1, torch.float32, 256) for _ in range(2)]
+    for cache in caches:
+        cache.reserve(1, len(ids))
+    with torch.inference_mode():
+        whole = model(torch.tensor([ids]), kv=caches[0].views(0, 1), kv_len=len(ids),
+                      last_only=True)  # fmt: skip
+        for start in range(0, len(ids), 7):
+            chunk = ids[start : start + 7]
+            positions = torch.arange(start, start + len(chunk))[None]
+            chunked = model(torch.tensor([chunk]), positions, kv=caches[1].views(0, 1),
+                            kv_len=start + len(chunk), last_only=True)  # fmt: skip
+    torch.testing.assert_close(chunked, whole, atol=1e-4, rtol=1e-4)
+    for one, other in zip(caches[0].keys + caches[0].values, caches[1].keys + caches[1].values,
+                          strict=True):  # fmt: skip
+        torch.testing.assert_close(one[:, :, : len(ids)], other[:, :, : len(ids)],
+                                   atol=1e-4, rtol=1e-4)  # fmt: skip
+
+
+def test_prompts_prefilled_in_chunks_and_together_decode_greedily(loaded):
+    """A 16-token budget splits the chat prompt into chunks and pads the short prompts (4-12
+    tokens) into forwards of several rows; each sequence still gets the reference model's
+    greedy continuation."""
+    engine = Engine(loaded[0], slots=6, max_waiting=8, prefill_budget=16, prefix_cache_mb=0)
+    engine.start()
+    try:
+        prompts = [_ids(loaded, p) for p in PROMPTS] + [_chat_ids(loaded, CHAT)]
+        runs = [_collect(engine, ids, GREEDY) for ids in prompts]
+        for (tokens, finish, done, _), ids in zip(runs, prompts, strict=True):
+            assert done.wait(120)
+            assert finish[0].reason == "length" and finish[0].cached_tokens == 0
+            assert_near_greedy(_reference(loaded), ids, tokens)
+        assert engine.stats.prefill_tokens == sum(map(len, prompts))
+    finally:
+        engine.stop()
+
+
+def test_second_turn_prefills_only_the_new_tokens(loaded):
+    """A conversation's second turn reuses the first turn's prompt and answer from the prefix
+    cache: only the tokens after them are prefilled, and the answer is still the reference's
+    greedy one."""
+    tok = loaded[1]
+    engine = Engine(loaded[0], slots=2, max_waiting=4).start()
+    try:
+        params = SamplingParams(max_tokens=24, temperature=0, stop_token_ids=tok.eos_token_ids)
+        first = _chat_ids(loaded, CHAT)
+        answer, finish = engine.generate(first, params)
+        assert finish.cached_tokens == 0
+        turn = [*CHAT, {"role": "assistant", "content": tok.decode(answer)},
+                {"role": "user", "content": "And of Spain?"}]  # fmt: skip
+        second = _chat_ids(loaded, turn)
+        before = engine.stats.prefill_tokens
+        tokens, finish = engine.generate(second, params)
+        # The first turn's prompt at least (its answer too, where re-encoding gives the same ids)
+        assert finish.cached_tokens >= len(first)
+        assert engine.stats.prefill_tokens - before == len(second) - finish.cached_tokens
+        assert engine.stats.prefix_hit_tokens == finish.cached_tokens
+        assert_near_greedy(_reference(loaded), second, tokens)
+    finally:
+        engine.stop()
+
+
+def test_running_sequences_share_their_prefix_and_cancelled_prefills_free_slots(loaded):
+    """A request arriving while another with the same system prompt decodes copies that prefix
+    from it; a long prompt cancelled mid-prefill leaves the slots packed, and the others and
+    the next requests are unaffected."""
+    engine = Engine(loaded[0], slots=3, max_waiting=4, prefill_budget=16, prefix_cache_mb=0)
+    engine.start()
+    try:
+        decoding = _collect(
+            engine, _chat_ids(loaded, CHAT), SamplingParams(max_tokens=64, temperature=0)
+        )
+        _wait_for(lambda: len(decoding[0]) >= 2)
+        long_prompt = _ids(loaded, " ".join(["the history of the printing press"] * 40))
+        cancelled = _collect(engine, long_prompt, GREEDY)
+        _wait_for(lambda: engine.stats.prefill_tokens >= len(_chat_ids(loaded, CHAT)) + 32)
+        cancelled[3].cancel()
+        sibling_ids = _chat_ids(loaded, [CHAT[0], {"role": "user", "content": "Name a river."}])
+        sibling = _collect(engine, sibling_ids, GREEDY)
+        for run in (cancelled, sibling, decoding):
+            assert run[2].wait(120)
+        assert cancelled[1][0].reason == "cancelled" and len(cancelled[0]) == 0
+        assert sibling[1][0].cached_tokens >= len(
+            _ids(loaded, "<|im_start|>system\n" + CHAT[0]["content"])
+        )
+        assert_near_greedy(_reference(loaded), sibling_ids, sibling[0])
+        assert_near_greedy(_reference(loaded), _chat_ids(loaded, CHAT), decoding[0])
+        _wait_for(lambda: engine.stats.running == 0)
+        tokens = engine.generate(long_prompt[:50], GREEDY)[0]
+        assert_near_greedy(_reference(loaded), long_prompt[:50], tokens)
+    finally:
+        engine.stop()
+
+
+def test_admission_by_kv_cache_memory(loaded):
+    """With room for about two sequences' prompt and max_tokens, a third waits until one
+    finishes (its memory then serves it), a request that could never fit is refused at once,
+    and the cache never outgrows its budget."""
+    model = loaded[0]
+    bytes_per_position = KVCache(model.cfg, 1, torch.float32, 16).bytes_per_position
+    engine = Engine(model, slots=8, max_waiting=8, prefix_cache_mb=0,
+                    kv_cache_mb=2 * 60 * bytes_per_position / 2**20)  # fmt: skip
+    engine.start()
+    try:
+        params = SamplingParams(max_tokens=50, temperature=0)
+        prompts = [_ids(loaded, p) for p in PROMPTS[:3]]  # 4-12 tokens: each needs <= 62
+        runs = [_collect(engine, ids, params) for ids in prompts]
+        _wait_for(lambda: len(runs[0][0]) >= 5 and len(runs[1][0]) >= 5)
+        assert engine.stats.running == 2 and engine.stats.waiting == 1
+        assert len(runs[2][0]) == 0
+        assert engine.stats.kv_cache_usage > 0.5
+        for (tokens, finish, done, _), ids in zip(runs, prompts, strict=True):
+            assert done.wait(120) and finish[0].reason == "length"
+            assert_near_greedy(_reference(loaded), ids, tokens)
+        assert engine.cache.nbytes <= 2 * 60 * bytes_per_position
+        with pytest.raises(ValueError, match="KV"):
+            engine.submit(prompts[0], SamplingParams(max_tokens=500), lambda event: None)
+        _wait_for(lambda: engine.stats.running == 0)
+        assert engine.stats.kv_cache_usage == 0
+    finally:
+        engine.stop()
 
 
 # --- constrained decoding (validity is asserted, never words: the grammar guarantees it) -------

@@ -124,13 +124,14 @@ def test_cached_decoding_equals_full_recompute(native):
 
     model = native[0]
     ids = native[1].encode(PROMPTS[1])
-    cache = KVCache(model.cfg, slots=1, dtype=torch.float32, max_len=64, initial=4)  # must grow
+    cache = KVCache(model.cfg, slots=1, dtype=torch.float32, max_len=64)
+    cache.reserve(1, 3)  # then it must grow, keeping what it holds
     with torch.inference_mode():
         full = model(torch.tensor([ids]))[0]
         split = 3
         parts = [model(torch.tensor([ids[:split]]), kv=cache.views(0, 1), kv_len=split)[0]]
         for pos in range(split, len(ids)):
-            cache.reserve(pos + 1)
+            cache.reserve(1, pos + 1)
             parts.append(
                 model(
                     torch.tensor([[ids[pos]]]),

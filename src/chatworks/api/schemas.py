@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from chatworks.providers.base import Message, ResponseFormat, Tool, ToolCall
+from chatworks.providers.base import Usage as TokenCounts
 from chatworks.rag.answer import Citation  # the domain dataclass doubles as the API schema
 from chatworks.security.audit import AuditEntry
 from chatworks.security.budgets import Usage
@@ -208,10 +209,27 @@ class CompletionRequest(_Sampling):
         return self.prompt if isinstance(self.prompt, str) else self.prompt[0]
 
 
+class PromptTokensDetails(BaseModel):
+    cached_tokens: int = Field(description="Prompt tokens whose computation was reused")
+
+
 class UsageOut(BaseModel):
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
+    prompt_tokens_details: PromptTokensDetails | None = None
+
+    @classmethod
+    def of(cls, usage: TokenCounts) -> UsageOut:
+        cached = usage.cached_tokens
+        return cls(
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
+            total_tokens=usage.total_tokens,
+            prompt_tokens_details=None
+            if cached is None
+            else PromptTokensDetails(cached_tokens=cached),
+        )
 
 
 class FunctionCallOut(BaseModel):

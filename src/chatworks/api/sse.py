@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 from chatworks.api.errors import error_body
+from chatworks.api.schemas import UsageOut
 from chatworks.providers.base import Delta, ProviderError, ToolCall
 
 DONE = b"data: [DONE]\n\n"
@@ -49,11 +50,7 @@ TEXT_CHUNK = ChunkShape("text_completion", chat=False)
 def usage_dict(delta: Delta) -> dict:
     u = delta.usage
     assert u is not None
-    return {
-        "prompt_tokens": u.prompt_tokens,
-        "completion_tokens": u.completion_tokens,
-        "total_tokens": u.total_tokens,
-    }
+    return UsageOut.of(u).model_dump(exclude_none=True)
 
 
 async def encode_stream(

@@ -2,21 +2,28 @@
 
 One scheduler thread owns the model and the KV cache. Each step it
 1. retires sequences whose client cancelled (their slot is free by the end of the step),
-2. admits waiting requests into free slots and prefills them (up to `prefill_budget` prompt
-   tokens per step, so running streams keep decoding while new ones arrive),
-3. runs one batched decode step over every running sequence, each at its own position, and
-4. retires the ones that hit a stop token or their length limit.
+2. admits waiting requests into free slots, each starting from the longest prefix of its prompt
+   already computed: by a sequence still in the cache, or by a finished one kept in the prefix
+   cache (`engine/prefix_cache.py`), copied into its slot,
+3. prefills one chunk of the waiting prompts: up to `prefill_budget` prompt tokens in one
+   forward, several short prompts together, a long one over several steps, so running streams
+   never wait more than one chunk for their next token,
+4. runs one batched decode step over every decoding sequence, each at its own position, and
+5. retires the ones that hit a stop token or their length limit.
 Tokens reach requests through a callback called on the scheduler thread; `Engine.stream` turns
 that into an asyncio iterator with `loop.call_soon_threadsafe`. Slots and the waiting queue are
 bounded: `submit` raises `QueueFull` rather than queueing without limit.
+
+Slots 0..d-1 hold the decoding sequences and d..n-1 the ones still prefilling, so each forward
+reads a contiguous slice of the cache: a finished prefill swaps into slot d, a retired sequence's
+slot is filled by moving the last one of its zone (and then the zones' boundary).
 
 A sequence may carry a grammar matcher (`engine/constraints.py`): its logits are masked to what
 the grammar allows before sampling. The masks of a step are computed on a helper thread while
 the model runs the forward pass, and only constrained rows are touched, so unconstrained
 sequences in the same batch do not wait on them.
 
-Does not cover: text (stop strings, detokenizing) - that is the provider's job - nor chunked
-prefill of one prompt across steps, nor prefix caching.
+Does not cover: text (stop strings, detokenizing) - that is the provider's job.
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ import torch
 
 from chatworks.engine.constraints import Constrainer, Matcher, apply_masks
 from chatworks.engine.kv_cache import KVCache
+from chatworks.engine.prefix_cache import PrefixCache, common_prefix
 from chatworks.engine.sampling import SamplingParams, make_generator, sample
 from chatworks.model.llama import Llama
 
@@ -47,6 +55,7 @@ class Finish:
     reason: Literal["stop", "length", "cancelled"]
     prompt_tokens: int
     completion_tokens: int
+    cached_tokens: int = 0  # prompt tokens whose keys/values were reused, not computed
     # Epoch ns of the phases (0: did not happen), for traces: the engine thread never touches
     # OpenTelemetry, the caller turns these into spans. Measurements, so not part of equality.
     submitted_ns: int = field(default=0, compare=False)
@@ -72,9 +81,18 @@ class _Sequence:
     first_token_ns: int = 0
     slot: int = -1
     length: int = 0  # positions already in the cache
-    next_token: int = -1  # sampled, to be fed (and cached) by the next decode step
-    generated: int = 0
+    cached: int = 0  # of those, copied from an earlier sequence rather than prefilled
+    output: list[int] = field(default_factory=list)  # sampled tokens; the last not yet cached
     cancelled: bool = False
+
+    @property
+    def prefilling(self) -> bool:
+        return self.length < len(self.prompt)
+
+    @property
+    def tokens(self) -> list[int]:
+        """The token ids of the positions in the cache."""
+        return (self.prompt + self.output)[: self.length]
 
 
 @dataclass
@@ -90,6 +108,10 @@ class EngineStats:
     prefill_seconds: float = 0.0
     decode_seconds: float = 0.0
     queue_seconds: float = 0.0  # summed over admitted requests
+    prefix_queried_tokens: int = 0  # prompt tokens of admitted requests
+    prefix_hit_tokens: int = 0  # of those, reused from the cache instead of prefilled
+    prefix_cache_bytes: int = 0
+    kv_cache_usage: float = 0.0  # share of the KV cache budget reserved by admitted sequences
 
 
 class Handle:
@@ -112,7 +134,15 @@ class Engine:
         threads: int = 1,
         prefill_budget: int = 512,
         constrainer: Constrainer | None = None,
+        prefix_cache_mb: float = 256,
+        kv_cache_mb: float | None = None,
     ):
+        """`slots`: sequences at most in the batch. `kv_cache_mb`: memory for their keys and
+        values: a request is admitted when the cache, with it, fits in it for every sequence's
+        prompt and max_tokens (None: no limit but `slots`). `prefill_budget`: prompt tokens per
+        prefill forward (the chunk size of a long prompt). `prefix_cache_mb`: memory for
+        finished sequences' keys and values (0: none; sequences still in the cache are reused
+        either way)."""
         self.model = model
         self.slots, self.max_waiting, self.threads = slots, max_waiting, threads
         self.prefill_budget = prefill_budget
@@ -120,9 +150,13 @@ class Engine:
         self._masker = ThreadPoolExecutor(1, thread_name_prefix="chatworks-masks")
         self.max_seq_len = min(max_seq_len or model.cfg.max_seq_len, model.cfg.max_seq_len)
         dtype = model.embed_tokens.weight.dtype
-        self.cache = KVCache(model.cfg, slots, dtype, self.max_seq_len)
+        budget = float("inf") if kv_cache_mb is None else kv_cache_mb * 2**20
+        self.cache = KVCache(model.cfg, slots, dtype, self.max_seq_len, budget)
+        self.prefixes = PrefixCache(int(prefix_cache_mb * 2**20))
         self.stats = EngineStats()
-        self._running: list[_Sequence] = []  # index == slot; only the scheduler thread touches it
+        # Only the scheduler thread touches these. Index == slot: decoding sequences first.
+        self._slots: list[_Sequence] = []
+        self._decoding = 0  # slots 0.._decoding-1 decode, the rest prefill
         self._waiting: deque[_Sequence] = deque()
         self._cond = threading.Condition()
         self._in_flight = 0  # waiting + running, guarded by _cond
@@ -161,6 +195,11 @@ class Engine:
         if matcher is not None and self.constrainer is None:
             raise ValueError("this engine was built without a constrainer")
         seq = _Sequence(list(prompt), params, emit, make_generator(params), matcher)
+        if not self.cache.fits(1, self._need(seq)):
+            raise ValueError(
+                f"{len(prompt)} prompt tokens and max_tokens {params.max_tokens} need more KV "
+                f"cache than its budget ({int(self.cache.budget_positions)} positions)"
+            )
         with self._cond:
             if self._stopping:
                 raise RuntimeError("engine stopped")
@@ -219,7 +258,7 @@ class Engine:
         with torch.inference_mode():
             while True:
                 with self._cond:
-                    while not (self._stopping or self._waiting or self._running):
+                    while not (self._stopping or self._waiting or self._slots):
                         self._cond.wait()
                     if self._stopping:
                         break
@@ -228,58 +267,118 @@ class Engine:
                         self._waiting.remove(seq)
                 for seq in cancelled:
                     self._finish(seq, "cancelled")
-                for seq in [s for s in self._running if s.cancelled]:
+                for seq in [s for s in self._slots if s.cancelled]:
                     self._retire(seq, "cancelled")
                 for seq in self._admit():
-                    self._prefill(seq)
-                if self._running:
+                    self._start_from_prefix(seq)
+                if len(self._slots) > self._decoding:
+                    self._prefill()
+                if self._decoding:
                     self._decode()
-        for seq in [*self._running, *self._waiting]:
+        for seq in [*self._slots, *self._waiting]:
             self._finish(seq, "cancelled")
 
+    def _need(self, seq: _Sequence) -> int:
+        """Positions `seq` may come to hold: its prompt and max_tokens, within the context."""
+        return min(len(seq.prompt) + seq.params.max_tokens, self.max_seq_len)
+
     def _admit(self) -> list[_Sequence]:
+        """Waiting sequences, oldest first, while a slot is free and the cache, sized for every
+        admitted sequence's longest possible length, stays within its budget."""
         admitted: list[_Sequence] = []
-        budget = self.prefill_budget
         with self._cond:
-            while self._waiting and len(self._running) + len(admitted) < self.slots:
-                if admitted and len(self._waiting[0].prompt) > budget:
-                    break  # leave it for the next step, after the running streams advance
-                seq = self._waiting.popleft()
-                budget -= len(seq.prompt)
-                admitted.append(seq)
+            longest = max((self._need(s) for s in self._slots), default=0)
+            while self._waiting and len(self._slots) + len(admitted) < self.slots:
+                need = max(longest, self._need(self._waiting[0]))
+                if not self.cache.fits(len(self._slots) + len(admitted) + 1, need):
+                    break
+                longest = need
+                admitted.append(self._waiting.popleft())
             self.stats.waiting = len(self._waiting)
-            self.stats.running = len(self._running) + len(admitted)
+            self.stats.running = len(self._slots) + len(admitted)
+            self.stats.kv_cache_usage = self._usage(self.stats.running, longest)
         now, now_ns = time.perf_counter(), time.time_ns()
         for seq in admitted:
             self.stats.queue_seconds += now - seq.submitted_at
             seq.admitted_ns = now_ns
         return admitted
 
-    def _prefill(self, seq: _Sequence) -> None:
+    def _start_from_prefix(self, seq: _Sequence) -> None:
+        """Give `seq` the last slot, holding the longest prefix of its prompt already computed:
+        by a sequence in the cache, else by one in the prefix cache. At least the prompt's last
+        token is left to prefill: its logits give the first sampled token."""
+        seq.slot = len(self._slots)
+        self._slots.append(seq)
+        prompt = torch.tensor(seq.prompt, dtype=torch.long)
+        shared, entry = self.prefixes.longest(prompt)
+        source = None
+        for other in self._slots[:-1]:
+            if (n := common_prefix(torch.tensor(other.tokens, dtype=torch.long), prompt)) > shared:
+                shared, source = n, other
+        length = min(shared, len(seq.prompt) - 1)
+        if length < self.prefixes.min_tokens:
+            length, source, entry = 0, None, None
+        self._reserve(length)
+        if source is not None:
+            self.cache.move(source.slot, seq.slot, length)
+        elif entry is not None:
+            self.cache.load(seq.slot, entry.kv, length)
+        seq.length = seq.cached = length
+        self.stats.prefix_queried_tokens += len(seq.prompt)
+        self.stats.prefix_hit_tokens += length
+
+    def _prefill(self) -> None:
+        """One forward over a chunk of each of the oldest prefilling sequences that fit in the
+        budget (adjacent slots; rows padded to the longest chunk); those whose prompt is now
+        complete start decoding with their first sampled token."""
         start = time.perf_counter()
-        seq.slot = len(self._running)
-        self._running.append(seq)
-        n = len(seq.prompt)
-        self.cache.reserve(n)
-        logits = self.model(
-            torch.tensor([seq.prompt]),
-            torch.arange(n).unsqueeze(0),
-            kv=self.cache.views(seq.slot, seq.slot + 1),
-            kv_len=n,
-            last_only=True,
+        first = min(self._slots[self._decoding :], key=lambda s: s.submitted_at).slot
+        batch: list[_Sequence] = []
+        width = 0
+        for seq in self._slots[first:]:
+            chunk = min(len(seq.prompt) - seq.length, self.prefill_budget)
+            if batch and (len(batch) + 1) * max(width, chunk) > self.prefill_budget:
+                break
+            batch.append(seq)
+            width = max(width, chunk)
+        chunks = [seq.prompt[seq.length : seq.length + width] for seq in batch]
+        # Padding follows each row's real tokens, at positions no real token attends to: its
+        # own next ones (overwritten by its next chunk) or, past those, one scratch position
+        # beyond every row's real ones (within each row's prompt, so within the budget).
+        scratch = max(seq.length + len(chunk) for seq, chunk in zip(batch, chunks, strict=True))
+        self._reserve(scratch + 1)
+        tokens = torch.tensor([chunk + [0] * (width - len(chunk)) for chunk in chunks])
+        positions = torch.tensor(
+            [[min(seq.length + i, scratch) for i in range(width)] for seq in batch]
         )
-        seq.length = n
-        self.stats.prefill_tokens += n
+        logits = self.model(
+            tokens,
+            positions,
+            kv=self.cache.views(first, first + len(batch)),
+            kv_len=scratch,
+            logits_at=torch.tensor([len(chunk) - 1 for chunk in chunks]),
+        )
+        done = []  # rows of `logits` whose prompt is now complete
+        for i, (seq, chunk) in enumerate(zip(batch, chunks, strict=True)):
+            seq.length += len(chunk)
+            self.stats.prefill_tokens += len(chunk)
+            if not seq.prefilling:
+                done.append(i)
         self.stats.prefill_seconds += time.perf_counter() - start
-        if seq.matcher is not None:
-            apply_masks(logits, [0], self._constrainer().masks([seq.matcher]))
-        self._accept(seq, logits[0])
+        for i in done:  # into the decoding zone, in slot order
+            self._swap(batch[i], self._slots[self._decoding])
+            self._decoding += 1
+        rows = [i for i in done if batch[i].matcher is not None]
+        if rows:
+            apply_masks(logits, rows, self._constrainer().masks([batch[i].matcher for i in rows]))
+        for i in done:
+            self._accept(batch[i], logits[i])
 
     def _decode(self) -> None:
         start = time.perf_counter()
-        batch = self._running
+        batch = self._slots[: self._decoding]
         kv_len = max(s.length for s in batch) + 1
-        self.cache.reserve(kv_len)
+        self._reserve(kv_len)
         # The masks depend only on tokens already sampled: compute them during the forward pass.
         rows = [i for i, s in enumerate(batch) if s.matcher is not None]
         masks: Future[torch.Tensor] | None = None
@@ -287,7 +386,7 @@ class Engine:
             matchers = [batch[i].matcher for i in rows]
             masks = self._masker.submit(self._constrainer().masks, matchers)
         logits = self.model(
-            torch.tensor([[s.next_token] for s in batch]),
+            torch.tensor([[s.output[-1]] for s in batch]),
             torch.tensor([[s.length] for s in batch]),
             kv=self.cache.views(0, len(batch)),
             kv_len=kv_len,
@@ -301,8 +400,17 @@ class Engine:
         if masks is not None:
             apply_masks(logits, rows, masks.result())
         self.stats.decode_seconds += time.perf_counter() - start
-        for seq, row in zip(list(batch), logits, strict=True):
+        for seq, row in zip(batch, logits, strict=True):
             self._accept(seq, row)
+
+    def _reserve(self, length: int) -> None:
+        """Room in the cache for every slot in use, with `length` positions or more."""
+        self.cache.reserve(len(self._slots), max([length, *(s.length for s in self._slots)]))
+
+    def _usage(self, rows: int, longest: int) -> float:
+        """The share of the cache budget (or of the slots, without one) admission counts."""
+        budget = self.cache.budget_positions
+        return rows * longest / budget if budget != float("inf") else rows / self.slots
 
     def _accept(self, seq: _Sequence, logits: torch.Tensor) -> None:
         """Sample, emit, and retire the sequence if this token ends it."""
@@ -314,15 +422,14 @@ class Engine:
         token = sample(logits, seq.params, seq.generator)
         if seq.matcher is not None:
             seq.matcher.consume_token(token)  # allowed by the mask; a failure shows next step
-        seq.generated += 1
-        if seq.generated == 1:
+        seq.output.append(token)
+        if len(seq.output) == 1:
             seq.first_token_ns = time.time_ns()
         if token in seq.params.stop_token_ids:
             self._retire(seq, "stop")
             return
         self._emit(seq, token)
-        seq.next_token = token
-        if seq.generated >= seq.params.max_tokens or seq.length + 1 >= self.max_seq_len:
+        if len(seq.output) >= seq.params.max_tokens or seq.length + 1 >= self.max_seq_len:
             self._retire(seq, "length")
 
     def _constrainer(self) -> Constrainer:
@@ -330,20 +437,44 @@ class Engine:
         return self.constrainer
 
     def _retire(self, seq: _Sequence, reason: Literal["stop", "length", "cancelled"]) -> None:
-        """Free the slot, keeping running sequences packed in slots 0..n-1."""
-        last = self._running.pop()
-        if last is not seq:
-            self.cache.move(last.slot, seq.slot, last.length)
-            last.slot = seq.slot
-            self._running[seq.slot] = last
+        """Free the slot, keeping both zones packed: the last sequence of the zone fills it,
+        and a decoding slot freed at the zones' boundary goes to the last prefilling one."""
+        if seq.length * self.cache.bytes_per_position <= self.prefixes.budget:
+            self.prefixes.add(torch.tensor(seq.tokens, dtype=torch.long),
+                              lambda: self.cache.export(seq.slot, seq.length))  # fmt: skip
+            self.stats.prefix_cache_bytes = self.prefixes.nbytes
+        if seq.slot < self._decoding:
+            self._decoding -= 1
+            self._fill(seq.slot, self._decoding)
+            self._fill(self._decoding, len(self._slots) - 1)
+        else:
+            self._fill(seq.slot, len(self._slots) - 1)
+        self._slots.pop()
         self._finish(seq, reason)
+
+    def _fill(self, hole: int, last: int) -> None:
+        """Move the sequence in slot `last` into slot `hole` (its sequence is leaving)."""
+        if hole != last:
+            moved = self._slots[last]
+            self.cache.move(last, hole, moved.length)
+            moved.slot = hole
+            self._slots[hole], self._slots[last] = moved, self._slots[hole]
+
+    def _swap(self, a: _Sequence, b: _Sequence) -> None:
+        if a is not b:
+            self.cache.swap(a.slot, b.slot, max(a.length, b.length))
+            a.slot, b.slot = b.slot, a.slot
+            self._slots[a.slot], self._slots[b.slot] = a, b
 
     def _finish(self, seq: _Sequence, reason: Literal["stop", "length", "cancelled"]) -> None:
         with self._cond:
             self._in_flight -= 1
-            self.stats.running = len(self._running)
-        self._emit(seq, Finish(reason, len(seq.prompt), seq.generated, seq.submitted_ns,
-                               seq.admitted_ns, seq.first_token_ns, time.time_ns()))  # fmt: skip
+            self.stats.running = len(self._slots)
+            longest = max((self._need(s) for s in self._slots), default=0)
+            self.stats.kv_cache_usage = self._usage(len(self._slots), longest)
+        self._emit(seq, Finish(reason, len(seq.prompt), len(seq.output), seq.cached,
+                               seq.submitted_ns, seq.admitted_ns, seq.first_token_ns,
+                               time.time_ns()))  # fmt: skip
 
     def _emit(self, seq: _Sequence, event: Event) -> None:
         """A failing callback is a client gone: cancel its sequence, keep serving the others."""

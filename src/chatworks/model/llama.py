@@ -191,6 +191,7 @@ class Llama(nn.Module):
         kv: KVCacheViews | None = None,
         kv_len: int = 0,
         last_only: bool = False,
+        logits_at: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Logits for `tokens` [B, T].
 
@@ -200,6 +201,8 @@ class Llama(nn.Module):
             sequence's own position are masked, so sequences of different lengths share a batch.
         kv_len: how many cache entries to read (max position + 1 over the batch).
         last_only: return logits for the last token of each row only ([B, V]): all decoding needs.
+        logits_at: [B] index of the one token per row to return logits for ([B, V]), for rows
+            padded to a common length (the last real token of each row).
         """
         B, T = tokens.shape
         device = tokens.device
@@ -215,6 +218,8 @@ class Llama(nn.Module):
         x = self.embed_tokens(tokens)
         for i, layer in enumerate(self.layers):
             x = layer(x, cos, sin, mask, positions, None if kv is None else kv[i], kv_len)
-        if last_only:
+        if logits_at is not None:
+            x = x[torch.arange(B, device=device), logits_at]
+        elif last_only:
             x = x[:, -1]
         return self.lm_head(self.norm(x)).float()

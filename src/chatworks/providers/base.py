@@ -75,6 +75,7 @@ class GenerationRequest:
 class Usage:
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cached_tokens: int | None = None  # of the prompt's, reused from a cache (None: not known)
 
     @property
     def total_tokens(self) -> int:

@@ -42,7 +42,10 @@ class NativeProvider:
 
     def _load(self) -> None:
         s = self.settings
-        torch.set_num_threads(s.threads)
+        # Loaded on one thread: only the engine's thread runs parallel regions with `threads`.
+        # With a second OpenMP team in the process (this thread's) the teams outnumber 2 cores,
+        # libgomp stops spinning between regions, and 2-thread decode ran at half speed.
+        torch.set_num_threads(1)
         model, self._tokenizer = load_for_serving(s.model_path, s.engine_precision)
         tok = self._tokenizer
         constrainer = Constrainer(tok.hf.to_str(), tok.eos_token_ids, model.cfg.vocab_size)
@@ -52,9 +55,12 @@ class NativeProvider:
             max_waiting=s.max_waiting_requests,
             max_seq_len=s.engine_max_seq_len,
             threads=s.threads,
+            prefill_budget=s.engine_prefill_tokens,
             constrainer=constrainer,
+            prefix_cache_mb=s.engine_prefix_cache_mb,
+            kv_cache_mb=s.engine_kv_cache_mb,
         ).start()
-        watch_engine(s.model, self._engine.stats, slots=s.engine_slots)
+        watch_engine(s.model, self._engine.stats)
 
     @property
     def ready(self) -> bool:
@@ -113,7 +119,7 @@ class NativeProvider:
         async with aclosing(events):
             async for event in events:
                 if isinstance(event, Finish):
-                    usage = Usage(len(prompt), event.completion_tokens)
+                    usage = Usage(len(prompt), event.completion_tokens, event.cached_tokens)
                     tokens = event.completion_tokens - completion + pending  # e.g. the EOS
                     text, tool_calls = calls.push(stops.flush()), calls.calls()
                     reason = "tool_calls" if tool_calls and event.reason == "stop" else event.reason

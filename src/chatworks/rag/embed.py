@@ -45,8 +45,6 @@ class LocalEmbedder:
         import torch
         from sentence_transformers import SentenceTransformer
 
-        # Process-wide: the same `threads` setting the generation engine uses, so the two
-        # agree instead of fighting over the two cores.
         torch.set_num_threads(threads)
         self._model = SentenceTransformer(str(model_path), device="cpu", local_files_only=True)
         self.model_id = model_id
@@ -63,7 +61,9 @@ class LocalEmbedder:
             embedding_model_path(settings),
             model_id=settings.embedding_model,
             batch_size=settings.embedding_batch_size,
-            threads=settings.threads,
+            # Beside the native engine, one thread: a second OpenMP team in the process
+            # (teams outnumbering the cores) halves the engine's 2-thread decode for good.
+            threads=1 if settings.provider == "native" else settings.threads,
         )
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:

@@ -157,8 +157,8 @@ class _EngineCollector:
     def __init__(self) -> None:
         self._engines: dict[str, tuple[object, int]] = {}
 
-    def watch(self, model: str, stats: object, slots: int) -> None:
-        self._engines[model] = (stats, slots)
+    def watch(self, model: str, stats: object) -> None:
+        self._engines[model] = stats
 
     def collect(self):
         def family(kind, name, doc):
@@ -171,6 +171,8 @@ class _EngineCollector:
                               "Sequences queued inside the engine."),
             "last_batch_size": family(GaugeMetricFamily, "chatworks_engine_batch_size",
                                       "Sequences decoded in the last step."),
+            "prefix_cache_bytes": family(GaugeMetricFamily, "chatworks_engine_prefix_cache_bytes",
+                                         "Memory held by the prefix cache."),
         }  # fmt: skip
         counters = {
             name: family(CounterMetricFamily, f"chatworks_engine_{name}", doc)
@@ -181,15 +183,20 @@ class _EngineCollector:
                 "prefill_seconds": "Time spent prefilling.",
                 "decode_seconds": "Time spent in decode steps.",
                 "queue_seconds": "Time admitted sequences waited inside the engine.",
+                "prefix_queried_tokens": "Prompt tokens looked up in the prefix cache.",
+                "prefix_hit_tokens": "Prompt tokens reused from the prefix cache, not prefilled.",
             }.items()
         }
         usage = GaugeMetricFamily(
-            "chatworks_kv_cache_usage_perc", "Fraction of KV-cache slots in use.", labels=["model"]
+            "chatworks_kv_cache_usage_perc",
+            "Fraction of the KV-cache budget (or of the slots, without one) that admitted "
+            "sequences may fill.",
+            labels=["model"],
         )
-        for model, (stats, slots) in self._engines.items():
+        for model, stats in self._engines.items():
             for attr, metric in (*gauges.items(), *counters.items()):
                 metric.add_metric([model], float(getattr(stats, attr)))
-            usage.add_metric([model], stats.running / slots)
+            usage.add_metric([model], stats.kv_cache_usage)
         yield from gauges.values()
         yield from counters.values()
         yield usage
@@ -199,9 +206,9 @@ _ENGINES = _EngineCollector()
 REGISTRY.register(_ENGINES)
 
 
-def watch_engine(model: str, stats: object, slots: int) -> None:
+def watch_engine(model: str, stats: object) -> None:
     """Export a native engine's `EngineStats` under `model` from now on."""
-    _ENGINES.watch(model, stats, slots)
+    _ENGINES.watch(model, stats)
 
 
 # --- Added for issue 13 (observability): HTTP sizes, generation phases, retrieval, ingestion,

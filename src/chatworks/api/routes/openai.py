@@ -40,11 +40,7 @@ router = APIRouter(prefix="/v1", tags=["openai"])
 def _usage(delta: Delta) -> UsageOut:
     u = delta.usage
     assert u is not None, "the final delta always carries usage"
-    return UsageOut(
-        prompt_tokens=u.prompt_tokens,
-        completion_tokens=u.completion_tokens,
-        total_tokens=u.total_tokens,
-    )
+    return UsageOut.of(u)
 
 
 async def _generate(
