@@ -3,7 +3,7 @@
     .venv/bin/python bench/kernels.py [--threads 1]
 
 1. int4 weight kernel vs the same quantized weights as a dense bf16 matrix, by input rows
-   (why `Int4Linear` switches to the dense path above `MAX_INT4_ROWS`);
+   (why `Int4Linear` switches to the dense path above `MAX_PACKED_ROWS`);
 2. the fused SDPA kernel vs `model.llama._cached_attention` over a strided cache slice;
 3. one decode step of the default model (int4) by batch size, and prefill of 230 tokens.
 """
@@ -33,12 +33,13 @@ def per_call_ms(fn, repeats: int = 50) -> float:
 
 def linear_rows() -> None:
     layer = Int4Linear.quantize(nn.Linear(576, 1536, bias=False))
-    print("\n| rows | int4 kernel ms | dense bf16 ms | int4 / dense |\n|---|---|---|---|")
+    dtype = str(layer.dense.dtype).removeprefix("torch.")
+    print(f"\n| rows | int4 kernel ms | dense {dtype} ms | int4 / dense |\n|---|---|---|---|")
     for rows in (1, 4, 8, 16, 64, 230):
         x = torch.randn(rows, 576, dtype=torch.bfloat16)
         int4 = per_call_ms(lambda x=x: torch._weight_int4pack_mm_for_cpu(
             x, layer.weight, layer.GROUP, layer.scales_and_zeros))  # fmt: skip
-        dense = per_call_ms(lambda x=x: F.linear(x, layer.dense))
+        dense = per_call_ms(lambda x=x: F.linear(x.to(layer.dense.dtype), layer.dense))
         print(f"| {rows} | {int4:.3f} | {dense:.3f} | {int4 / dense:.2f}x |")
 
 

@@ -105,6 +105,15 @@ def test_pods_drain_before_kubernetes_kills_them():
     assert pod["terminationGracePeriodSeconds"] > int(pre_stop[1]) + drain
 
 
+def test_every_configured_setting_is_one_chatworks_reads():
+    """A misspelt CHATWORKS_* name in a ConfigMap is ignored silently by the app: not here."""
+    known = {f"CHATWORKS_{name.upper()}" for name in Settings.model_fields}
+    for kustomization in (K8S, *(DEPLOY / "k8s" / "overlays").iterdir()):
+        for generator in _yaml(kustomization / "kustomization.yaml")["configMapGenerator"]:
+            names = {item.split("=", 1)[0] for item in generator["literals"]}
+            assert {n for n in names if n.startswith("CHATWORKS_")} <= known, kustomization
+
+
 def test_the_autoscaler_reads_series_chatworks_exports():
     hpa = _yaml(K8S / "hpa.yaml")
     custom = [m["pods"]["metric"]["name"] for m in hpa["spec"]["metrics"] if m["type"] == "Pods"]

@@ -4,9 +4,10 @@ Decoding one token reads every weight once, so on a CPU its speed is set by byte
 token (memory bandwidth), not by arithmetic: bf16 halves the bytes, int8 quarters them, int4
 (groups of 32 with a scale and a minimum each, the layout of GGUF's Q4_1, whose codes are loaded
 as the file stores them) cuts them ~7x for decode batches of up to 4 rows; larger batches and
-prefill use a dense bf16 copy of the same quantized weights (compute-bound there), so resident
-memory is ~2.5 bytes per weight. The int kernels take bf16 activations. RoPE tables and norm
-statistics stay float32 in every mode.
+prefill use a dense copy of the same quantized weights (compute-bound there; bf16 where the CPU
+has native bf16 matmuls, else float32), so resident memory is ~2.5 bytes per weight in int4 and
+~3 in int8 (~4.5 and ~5 with float32 copies). The int kernels take bf16 activations.
+RoPE tables and norm statistics stay float32 in every mode.
 Does not cover: quantization-aware training or activation quantization.
 """
 
@@ -28,24 +29,51 @@ Precision = Literal["fp32", "bf16", "int8", "int4"]
 PRECISIONS: tuple[str, ...] = get_args(Precision)
 
 
-class Int8Linear(nn.Module):
+# The dense copies' dtype: bfloat16 where oneDNN has native bf16 matmuls (AVX-512 BF16, AMX),
+# float32 elsewhere, where a bf16 matmul is emulated and ran 4-12x slower than float32 (230 rows
+# into 576x1536 on AVX2 kernels: 23.7 ms vs 4.9 ms; with AVX-512 BF16: 1.9 ms vs 4.4 ms).
+DENSE_DTYPE = torch.bfloat16 if torch.ops.mkldnn._is_mkldnn_bf16_supported() else torch.float32
+
+
+class _PackedLinear(nn.Module):
+    """A weight-only quantized linear: the packed kernel for a few rows (decoding 1-4
+    sequences), a dense copy of the same quantized weights for more. The packed kernels
+    re-unpack the weights for every input row, so they only win while rows are few: for more
+    (prefill, big batches) the dense matrix is 1.3-3.5x faster (int4, 576x1536: 5 rows equal,
+    230 rows 3.9 ms vs 1.1 ms; int8 output head, 49152x576: 16 rows 27.5 ms vs 14.2 ms)."""
+
+    MAX_PACKED_ROWS = 4
+
+    def _packed(self, flat: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        flat = x.reshape(-1, x.shape[-1])
+        if flat.shape[0] <= self.MAX_PACKED_ROWS:
+            out = self._packed(flat.to(torch.bfloat16))
+        else:
+            out = F.linear(flat.to(self.dense.dtype), self.dense)
+        return out.view(*x.shape[:-1], -1).to(x.dtype)
+
+
+class Int8Linear(_PackedLinear):
     """y = x @ (q * scale)^T with q int8 and one symmetric scale per output channel."""
 
     def __init__(self, linear: nn.Linear):
         super().__init__()
         w = linear.weight.detach().float()
         scale = w.abs().amax(dim=1).clamp(min=1e-12) / 127
-        self.register_buffer("weight", torch.round(w / scale[:, None]).to(torch.int8))
+        q = torch.round(w / scale[:, None])
+        self.register_buffer("weight", q.to(torch.int8))
         # The CPU kernel is ~2x faster with bf16 activations than float32 ones (measured here).
         self.register_buffer("scale", scale.to(torch.bfloat16))
+        self.register_buffer("dense", (q * self.scale.float()[:, None]).to(DENSE_DTYPE))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        flat = x.reshape(-1, x.shape[-1]).to(torch.bfloat16)
-        out = torch._weight_int8pack_mm(flat, self.weight, self.scale)
-        return out.view(*x.shape[:-1], -1).to(x.dtype)
+    def _packed(self, flat: torch.Tensor) -> torch.Tensor:
+        return torch._weight_int8pack_mm(flat, self.weight, self.scale)
 
 
-class Int4Linear(nn.Module):
+class Int4Linear(_PackedLinear):
     """Asymmetric 4-bit weights per group of `GROUP` inputs: w = q * scale + min, q in 0..15."""
 
     GROUP = 32
@@ -63,12 +91,8 @@ class Int4Linear(nn.Module):
         # rounding is the one place the int4 path departs from the file's Q4 weights.
         pairs = torch.stack([scale, low + 8 * scale], dim=-1).transpose(0, 1)
         self.register_buffer("scales_and_zeros", pairs.contiguous().to(torch.bfloat16))
-        # The int4 kernel re-unpacks the weights for every input row, so it only wins for a few
-        # rows (decoding 1-4 sequences); for more rows (prefill, big batches) the same quantized
-        # weights as a dense bf16 matrix are 1.3-3.5x faster (measured 576x1536: 5 rows equal,
-        # 230 rows 3.9 ms vs 1.1 ms). Memory: 2.5 bytes per weight instead of 0.5.
         dense = (q * scale[..., None] + low[..., None]).view(n, k)
-        self.register_buffer("dense", dense.to(torch.bfloat16))
+        self.register_buffer("dense", dense.to(DENSE_DTYPE))
 
     @classmethod
     def quantize(cls, linear: nn.Linear) -> Int4Linear:
@@ -81,17 +105,10 @@ class Int4Linear(nn.Module):
         q = torch.round((groups - low[..., None]) / scale[..., None]).clamp(0, 15)
         return cls(Int4Groups(q.view(n, k).to(torch.uint8), scale, low))
 
-    MAX_INT4_ROWS = 4
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        flat = x.reshape(-1, x.shape[-1]).to(torch.bfloat16)
-        if flat.shape[0] <= self.MAX_INT4_ROWS:
-            out = torch._weight_int4pack_mm_for_cpu(
-                flat, self.weight, self.GROUP, self.scales_and_zeros
-            )
-        else:
-            out = F.linear(flat, self.dense)
-        return out.view(*x.shape[:-1], -1).to(x.dtype)
+    def _packed(self, flat: torch.Tensor) -> torch.Tensor:
+        return torch._weight_int4pack_mm_for_cpu(
+            flat, self.weight, self.GROUP, self.scales_and_zeros
+        )
 
 
 def apply_precision(
