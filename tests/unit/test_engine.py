@@ -246,6 +246,9 @@ def test_second_turn_prefills_only_the_new_tokens(loaded):
         assert engine.stats.prefill_tokens - before == len(second) - finish.cached_tokens
         assert engine.stats.prefix_hit_tokens == finish.cached_tokens
         assert_near_greedy(_reference(loaded), second, tokens)
+        # A seeded request is computed afresh: the same seed must give the same sample.
+        seeded = SamplingParams(max_tokens=4, temperature=1.0, seed=7)
+        assert engine.generate(second, seeded)[1].cached_tokens == 0
     finally:
         engine.stop()
 

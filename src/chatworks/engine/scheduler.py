@@ -310,11 +310,16 @@ class Engine:
         seq.slot = len(self._slots)
         self._slots.append(seq)
         prompt = torch.tensor(seq.prompt, dtype=torch.long)
-        shared, entry = self.prefixes.longest(prompt)
-        source = None
-        for other in self._slots[:-1]:
-            if (n := common_prefix(torch.tensor(other.tokens, dtype=torch.long), prompt)) > shared:
-                shared, source = n, other
+        shared, entry, source = 0, None, None
+        # A seed promises the same sample for the same request, but reused keys and values
+        # differ from recomputed ones in the last bits (other kernels, other shapes), and at
+        # temperature > 0 that can move a sample: a seeded prompt is always computed afresh.
+        if seq.params.seed is None:
+            shared, entry = self.prefixes.longest(prompt)
+            for other in self._slots[:-1]:
+                computed = torch.tensor(other.tokens, dtype=torch.long)
+                if (n := common_prefix(computed, prompt)) > shared:
+                    shared, source = n, other
         length = min(shared, len(seq.prompt) - 1)
         if length < self.prefixes.min_tokens:
             length, source, entry = 0, None, None
