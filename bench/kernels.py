@@ -2,8 +2,8 @@
 
     .venv/bin/python bench/kernels.py [--threads 1]
 
-1. int4 weight kernel vs the same quantized weights as a dense bf16 matrix, by input rows
-   (why `Int4Linear` switches to the dense path above `MAX_PACKED_ROWS`);
+1. the packed int4 and int8 kernels vs the same quantized weights as a dense matrix, by input
+   rows (why `Int4Linear` and `Int8Linear` switch to the dense copy above `MAX_PACKED_ROWS`);
 2. the fused SDPA kernel vs `model.llama._cached_attention` over a strided cache slice;
 3. one decode step of the default model (int4) by batch size, and prefill of 230 tokens.
 """
@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from chatworks.engine.kv_cache import KVCache
-from chatworks.engine.precision import Int4Linear, load_for_serving
+from chatworks.engine.precision import Int4Linear, Int8Linear, load_for_serving
 from chatworks.model.llama import _cached_attention
 
 
@@ -31,16 +31,22 @@ def per_call_ms(fn, repeats: int = 50) -> float:
     return (time.perf_counter() - start) / repeats * 1000
 
 
-def linear_rows() -> None:
-    layer = Int4Linear.quantize(nn.Linear(576, 1536, bias=False))
-    dtype = str(layer.dense.dtype).removeprefix("torch.")
-    print(f"\n| rows | int4 kernel ms | dense {dtype} ms | int4 / dense |\n|---|---|---|---|")
-    for rows in (1, 4, 8, 16, 64, 230):
-        x = torch.randn(rows, 576, dtype=torch.bfloat16)
-        int4 = per_call_ms(lambda x=x: torch._weight_int4pack_mm_for_cpu(
-            x, layer.weight, layer.GROUP, layer.scales_and_zeros))  # fmt: skip
-        dense = per_call_ms(lambda x=x: F.linear(x.to(layer.dense.dtype), layer.dense))
-        print(f"| {rows} | {int4:.3f} | {dense:.3f} | {int4 / dense:.2f}x |")
+def packed_vs_dense() -> None:
+    layers = {
+        "int4, 576x1536 (an MLP projection)": Int4Linear.quantize(nn.Linear(576, 1536, bias=False)),
+        "int8, 49152x576 (the output head)": Int8Linear(nn.Linear(576, 49152, bias=False)),
+    }
+    for name, layer in layers.items():
+        dtype = str(layer.dense.dtype).removeprefix("torch.")
+        print(f"\n{name}\n\n| rows | packed kernel ms | dense {dtype} ms | packed / dense |")
+        print("|---|---|---|---|")
+        for rows in (1, 4, 8, 16, 64, 230):
+            x = torch.randn(rows, layer.dense.shape[1], dtype=torch.bfloat16)
+            packed = per_call_ms(lambda x=x, layer=layer: layer.packed(x), repeats=10)
+            dense = per_call_ms(
+                lambda x=x, layer=layer: F.linear(x.to(layer.dense.dtype), layer.dense), repeats=10
+            )
+            print(f"| {rows} | {packed:.3f} | {dense:.3f} | {packed / dense:.2f}x |")
 
 
 def attention() -> None:
@@ -81,7 +87,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {args.threads} thread(s)")
-    linear_rows()
+    packed_vs_dense()
     attention()
     decode_steps()
 

@@ -25,7 +25,6 @@ import asyncio
 import os
 import subprocess
 import sys
-import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -33,11 +32,11 @@ from pathlib import Path
 import httpx
 import openai
 import torch
+from engine import run_streams
 from http_load import MODEL, REPO, burst, one_stream, prompt
 
 from chatworks.engine.precision import load_for_serving
-from chatworks.engine.sampling import SamplingParams
-from chatworks.engine.scheduler import Engine, Finish
+from chatworks.engine.scheduler import Engine
 from chatworks.model import bundled_model_path
 from tests.servers import free_port, start_server
 
@@ -135,21 +134,10 @@ def engine_decode(threads: int, rounds: int = 3) -> float:
     chat = [{"role": "user", "content": prompt(1)}]
     ids = tokenizer.encode(tokenizer.apply_chat_template(chat, add_generation_prompt=True))
     engine = Engine(model, slots=1, threads=threads, prefix_cache_mb=0).start()
-    best = 0.0
     try:
-        for _ in range(rounds):
-            arrivals: list[float] = []
-            done = threading.Event()
-
-            def emit(event, arrivals=arrivals, done=done):
-                done.set() if isinstance(event, Finish) else arrivals.append(time.perf_counter())
-
-            engine.submit(ids, SamplingParams(max_tokens=128, temperature=0), emit)
-            done.wait()
-            best = max(best, (len(arrivals) - 1) / (arrivals[-1] - arrivals[0]))
+        return max(run_streams(engine, [ids], 128)["decode_tps"] for _ in range(rounds))
     finally:
         engine.stop()
-    return best
 
 
 def ratio(a: float, b: float) -> str:

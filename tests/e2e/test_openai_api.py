@@ -70,6 +70,7 @@ def test_stream_matches_non_stream_and_reports_usage_last(client):
     assert final.choices == []
     assert final.usage.prompt_tokens == whole.usage.prompt_tokens
     assert final.usage.completion_tokens == whole.usage.completion_tokens
+    assert final.usage.prompt_tokens_details == whole.usage.prompt_tokens_details  # streamed too
 
 
 def test_a_conversation_turn_reports_its_cached_tokens(client, request):

@@ -63,6 +63,11 @@ def _ids(loaded, prompt: str) -> list[int]:
     return loaded[1].encode(prompt)
 
 
+def _reference(loaded):
+    """Next-token logits of a full forward pass, for `assert_near_greedy`."""
+    return lambda ids: loaded[0](torch.tensor([ids]))[0]
+
+
 def _collect(engine: Engine, ids: list[int], params: SamplingParams, matcher=None):
     """Submit and return (tokens list, done event, finish list) filled from the engine thread."""
     tokens: list[int] = []
@@ -103,8 +108,7 @@ def test_batched_decoding_is_greedy_with_joins_and_leaves(loaded, engine):
     for (tokens, finish, done, _), prompt, n in zip(runs, PROMPTS, lengths, strict=True):
         assert done.wait(60)
         assert finish[0].reason == "length" and len(tokens) == n
-        assert_near_greedy(lambda ids: loaded[0](torch.tensor([ids]))[0], _ids(loaded, prompt),
-                           tokens)  # fmt: skip
+        assert_near_greedy(_reference(loaded), _ids(loaded, prompt), tokens)
 
 
 def test_seed_gives_same_tokens_alone_and_in_a_batch(loaded, engine):
@@ -178,10 +182,6 @@ CHAT = [{"role": "system", "content": "You answer questions about geography in o
 def _chat_ids(loaded, messages) -> list[int]:
     tok = loaded[1]
     return tok.encode(tok.apply_chat_template(messages, add_generation_prompt=True))
-
-
-def _reference(loaded):
-    return lambda ids: loaded[0](torch.tensor([ids]))[0]
 
 
 def test_chunked_prefill_equals_one_shot_prefill(loaded):

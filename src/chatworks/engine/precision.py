@@ -30,8 +30,9 @@ PRECISIONS: tuple[str, ...] = get_args(Precision)
 
 
 # The dense copies' dtype: bfloat16 where oneDNN has native bf16 matmuls (AVX-512 BF16, AMX),
-# float32 elsewhere, where a bf16 matmul is emulated and ran 4-12x slower than float32 (230 rows
-# into 576x1536 on AVX2 kernels: 23.7 ms vs 4.9 ms; with AVX-512 BF16: 1.9 ms vs 4.4 ms).
+# float32 elsewhere, where a bf16 matmul is emulated: on AVX2 kernels a 230-token prefill took
+# 2,845 ms with bf16 copies and 816 ms with float32 ones (docs/benchmarks.md, "The same kernels
+# on another CPU").
 DENSE_DTYPE = torch.bfloat16 if torch.ops.mkldnn._is_mkldnn_bf16_supported() else torch.float32
 
 
@@ -39,18 +40,20 @@ class _PackedLinear(nn.Module):
     """A weight-only quantized linear: the packed kernel for a few rows (decoding 1-4
     sequences), a dense copy of the same quantized weights for more. The packed kernels
     re-unpack the weights for every input row, so they only win while rows are few: for more
-    (prefill, big batches) the dense matrix is 1.3-3.5x faster (int4, 576x1536: 5 rows equal,
-    230 rows 3.9 ms vs 1.1 ms; int8 output head, 49152x576: 16 rows 27.5 ms vs 14.2 ms)."""
+    (prefill, big batches) the dense matrix is faster: `bench/kernels.py` times both by rows
+    (int4, 576x1536: 230 rows 4.9 ms vs 1.9 ms; int8 output head, 49152x576: 16 rows 24.6 ms
+    vs 12.0 ms)."""
 
     MAX_PACKED_ROWS = 4
 
-    def _packed(self, flat: torch.Tensor) -> torch.Tensor:
+    def packed(self, flat: torch.Tensor) -> torch.Tensor:
+        """The packed kernel's product for bf16 rows `flat` [rows, in]."""
         raise NotImplementedError
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         flat = x.reshape(-1, x.shape[-1])
         if flat.shape[0] <= self.MAX_PACKED_ROWS:
-            out = self._packed(flat.to(torch.bfloat16))
+            out = self.packed(flat.to(torch.bfloat16))
         else:
             out = F.linear(flat.to(self.dense.dtype), self.dense)
         return out.view(*x.shape[:-1], -1).to(x.dtype)
@@ -69,7 +72,7 @@ class Int8Linear(_PackedLinear):
         self.register_buffer("scale", scale.to(torch.bfloat16))
         self.register_buffer("dense", (q * self.scale.float()[:, None]).to(DENSE_DTYPE))
 
-    def _packed(self, flat: torch.Tensor) -> torch.Tensor:
+    def packed(self, flat: torch.Tensor) -> torch.Tensor:
         return torch._weight_int8pack_mm(flat, self.weight, self.scale)
 
 
@@ -105,7 +108,7 @@ class Int4Linear(_PackedLinear):
         q = torch.round((groups - low[..., None]) / scale[..., None]).clamp(0, 15)
         return cls(Int4Groups(q.view(n, k).to(torch.uint8), scale, low))
 
-    def _packed(self, flat: torch.Tensor) -> torch.Tensor:
+    def packed(self, flat: torch.Tensor) -> torch.Tensor:
         return torch._weight_int4pack_mm_for_cpu(
             flat, self.weight, self.GROUP, self.scales_and_zeros
         )

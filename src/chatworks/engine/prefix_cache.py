@@ -17,6 +17,7 @@ seconds).
 
 from __future__ import annotations
 
+import itertools
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -45,7 +46,7 @@ class PrefixCache:
     def __init__(self, budget_bytes: int, min_tokens: int = 8):
         self.budget, self.min_tokens = budget_bytes, min_tokens
         self._entries: OrderedDict[int, Entry] = OrderedDict()  # oldest use first
-        self._next_id = 0
+        self._ids = itertools.count()
         self.nbytes = 0
 
     def longest(self, prompt: torch.Tensor) -> tuple[int, Entry | None]:
@@ -60,29 +61,25 @@ class PrefixCache:
         self._entries.move_to_end(found)
         return best, self._entries[found]
 
-    def add(self, tokens: torch.Tensor, kv: Callable[[], torch.Tensor]) -> None:
-        """Keep a finished sequence (`kv()` copies its keys and values, only called when they
-        are kept), dropping the entries it extends, then the least recently used over budget.
-        A sequence too short or already covered by a longer entry is not kept."""
-        if len(tokens) < self.min_tokens:
+    def add(self, tokens: list[int], nbytes: int, kv: Callable[[], torch.Tensor]) -> None:
+        """Keep a finished sequence of `nbytes` of keys and values (`kv()` copies them, only
+        called when they are kept), dropping the entries it extends, then the least recently
+        used over budget. A sequence too short, larger than the whole budget, or already covered
+        by a longer entry is not kept."""
+        if len(tokens) < self.min_tokens or nbytes > self.budget:
             return
+        ids = torch.tensor(tokens, dtype=torch.long)
         for key, old in list(self._entries.items()):
-            shared = common_prefix(old.tokens, tokens)
-            if shared == len(tokens):
+            shared = common_prefix(old.tokens, ids)
+            if shared == len(ids):
                 return
             if shared == len(old.tokens):
                 self._drop(key)
-        entry = Entry(tokens, kv())
-        if entry.nbytes > self.budget:
-            return
-        self._entries[self._next_id] = entry
-        self._next_id += 1
+        entry = Entry(ids, kv())
+        self._entries[next(self._ids)] = entry
         self.nbytes += entry.nbytes
         while self.nbytes > self.budget:
             self._drop(next(iter(self._entries)))
 
     def _drop(self, key: int) -> None:
         self.nbytes -= self._entries.pop(key).nbytes
-
-    def __len__(self) -> int:
-        return len(self._entries)

@@ -287,16 +287,14 @@ class Engine:
         admitted sequence's longest possible length, stays within its budget."""
         admitted: list[_Sequence] = []
         with self._cond:
-            longest = max((self._need(s) for s in self._slots), default=0)
             while self._waiting and len(self._slots) + len(admitted) < self.slots:
-                need = max(longest, self._need(self._waiting[0]))
-                if not self.cache.fits(len(self._slots) + len(admitted) + 1, need):
+                rows, longest = self._reservation([*self._slots, *admitted, self._waiting[0]])
+                if not self.cache.fits(rows, longest):
                     break
-                longest = need
                 admitted.append(self._waiting.popleft())
             self.stats.waiting = len(self._waiting)
             self.stats.running = len(self._slots) + len(admitted)
-            self.stats.kv_cache_usage = self._usage(self.stats.running, longest)
+            self.stats.kv_cache_usage = self._usage([*self._slots, *admitted])
         now, now_ns = time.perf_counter(), time.time_ns()
         for seq in admitted:
             self.stats.queue_seconds += now - seq.submitted_at
@@ -412,8 +410,13 @@ class Engine:
         """Room in the cache for every slot in use, with `length` positions or more."""
         self.cache.reserve(len(self._slots), max([length, *(s.length for s in self._slots)]))
 
-    def _usage(self, rows: int, longest: int) -> float:
-        """The share of the cache budget (or of the slots, without one) admission counts."""
+    def _reservation(self, sequences: list[_Sequence]) -> tuple[int, int]:
+        """Rows and length the cache needs for `sequences` to reach their longest."""
+        return len(sequences), max((self._need(s) for s in sequences), default=0)
+
+    def _usage(self, sequences: list[_Sequence]) -> float:
+        """The share of the cache budget (or of the slots, without one) they reserve."""
+        rows, longest = self._reservation(sequences)
         budget = self.cache.budget_positions
         return rows * longest / budget if budget != float("inf") else rows / self.slots
 
@@ -444,10 +447,9 @@ class Engine:
     def _retire(self, seq: _Sequence, reason: Literal["stop", "length", "cancelled"]) -> None:
         """Free the slot, keeping both zones packed: the last sequence of the zone fills it,
         and a decoding slot freed at the zones' boundary goes to the last prefilling one."""
-        if seq.length * self.cache.bytes_per_position <= self.prefixes.budget:
-            self.prefixes.add(torch.tensor(seq.tokens, dtype=torch.long),
-                              lambda: self.cache.export(seq.slot, seq.length))  # fmt: skip
-            self.stats.prefix_cache_bytes = self.prefixes.nbytes
+        self.prefixes.add(seq.tokens, seq.length * self.cache.bytes_per_position,
+                          lambda: self.cache.export(seq.slot, seq.length))  # fmt: skip
+        self.stats.prefix_cache_bytes = self.prefixes.nbytes
         if seq.slot < self._decoding:
             self._decoding -= 1
             self._fill(seq.slot, self._decoding)
@@ -475,8 +477,7 @@ class Engine:
         with self._cond:
             self._in_flight -= 1
             self.stats.running = len(self._slots)
-            longest = max((self._need(s) for s in self._slots), default=0)
-            self.stats.kv_cache_usage = self._usage(len(self._slots), longest)
+            self.stats.kv_cache_usage = self._usage(self._slots)
         self._emit(seq, Finish(reason, len(seq.prompt), len(seq.output), seq.cached,
                                seq.submitted_ns, seq.admitted_ns, seq.first_token_ns,
                                time.time_ns()))  # fmt: skip

@@ -155,7 +155,7 @@ class _EngineCollector:
     decode tokens/s; rate(decode_tokens) / rate(steps) is the mean batch size."""
 
     def __init__(self) -> None:
-        self._engines: dict[str, tuple[object, int]] = {}
+        self._engines: dict[str, object] = {}
 
     def watch(self, model: str, stats: object) -> None:
         self._engines[model] = stats
@@ -173,6 +173,9 @@ class _EngineCollector:
                                       "Sequences decoded in the last step."),
             "prefix_cache_bytes": family(GaugeMetricFamily, "chatworks_engine_prefix_cache_bytes",
                                          "Memory held by the prefix cache."),
+            "kv_cache_usage": family(GaugeMetricFamily, "chatworks_kv_cache_usage_perc",
+                                     "Fraction of the KV-cache budget (or of the slots, without "
+                                     "one) that admitted sequences may fill."),
         }  # fmt: skip
         counters = {
             name: family(CounterMetricFamily, f"chatworks_engine_{name}", doc)
@@ -187,19 +190,11 @@ class _EngineCollector:
                 "prefix_hit_tokens": "Prompt tokens reused from the prefix cache, not prefilled.",
             }.items()
         }
-        usage = GaugeMetricFamily(
-            "chatworks_kv_cache_usage_perc",
-            "Fraction of the KV-cache budget (or of the slots, without one) that admitted "
-            "sequences may fill.",
-            labels=["model"],
-        )
         for model, stats in self._engines.items():
             for attr, metric in (*gauges.items(), *counters.items()):
                 metric.add_metric([model], float(getattr(stats, attr)))
-            usage.add_metric([model], stats.kv_cache_usage)
         yield from gauges.values()
         yield from counters.values()
-        yield usage
 
 
 _ENGINES = _EngineCollector()
