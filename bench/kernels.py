@@ -5,7 +5,9 @@
 1. the packed int4 and int8 kernels vs the same quantized weights as a dense matrix, by input
    rows (why `Int4Linear` and `Int8Linear` switch to the dense copy above `MAX_PACKED_ROWS`);
 2. the fused SDPA kernel vs `model.llama._cached_attention` over a strided cache slice;
-3. one decode step of the default model (int4) by batch size, and prefill of 230 tokens.
+3. the int8 output head: the int4 kernel on two 4-bit halves vs torch's int8 kernel;
+4. one decode step of the default model (int4) by batch size, eager vs compiled blocks, and
+   prefill of 230 tokens.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from chatworks.engine import compiled
 from chatworks.engine.kv_cache import KVCache
 from chatworks.engine.precision import Int4Linear, Int8Linear, load_for_serving
 from chatworks.model.llama import _cached_attention
@@ -34,7 +37,7 @@ def per_call_ms(fn, repeats: int = 50) -> float:
 def packed_vs_dense() -> None:
     layers = {
         "int4, 576x1536 (an MLP projection)": Int4Linear.quantize(nn.Linear(576, 1536, bias=False)),
-        "int8, 49152x576 (the output head)": Int8Linear(nn.Linear(576, 49152, bias=False)),
+        "int8, 49152x576 (the output head)": Int8Linear.quantize(nn.Linear(576, 49152, bias=False)),
     }
     for name, layer in layers.items():
         dtype = str(layer.dense.dtype).removeprefix("torch.")
@@ -47,6 +50,21 @@ def packed_vs_dense() -> None:
                 lambda x=x, layer=layer: F.linear(x.to(layer.dense.dtype), layer.dense), repeats=10
             )
             print(f"| {rows} | {packed:.3f} | {dense:.3f} | {packed / dense:.2f}x |")
+
+
+def int8_head_vs_torch_int8() -> None:
+    """The output head's 8-bit path (the int4 kernel on two halves of each code) against torch's
+    own int8 kernel (one scale per output channel), same shape, same bf16 rows."""
+    head = Int8Linear.quantize(nn.Linear(576, 49152, bias=False))
+    codes = torch.randint(-127, 128, (49152, 576), dtype=torch.int8)
+    scales = torch.rand(49152, dtype=torch.bfloat16)
+    print("\n| int8 output head, 49152x576 | rows | two 4-bit halves ms | torch int8 kernel ms |"
+          " halves / int8 |\n|---|---|---|---|---|")  # fmt: skip
+    for rows in (1, 4):
+        x = torch.randn(rows, 576, dtype=torch.bfloat16)
+        halves = per_call_ms(lambda x=x: head.packed(x), repeats=20)
+        int8 = per_call_ms(lambda x=x: torch._weight_int8pack_mm(x, codes, scales), repeats=20)
+        print(f"| | {rows} | {halves:.2f} | {int8:.2f} | {halves / int8:.2f}x |")
 
 
 def attention() -> None:
@@ -62,23 +80,36 @@ def attention() -> None:
 
 
 def decode_steps() -> None:
+    """The default model (int4): one decode step by batch size, eager and with the blocks
+    compiled (`engine/compiled.py`, when a C++ compiler is found), and a 230-token prefill."""
     model, _ = load_for_serving(None, "int4")
-    print("\n| int4 model | ms | tokens/s |\n|---|---|---|")
+    can_compile = compiled.available()
+    if can_compile:
+        compiled.compile_blocks(model)
+        compiled.warm_up(model)
+    print("\n| int4 model | eager ms | compiled ms | eager / compiled |\n|---|---|---|---|")
     with torch.inference_mode():
         for batch in (1, 4, 8, 16):
             cache = KVCache(model.cfg, batch, torch.float32, 1024)
             cache.reserve(batch, 301)
             tokens = torch.randint(0, 1000, (batch, 1))
             positions = torch.full((batch, 1), 300)
-            ms = per_call_ms(lambda c=cache, t=tokens, p=positions, b=batch: model(
-                t, p, kv=c.views(0, b), kv_len=301, last_only=True), repeats=10)  # fmt: skip
-            print(f"| decode step, batch {batch} | {ms:.1f} | {batch / ms * 1000:.0f} |")
+            step = lambda c=cache, t=tokens, p=positions, b=batch: model(  # noqa: E731
+                t, p, kv=c.views(0, b), kv_len=301, last_only=True)  # fmt: skip
+            with torch.compiler.set_stance("force_eager"):
+                eager = per_call_ms(step, repeats=10)
+            if can_compile:
+                fast = per_call_ms(step, repeats=10)
+                print(f"| decode step, batch {batch} | {eager:.1f} | {fast:.1f} | "
+                      f"{eager / fast:.2f}x |")  # fmt: skip
+            else:
+                print(f"| decode step, batch {batch} | {eager:.1f} | - | - |")
         cache = KVCache(model.cfg, 1, torch.float32, 1024)
         cache.reserve(1, 230)
         prompt, positions = torch.randint(0, 1000, (1, 230)), torch.arange(230).unsqueeze(0)
         ms = per_call_ms(lambda: model(prompt, positions, kv=cache.views(0, 1), kv_len=230,
                                        last_only=True), repeats=3)  # fmt: skip
-        print(f"| prefill, 230 tokens | {ms:.0f} | {230 / ms * 1000:.0f} |")
+        print(f"| prefill, 230 tokens (eager either way) | {ms:.0f} | | |")
 
 
 def main() -> None:
@@ -88,6 +119,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {args.threads} thread(s)")
     packed_vs_dense()
+    int8_head_vs_torch_int8()
     attention()
     decode_steps()
 

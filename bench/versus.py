@@ -35,6 +35,7 @@ import torch
 from engine import run_streams
 from http_load import MODEL, REPO, burst, one_stream, prompt
 
+from chatworks.engine import compiled
 from chatworks.engine.precision import load_for_serving
 from chatworks.engine.scheduler import Engine
 from chatworks.model import bundled_model_path
@@ -127,13 +128,16 @@ async def measure(base_url: str, streams: list[int], tag: str) -> dict:
 
 
 def engine_decode(threads: int, rounds: int = 3) -> float:
-    """Batch-1 decode tokens/s of the default serving setup (int4) on the engine itself, for the
+    """Batch-1 decode tokens/s of the default serving setup (int4, compiled where a C++ compiler
+    is found) on the engine itself, for the
     prompt `one_stream(..., 1, 128)` sends: the best of `rounds`."""
     torch.set_num_threads(1)  # as the server: only the engine's thread uses `threads`
     model, tokenizer = load_for_serving(None, "int4")
     chat = [{"role": "user", "content": prompt(1)}]
     ids = tokenizer.encode(tokenizer.apply_chat_template(chat, add_generation_prompt=True))
-    engine = Engine(model, slots=1, threads=threads, prefix_cache_mb=0).start()
+    engine = Engine(
+        model, slots=1, threads=threads, prefix_cache_mb=0, compile=compiled.available()
+    ).start()
     try:
         return max(run_streams(engine, [ids], 128)["decode_tps"] for _ in range(rounds))
     finally:

@@ -54,6 +54,10 @@ class Settings(BaseSettings):
     engine_precision: Literal["fp32", "bf16", "int8", "int4"] = Field(
         "int4", description="Native engine weights: int4 decodes fastest on CPU, fp32 is exact"
     )
+    engine_compile: bool | None = Field(
+        None, description="Run the native model's blocks compiled (torch.compile, C++): faster "
+        "decode after seconds of compiling at start; default: when a C++ compiler is found",
+    )  # fmt: skip
     engine_max_seq_len: int = Field(4096, ge=16, description="Longest prompt + answer, in tokens")
     engine_prefill_tokens: int = Field(
         512, ge=16, description="Prompt tokens per prefill step: a longer prompt goes in chunks"

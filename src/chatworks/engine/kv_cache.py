@@ -40,12 +40,15 @@ class KVCache:
 
     @property
     def nbytes(self) -> int:
-        return self.rows * self.capacity * self.bytes_per_position
+        return self.rows * (self.capacity + 1) * self.bytes_per_position
 
     def fits(self, rows: int, length: int) -> bool:
-        """Whether `rows` sequences of up to `length` positions fit in the budget."""
+        """Whether `rows` sequences of up to `length` positions (and each row's spare one) fit
+        in the budget."""
         return (
-            rows <= self.slots and length <= self.max_len and rows * length <= self.budget_positions
+            rows <= self.slots
+            and length <= self.max_len
+            and rows * (length + 1) <= self.budget_positions
         )
 
     def reserve(self, rows: int, length: int) -> None:
@@ -70,8 +73,10 @@ class KVCache:
         self.rows, self.capacity = new_rows, capacity
 
     def _empty(self, rows: int, capacity: int) -> torch.Tensor:
+        # One position more than the capacity, never read: a forward then never reads a whole
+        # row, and a compiled model (`engine/compiled.py`) needs no second graph for that case.
         return torch.zeros(
-            (rows, self.cfg.n_kv_heads, capacity, self.cfg.head_dim), dtype=self.dtype
+            (rows, self.cfg.n_kv_heads, capacity + 1, self.cfg.head_dim), dtype=self.dtype
         )
 
     def views(self, start: int, stop: int) -> KVCacheViews:

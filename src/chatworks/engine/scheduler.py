@@ -39,6 +39,7 @@ from typing import Literal
 
 import torch
 
+from chatworks.engine import compiled
 from chatworks.engine.constraints import Constrainer, Matcher, apply_masks
 from chatworks.engine.kv_cache import KVCache
 from chatworks.engine.prefix_cache import PrefixCache, common_prefix
@@ -136,14 +137,17 @@ class Engine:
         constrainer: Constrainer | None = None,
         prefix_cache_mb: float = 256,
         kv_cache_mb: float | None = None,
+        compile: bool = False,
     ):
         """`slots`: sequences at most in the batch. `kv_cache_mb`: memory for their keys and
         values: a request is admitted when the cache, with it, fits in it for every sequence's
         prompt and max_tokens (None: no limit but `slots`). `prefill_budget`: prompt tokens per
         prefill forward (the chunk size of a long prompt). `prefix_cache_mb`: memory for
         finished sequences' keys and values (0: none; sequences still in the cache are reused
-        either way)."""
+        either way). `compile`: run the decoder blocks compiled (`engine/compiled.py`), compiled
+        by `start` before it returns."""
         self.model = model
+        self.compile = compile
         self.slots, self.max_waiting, self.threads = slots, max_waiting, threads
         self.prefill_budget = prefill_budget
         self.constrainer = constrainer
@@ -162,12 +166,20 @@ class Engine:
         self._in_flight = 0  # waiting + running, guarded by _cond
         self._stopping = False
         self._thread: threading.Thread | None = None
+        self._start_error: Exception | None = None
 
     # --- client side (any thread) --------------------------------------------------------------
 
     def start(self) -> Engine:
-        self._thread = threading.Thread(target=self._loop, name="chatworks-engine", daemon=True)
+        """Start the scheduler thread; with `compile`, return once it has compiled the model."""
+        warmed = threading.Event()
+        self._thread = threading.Thread(
+            target=self._loop, args=(warmed,), name="chatworks-engine", daemon=True
+        )
         self._thread.start()
+        warmed.wait()
+        if self._start_error is not None:
+            raise RuntimeError("the engine could not compile its model") from self._start_error
         return self
 
     def stop(self) -> None:
@@ -253,8 +265,17 @@ class Engine:
 
     # --- scheduler thread ----------------------------------------------------------------------
 
-    def _loop(self) -> None:
+    def _loop(self, warmed: threading.Event) -> None:
         torch.set_num_threads(self.threads)
+        try:
+            if self.compile:  # here: Inductor builds its C++ loops for this thread count
+                compiled.compile_blocks(self.model)
+                compiled.warm_up(self.model)
+        except Exception as exc:  # handed to `start`, which raises it
+            self._start_error = exc
+            return
+        finally:
+            warmed.set()
         with torch.inference_mode():
             while True:
                 with self._cond:
@@ -418,7 +439,7 @@ class Engine:
         """The share of the cache budget (or of the slots, without one) they reserve."""
         rows, longest = self._reservation(sequences)
         budget = self.cache.budget_positions
-        return rows * longest / budget if budget != float("inf") else rows / self.slots
+        return rows * (longest + 1) / budget if budget != float("inf") else rows / self.slots
 
     def _accept(self, seq: _Sequence, logits: torch.Tensor) -> None:
         """Sample, emit, and retire the sequence if this token ends it."""

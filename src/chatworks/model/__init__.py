@@ -33,14 +33,14 @@ def bundled_model_path() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / BUNDLED_GGUF
 
 
-def read_int4_weights(path: str | Path | None = None) -> dict[str, gguf_io.Int4Groups]:
-    """The 4-bit weights (Q4_0/Q4_1) a GGUF file stores, by module name, for int4 serving
-    (`apply_precision`); none for other formats."""
+def read_quantized_weights(path: str | Path | None = None) -> dict[str, gguf_io.QuantGroups]:
+    """The 4- and 8-bit weights (Q4_0, Q4_1, Q8_0) a GGUF file stores, by module name, for int4
+    and int8 serving (`apply_precision`); none for other formats."""
     path = Path(path) if path is not None else bundled_model_path()
     if path.suffix != ".gguf":
         return {}
     reader = gguf_io.open_gguf(path)
-    return gguf_io.read_int4_groups(reader, gguf_io.read_config(reader))
+    return gguf_io.read_quant_groups(reader, gguf_io.read_config(reader))
 
 
 def load_pretrained(path: str | Path | None = None) -> tuple[Llama, Tokenizer]:

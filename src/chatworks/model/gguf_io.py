@@ -2,11 +2,11 @@
 
 Covers: Llama-architecture files, any tensor type the `gguf` package can dequantize (Q4_0, Q4_1,
 Q4_K, Q6_K, Q8_0, F16, F32, ...). Weights are dequantized to float32 once at load; precision for
-serving is chosen afterwards (`chatworks.engine.precision`), which can take a file's Q4_0/Q4_1
-weights as they are stored (`read_int4_groups`) instead of rounding the float32 copy again. The
-tokenizer metadata in the same
-file is read by `tokenizer.py`. `write_gguf` writes our own models (float32, byte-level BPE
-tokenizer) so that this reader and llama.cpp load them. Does not cover: quantizing on write.
+serving is chosen afterwards (`chatworks.engine.precision`), which can take a file's Q4_0, Q4_1
+and Q8_0 weights as they are stored (`read_quant_groups`) instead of rounding the float32 copy
+again. The tokenizer metadata in the same file is read by `tokenizer.py`. `write_gguf` writes
+our own models (float32, byte-level BPE tokenizer) so that this reader and llama.cpp load them.
+Does not cover: quantizing on write.
 """
 
 from __future__ import annotations
@@ -127,42 +127,55 @@ def read_state_dict(reader: GGUFReader, cfg: ModelConfig) -> dict[str, torch.Ten
 
 
 @dataclass(frozen=True)
-class Int4Groups:
-    """A weight stored as 4-bit codes per group of 32 inputs: w = codes * scale + minimum."""
+class QuantGroups:
+    """A weight stored as `bits`-bit codes per group of 32 inputs: w = codes * scale + minimum."""
 
-    codes: torch.Tensor  # uint8 [out, in], 0..15
+    codes: torch.Tensor  # uint8 [out, in], 0..2**bits - 1
     scale: torch.Tensor  # float32 [out, in / 32]
     minimum: torch.Tensor  # float32 [out, in / 32]
+    bits: int
 
 
-# Block layouts (ggml): a float16 scale d, for Q4_1 a float16 minimum m, then 16 bytes holding 32
-# codes, element j in the low nibble of byte j and element j + 16 in its high nibble.
-# Q4_1: w = q * d + m. Q4_0: w = (q - 8) * d, i.e. minimum -8d: both are one asymmetric group.
-_INT4_BLOCKS = {GGMLQuantizationType.Q4_1: 20, GGMLQuantizationType.Q4_0: 18}
+# Block layouts (ggml): a float16 scale d, for Q4_1 a float16 minimum m, then the 32 codes. Q4:
+# 16 bytes, element j in the low nibble of byte j and element j + 16 in its high nibble;
+# Q4_1: w = q * d + m, Q4_0: w = (q - 8) * d, i.e. minimum -8d. Q8_0: 32 signed bytes,
+# w = q * d, i.e. codes q + 128 and minimum -128d. All are one asymmetric group of 32.
+_BLOCKS = {  # type: (bytes per block, bits)
+    GGMLQuantizationType.Q4_1: (20, 4),
+    GGMLQuantizationType.Q4_0: (18, 4),
+    GGMLQuantizationType.Q8_0: (34, 8),
+}
 
 
-def read_int4_groups(reader: GGUFReader, cfg: ModelConfig) -> dict[str, Int4Groups]:
-    """The file's Q4_0 and Q4_1 weights as their own codes, scales and minimums, by module name
-    (`layers.0.mlp.up_proj`): what `Int4Linear` computes with, with nothing rounded again."""
-    groups: dict[str, Int4Groups] = {}
+def read_quant_groups(reader: GGUFReader, cfg: ModelConfig) -> dict[str, QuantGroups]:
+    """The file's Q4_0, Q4_1 and Q8_0 weights as their own codes, scales and minimums, by module
+    name (`layers.0.mlp.up_proj`): what `precision`'s packed linears compute with, with nothing
+    rounded again. A tied output head is listed under `lm_head` too."""
+    groups: dict[str, QuantGroups] = {}
     for t in reader.tensors:
-        if (block := _INT4_BLOCKS.get(t.tensor_type)) is None:
+        if t.tensor_type not in _BLOCKS:
             continue
+        block, bits = _BLOCKS[t.tensor_type]
         rows = int(t.shape[-1])
         raw = np.asarray(t.data, dtype=np.uint8).reshape(rows, -1, block)
         scale = raw[..., 0:2].copy().view(np.float16)[..., 0].astype(np.float32)
         if t.tensor_type == GGMLQuantizationType.Q4_1:
             minimum = raw[..., 2:4].copy().view(np.float16)[..., 0].astype(np.float32)
         else:
-            minimum = -8 * scale
-        packed = raw[..., block - 16 :]
-        codes = np.concatenate([packed & 0x0F, packed >> 4], axis=-1).reshape(rows, -1)
-        parts = [codes, scale, minimum]
+            minimum = -(2 ** (bits - 1)) * scale
+        if bits == 8:
+            codes = (raw[..., 2:].view(np.int8).astype(np.int16) + 128).astype(np.uint8)
+        else:
+            packed = raw[..., block - 16 :]
+            codes = np.concatenate([packed & 0x0F, packed >> 4], axis=-1)
+        parts = [codes.reshape(rows, -1), scale, minimum]
         if t.name.endswith(("attn_q.weight", "attn_k.weight")):  # rows, as in read_state_dict
             heads = cfg.n_heads if t.name.endswith("attn_q.weight") else cfg.n_kv_heads
             parts = [_undo_rope_permute(a, heads) for a in parts]
         tensors = (torch.from_numpy(np.ascontiguousarray(a)) for a in parts)
-        groups[_rename(t.name).removesuffix(".weight")] = Int4Groups(*tensors)
+        groups[_rename(t.name).removesuffix(".weight")] = QuantGroups(*tensors, bits=bits)
+    if cfg.tie_embeddings and "embed_tokens" in groups:
+        groups["lm_head"] = groups["embed_tokens"]
     return groups
 
 

@@ -140,9 +140,14 @@ def _cached_attention(
     a wrong answer with the fused kernel); one attention path for both would need those answers
     re-checked.
     """
-    scores = (q.to(keys.dtype) @ keys.transpose(-1, -2)).float() * q.shape[-1] ** -0.5
-    weights = scores.masked_fill(~mask, float("-inf")).softmax(-1)
-    return (weights.to(values.dtype) @ values).to(q.dtype)
+    # bmm over (sequence, head) pairs, as `@` would do, but flattening only those two axes: a
+    # view whatever the cache's capacity, so a compiled block needs no graph per cache layout.
+    B, H, Q, D = q.shape
+    keys, values = keys.flatten(0, 1), values.flatten(0, 1)
+    scores = torch.bmm(q.flatten(0, 1).to(keys.dtype), keys.transpose(1, 2))
+    scores = scores.view(B, H, Q, -1).float() * D**-0.5
+    weights = scores.masked_fill(~mask, float("-inf")).softmax(-1).to(values.dtype)
+    return torch.bmm(weights.flatten(0, 1), values).view(B, H, Q, D).to(q.dtype)
 
 
 class MLP(nn.Module):

@@ -16,6 +16,7 @@ from dataclasses import replace
 
 import torch
 
+from chatworks.engine import compiled
 from chatworks.engine.constraints import Constrainer, GrammarError, Matcher
 from chatworks.engine.precision import load_for_serving
 from chatworks.engine.sampling import SamplingParams
@@ -59,6 +60,7 @@ class NativeProvider:
             constrainer=constrainer,
             prefix_cache_mb=s.engine_prefix_cache_mb,
             kv_cache_mb=s.engine_kv_cache_mb,
+            compile=compiled.available() if s.engine_compile is None else s.engine_compile,
         ).start()
         watch_engine(s.model, self._engine.stats)
 

@@ -1,4 +1,5 @@
-"""int4 serving computes with the 4-bit weights a GGUF file stores, not a second rounding."""
+"""int4/int8 serving computes with the 4- and 8-bit weights a GGUF file stores, not a second
+rounding."""
 
 from __future__ import annotations
 
@@ -7,25 +8,40 @@ import torch
 from gguf import GGMLQuantizationType, GGUFReader, GGUFWriter
 from gguf.quants import dequantize, quantize
 
-from chatworks.engine.precision import Int4Linear
-from chatworks.model import bundled_model_path, gguf_io, read_int4_weights
+from chatworks.engine.precision import Int4Linear, Int8Linear
+from chatworks.model import bundled_model_path, gguf_io, read_quantized_weights
 
 
-def as_weights(groups: gguf_io.Int4Groups) -> torch.Tensor:
+def as_weights(groups: gguf_io.QuantGroups) -> torch.Tensor:
     n, k = groups.codes.shape
     codes = groups.codes.view(n, k // 32, 32).float()
     return (codes * groups.scale[..., None] + groups.minimum[..., None]).view(n, k)
 
 
-def test_bundled_q4_1_weights_equal_the_dequantized_file():
+def test_bundled_q4_1_and_q8_0_weights_equal_the_dequantized_file():
     reader = gguf_io.open_gguf(bundled_model_path())
     cfg = gguf_io.read_config(reader)
     state = gguf_io.read_state_dict(reader, cfg)
-    groups = read_int4_weights()
-    # Every projection of every layer; the embedding is Q8_0 and stays out.
-    assert len(groups) == 7 * cfg.n_layers
+    groups = read_quantized_weights()
+    # Every projection of every layer (Q4_1), and the Q8_0 embedding, also the tied output head.
+    assert len(groups) == 7 * cfg.n_layers + 2
+    assert {g.bits for g in groups.values()} == {4, 8}
+    assert groups["lm_head"].bits == 8
     for name, weight in groups.items():
         assert torch.equal(as_weights(weight), state[f"{name}.weight"]), name
+
+
+def test_8bit_codes_run_on_the_4bit_kernel_as_two_halves():
+    # The packed int8 path (<= 4 rows) runs the int4 kernel on [x, x] against [high nibbles |
+    # low nibbles]; more rows use the dense copy. A wrong split, scale or minimum would leave
+    # the two far apart; bfloat16 rounding moves single outputs by well under 0.02.
+    linear = torch.nn.Linear(96, 48, bias=False)
+    int8 = Int8Linear.quantize(linear)
+    x = torch.randn(3, 96, generator=torch.Generator().manual_seed(0))
+    packed, dense = int8(x), int8(x.repeat(2, 1))[:3]
+    torch.testing.assert_close(packed, dense, rtol=0.02, atol=0.02)
+    # 8 bits keep the product: 4-bit weights would give a cosine near 0.99.
+    assert torch.nn.functional.cosine_similarity(packed, linear(x), dim=-1).min() > 0.9999
 
 
 def test_q4_0_codes_are_kept_where_rounding_again_would_move_them(tmp_path):
@@ -46,7 +62,7 @@ def test_q4_0_codes_are_kept_where_rounding_again_would_move_them(tmp_path):
     reader = GGUFReader(path)
     stored = dequantize(reader.tensors[0].data, GGMLQuantizationType.Q4_0).reshape(64, 128)
     cfg = gguf_io.read_config(gguf_io.open_gguf(bundled_model_path()))
-    groups = gguf_io.read_int4_groups(reader, cfg)["layers.0.mlp.up_proj"]
+    groups = gguf_io.read_quant_groups(reader, cfg)["layers.0.mlp.up_proj"]
     assert torch.equal(as_weights(groups), torch.from_numpy(stored))
 
     from_file = Int4Linear(groups)

@@ -1,0 +1,63 @@
+"""Compiled decoder blocks for serving: the same model code, fewer trips through Python.
+
+A batch-1 decode step of the default model runs ~2,500 small eager ops (norms, RoPE, casts,
+cache writes, softmax) around its 211 matmuls, and dispatching them cost more than the matmuls
+themselves. `compile_blocks` hands each decoder block to torch.compile: Inductor fuses a block's
+elementwise work into a few C++ loops, and its C++ wrapper calls the packed int4 kernels without
+returning to Python between them. All blocks share one compiled graph per input shape family
+(the block's code is the same; its weights are graph inputs), so compiling is seconds, not
+minutes, and `warm_up` does it before the engine takes requests. Shapes are symbolic (batch
+rows, chunk length, cache length), with a graph each for one row, a few rows (the packed int4
+kernel) and many (the dense copy).
+
+Needs a C++ compiler at run time (`available()`); Inductor keeps what it compiled on disk
+(`TORCHINDUCTOR_CACHE_DIR`, by default under /tmp), so a restart reuses it.
+Does not cover: compiling training, or CUDA graphs.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import torch
+
+from chatworks.engine.kv_cache import KVCache
+from chatworks.model.llama import Llama
+
+# Decode batches that reach distinct graphs: one row, a few (the packed int4 kernel takes up to
+# 4) and many (dense weights). Warm-up sizes must differ from the model's own dimensions and
+# from each other (37 cached positions, 41 allocated): Inductor would take equal sizes for one.
+WARM_UP_ROWS = (1, 2, 5)
+WARM_UP_POSITIONS, WARM_UP_CAPACITY = 37, 40
+
+
+def available() -> bool:
+    """Whether Inductor can build its C++ code here."""
+    return shutil.which(os.environ.get("CXX", "g++")) is not None
+
+
+def compile_blocks(model: Llama) -> None:
+    """Decode steps (one token per sequence) run each block compiled; prefill stays eager: its
+    matmuls are big enough that dispatch costs little, and its shapes vary more."""
+    for block in model.layers:
+        eager = block.forward
+        fast = torch.compile(eager, dynamic=True, options={"cpp_wrapper": True})
+        block.forward = lambda x, *args, eager=eager, fast=fast: (
+            fast(x, *args) if x.shape[1] == 1 else eager(x, *args)
+        )
+
+
+def warm_up(model: Llama) -> None:
+    """Compile the graphs of `WARM_UP_ROWS`, on a scratch cache. Call on the thread (and with
+    the torch thread count) that will serve: the C++ loops are built for it."""
+    rows = max(WARM_UP_ROWS)
+    with torch.inference_mode():  # as the engine's own cache and forwards are
+        cache = KVCache(model.cfg, rows, model.embed_tokens.weight.dtype, WARM_UP_CAPACITY)
+        cache.reserve(rows, WARM_UP_CAPACITY)
+        for rows in WARM_UP_ROWS:
+            model(
+                torch.zeros(rows, 1, dtype=torch.long),
+                torch.full((rows, 1), WARM_UP_POSITIONS),
+                kv=cache.views(0, rows), kv_len=WARM_UP_POSITIONS + 1, last_only=True,
+            )  # fmt: skip
