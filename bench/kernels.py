@@ -83,7 +83,7 @@ def decode_steps() -> None:
     """The default model (int4): one decode step by batch size, eager and with the blocks
     compiled (`engine/compiled.py`, when a C++ compiler is found), and a 230-token prefill."""
     model, _ = load_for_serving(None, "int4")
-    can_compile = compiled.available()
+    can_compile = compiled.unavailable_reason() is None
     if can_compile:
         compiled.compile_blocks(model)
         compiled.warm_up(model)

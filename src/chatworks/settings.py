@@ -56,7 +56,8 @@ class Settings(BaseSettings):
     )
     engine_compile: bool | None = Field(
         None, description="Run the native model's blocks compiled (torch.compile, C++): faster "
-        "decode after seconds of compiling at start; default: when a C++ compiler is found",
+        "decode after seconds of compiling at start; default: where a C++ compiler and torch's "
+        "AVX-512 kernels are found",
     )  # fmt: skip
     engine_max_seq_len: int = Field(4096, ge=16, description="Longest prompt + answer, in tokens")
     engine_prefill_tokens: int = Field(

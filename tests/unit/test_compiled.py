@@ -16,7 +16,9 @@ from chatworks.engine.scheduler import Engine
 
 pytestmark = [
     pytest.mark.kernels,  # computes with real weights: run again on AVX2
-    pytest.mark.skipif(not compiled.available(), reason="needs a C++ compiler"),
+    pytest.mark.skipif(
+        compiled.unavailable_reason() is not None, reason=str(compiled.unavailable_reason())
+    ),
 ]
 
 

@@ -13,6 +13,7 @@ import pytest
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
+from chatworks.engine import compiled
 from chatworks.engine.constraints import (
     Constrainer,
     GrammarError,
@@ -484,3 +485,11 @@ def test_provider_close_cancels_and_full_queue_is_503(provider):
         assert deltas[-1].finish_reason == "length"
 
     asyncio.run(scenario())
+
+
+def test_compile_where_it_cannot_run_is_off_by_default_and_an_error_when_forced(monkeypatch):
+    monkeypatch.setattr(compiled, "unavailable_reason", lambda: "no C++ compiler")
+    assert NativeProvider(Settings(_env_file=None))._compile() is False
+    forced = NativeProvider(Settings(engine_compile=True, _env_file=None))
+    with pytest.raises(ValueError, match=r"CHATWORKS_ENGINE_COMPILE=true, but no C\+\+ compiler"):
+        forced._compile()

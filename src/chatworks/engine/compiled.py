@@ -10,7 +10,10 @@ minutes, and `warm_up` does it before the engine takes requests. Shapes are symb
 rows, chunk length, cache length), with a graph each for one row, a few rows (the packed int4
 kernel) and many (the dense copy).
 
-Needs a C++ compiler at run time (`available()`); Inductor keeps what it compiled on disk
+Needs a C++ compiler at run time and torch's AVX-512 CPU kernels (`unavailable_reason()`):
+under its AVX2 kernels (`ATEN_CPU_CAPABILITY=avx2`, or a CPU without AVX-512) the compiled
+blocks corrupted memory with the packed int4 weights ("double free or corruption", found by the
+AVX2 re-run of the tests), so they run eager there. Inductor keeps what it compiled on disk
 (`TORCHINDUCTOR_CACHE_DIR`, by default under /tmp), so a restart reuses it.
 Does not cover: compiling training, or CUDA graphs.
 """
@@ -32,9 +35,13 @@ WARM_UP_ROWS = (1, 2, 5)
 WARM_UP_POSITIONS, WARM_UP_CAPACITY = 37, 40
 
 
-def available() -> bool:
-    """Whether Inductor can build its C++ code here."""
-    return shutil.which(os.environ.get("CXX", "g++")) is not None
+def unavailable_reason() -> str | None:
+    """Why compiled blocks cannot run here, or None when they can."""
+    if shutil.which(os.environ.get("CXX", "g++")) is None:
+        return "no C++ compiler (g++, or $CXX) for Inductor's code"
+    if torch.backends.cpu.get_cpu_capability() != "AVX512":
+        return "torch's CPU kernels here are not AVX-512 ones, the only ones tested compiled"
+    return None
 
 
 def compile_blocks(model: Llama) -> None:

@@ -60,9 +60,16 @@ class NativeProvider:
             constrainer=constrainer,
             prefix_cache_mb=s.engine_prefix_cache_mb,
             kv_cache_mb=s.engine_kv_cache_mb,
-            compile=compiled.available() if s.engine_compile is None else s.engine_compile,
+            compile=self._compile(),
         ).start()
         watch_engine(s.model, self._engine.stats)
+
+    def _compile(self) -> bool:
+        """`engine_compile`, where unset: whether compiled blocks can run here."""
+        reason = compiled.unavailable_reason()
+        if self.settings.engine_compile and reason:
+            raise ValueError(f"CHATWORKS_ENGINE_COMPILE=true, but {reason}")
+        return self.settings.engine_compile is not False and reason is None
 
     @property
     def ready(self) -> bool:
