@@ -26,7 +26,10 @@ from chatworks.model import Tokenizer
 from chatworks.providers.base import Delta, GenerationRequest, ProviderError, Timing, Usage
 from chatworks.providers.structured import CallSplitter, plan
 from chatworks.settings import Settings
+from chatworks.telemetry.logging import get_logger
 from chatworks.telemetry.metrics import watch_engine
+
+log = get_logger(__name__)
 
 
 class NativeProvider:
@@ -50,6 +53,7 @@ class NativeProvider:
         model, self._tokenizer = load_for_serving(s.model_path, s.engine_precision)
         tok = self._tokenizer
         constrainer = Constrainer(tok.hf.to_str(), tok.eos_token_ids, model.cfg.vocab_size)
+        compile = self._compile()
         self._engine = Engine(
             model,
             slots=s.engine_slots,
@@ -60,9 +64,12 @@ class NativeProvider:
             constrainer=constrainer,
             prefix_cache_mb=s.engine_prefix_cache_mb,
             kv_cache_mb=s.engine_kv_cache_mb,
-            compile=self._compile(),
+            compile=compile,
         ).start()
         watch_engine(s.model, self._engine.stats)
+        why_not = None if compile else compiled.unavailable_reason() or "turned off"
+        log.info("engine_ready", model=s.model, precision=s.engine_precision,
+                 threads=s.threads, compiled=compile, not_compiled_because=why_not)  # fmt: skip
 
     def _compile(self) -> bool:
         """`engine_compile`, where unset: whether compiled blocks can run here."""
