@@ -7,8 +7,8 @@ elementwise work into a few C++ loops, and its C++ wrapper calls the packed int4
 returning to Python between them. All blocks share one compiled graph per input shape family
 (the block's code is the same; its weights are graph inputs), so compiling is seconds, not
 minutes, and `warm_up` does it before the engine takes requests. Shapes are symbolic (batch
-rows, chunk length, cache length), with a graph each for one row, a few rows (the packed int4
-kernel) and many (the dense copy).
+rows, cache length), with a graph each for one row, a few rows (the packed int4 kernel) and
+many (the dense copy).
 
 Needs a C++ compiler at run time and torch's AVX-512 CPU kernels (`unavailable_reason()`):
 under its AVX2 kernels (`ATEN_CPU_CAPABILITY=avx2`, or a CPU without AVX-512) the compiled

@@ -38,17 +38,21 @@ class KVCache:
         cfg = self.cfg
         return 2 * cfg.n_layers * cfg.n_kv_heads * cfg.head_dim * self.dtype.itemsize
 
+    @staticmethod
+    def allocated(rows: int, length: int) -> int:
+        """Positions held for `rows` sequences of `length`: each row has a spare one (`_empty`)."""
+        return rows * (length + 1)
+
     @property
     def nbytes(self) -> int:
-        return self.rows * (self.capacity + 1) * self.bytes_per_position
+        return self.allocated(self.rows, self.capacity) * self.bytes_per_position
 
     def fits(self, rows: int, length: int) -> bool:
-        """Whether `rows` sequences of up to `length` positions (and each row's spare one) fit
-        in the budget."""
+        """Whether `rows` sequences of up to `length` positions fit in the budget."""
         return (
             rows <= self.slots
             and length <= self.max_len
-            and rows * (length + 1) <= self.budget_positions
+            and self.allocated(rows, length) <= self.budget_positions
         )
 
     def reserve(self, rows: int, length: int) -> None:

@@ -439,7 +439,9 @@ class Engine:
         """The share of the cache budget (or of the slots, without one) they reserve."""
         rows, longest = self._reservation(sequences)
         budget = self.cache.budget_positions
-        return rows * (longest + 1) / budget if budget != float("inf") else rows / self.slots
+        if budget == float("inf"):
+            return rows / self.slots
+        return self.cache.allocated(rows, longest) / budget
 
     def _accept(self, seq: _Sequence, logits: torch.Tensor) -> None:
         """Sample, emit, and retire the sequence if this token ends it."""
