@@ -6,7 +6,11 @@ how many answers are token-for-token identical to fp32's and the mean number of 
 the first difference. The question it answers: does the default precision change answers more
 than int8 does? (issue: "no precision default that changes answers").
 
-    .venv/bin/python bench/precision_agreement.py [--precisions fp32,bf16,int8,int4]
+A precision with `:compiled` runs the engine's compiled decode steps (`engine/compiled.py`);
+`:scalar` compiles them to Inductor's scalar C++ instead of its vector code: the same fused
+operations rounded another way, as another CPU family's compiled code rounds them (issue 24).
+
+    .venv/bin/python bench/precision_agreement.py [--precisions fp32,bf16,int8,int4,int4:compiled]
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import json
 from pathlib import Path
 
 import torch
+from torch._inductor import config as inductor_config
 
 from chatworks.engine.precision import load_for_serving
 from chatworks.engine.sampling import SamplingParams
@@ -24,9 +29,11 @@ from chatworks.engine.scheduler import Engine
 PROBES = Path(__file__).parents[1] / "src/chatworks/evals/data/model_probes.jsonl"
 
 
-def answers(precision: str, prompts: list[str], max_tokens: int) -> list[list[int]]:
+def answers(variant: str, prompts: list[str], max_tokens: int) -> list[list[int]]:
+    precision, _, code = variant.partition(":")
+    inductor_config.cpp.simdlen = 0 if code == "scalar" else None
     model, tokenizer = load_for_serving(None, precision)
-    engine = Engine(model, slots=1).start()
+    engine = Engine(model, slots=1, compile=bool(code)).start()
     params = SamplingParams(
         max_tokens=max_tokens, temperature=0.0, stop_token_ids=tokenizer.eos_token_ids
     )

@@ -13,6 +13,7 @@ from chatworks.engine.kv_cache import KVCache
 from chatworks.engine.precision import load_for_serving
 from chatworks.engine.sampling import SamplingParams
 from chatworks.engine.scheduler import Engine
+from tests.reference import within_rounding
 
 pytestmark = [
     pytest.mark.kernels,  # computes with real weights: run again on AVX2
@@ -20,6 +21,8 @@ pytestmark = [
         compiled.unavailable_reason() is not None, reason=str(compiled.unavailable_reason())
     ),
 ]
+
+PROMPT = "The lighthouse keeper counted the stairs every night, and"
 
 
 @pytest.fixture(scope="module")
@@ -31,30 +34,81 @@ def model():
     return model, tokenizer
 
 
-@pytest.mark.parametrize("rows", [1, 3, 7])  # one row, the packed kernel's few, dense weights
-def test_a_compiled_decode_step_gives_the_eager_logits(model, rows):
-    model, tokenizer = model
-    prompt = tokenizer.encode("The lighthouse keeper counted the stairs every night, and")
+def decode_step(model, tokenizer, rows: int, *, eager: bool = False, position_shift: int = 0,
+                kv_len_shift: int = 0) -> torch.Tensor:  # fmt: skip
+    """Next-token logits [rows, vocab] of one decode step after an eager prefill of PROMPT in
+    every row; the shifts break the step on purpose (a wrong cache position, a wrong mask)."""
+    prompt = tokenizer.encode(PROMPT)
     n = len(prompt)
-    graphs = counters["stats"]["unique_graphs"]
     with torch.inference_mode():  # the cache too, as the engine's: inference tensors
         cache = KVCache(model.cfg, rows, torch.float32, 4 * n)
         cache.reserve(rows, 2 * n)
-        model(torch.tensor([prompt] * rows), kv=cache.views(0, rows), kv_len=n)  # eager prefill
-        step = lambda: model(  # noqa: E731
-            torch.tensor([[prompt[-1]]] * rows), torch.tensor([[n]] * rows),
-            kv=cache.views(0, rows), kv_len=n + 1, last_only=True,
-        )  # fmt: skip
-        with torch.profiler.profile() as profile:
-            fast = step()
-        with torch.compiler.set_stance("force_eager"):
-            eager = step()
-    # The same kernels; only the fused elementwise code rounds its own way. A wrong cache
-    # position, mask or weight moves logits by whole units (they span ~20).
-    assert (fast - eager).abs().max() < 0.05
+        model(torch.tensor([prompt] * rows), kv=cache.views(0, rows), kv_len=n)
+        with torch.compiler.set_stance("force_eager" if eager else "default"):
+            return model(
+                torch.tensor([[prompt[-1]]] * rows), torch.tensor([[n + position_shift]] * rows),
+                kv=cache.views(0, rows), kv_len=n + 1 + kv_len_shift, last_only=True,
+            )  # fmt: skip
+
+
+def check_step(fast: torch.Tensor, eager: torch.Tensor, n_layers: int) -> str:
+    """Assert what a compiled step must preserve; return the margins, for the log.
+
+    Both paths call the same matmul kernels (bfloat16 activations; packed int4 or dense bf16
+    weights); only Inductor's fused code between them (norms, RoPE, softmax, SiLU) computes its
+    float32 values another way, and where one lands on the other side of a bf16 rounding the
+    next matmul's input moves by one bf16 step. So the logits may part by one bf16 step per
+    block, adding up over the blocks (tests/reference.py: eps(bf16) * sqrt(depth) * |logits|,
+    ~0.8 here), and the token a step picks must be within twice that of eager's best. A wrong
+    cache position, mask or weight moves the logits by whole units (test below)."""
+    difference, bound = within_rounding(fast, eager, torch.bfloat16, n_layers, terms=1)
+    best = eager.max(-1).values
+    picked = eager.gather(-1, fast.argmax(-1, keepdim=True)).squeeze(-1)
+    gap = float((best - picked).max())
+    assert gap <= 2 * bound, f"picked a token {gap:.3f} below eager's best, allowed {2 * bound:.3f}"
+    assert difference <= bound, f"logits differ by {difference:.3f}, bound {bound:.3f}"
+    return f"largest difference {difference:.4f} of bound {bound:.4f}; token gap {gap:.4f}"
+
+
+@pytest.mark.parametrize("rows", [1, 3, 7])  # one row, the packed kernel's few, dense weights
+def test_a_compiled_decode_step_gives_the_eager_logits(model, rows):
+    model, tokenizer = model
+    graphs = counters["stats"]["unique_graphs"]
+    with torch.profiler.profile() as profile:
+        fast = decode_step(model, tokenizer, rows)
+    eager = decode_step(model, tokenizer, rows, eager=True)
+    print(f"{rows} rows: {check_step(fast, eager, model.cfg.n_layers)}")
     ran = {event.name for event in profile.events()}
     assert any(name.startswith("Torch-Compiled Region") for name in ran)
     assert counters["stats"]["unique_graphs"] == graphs  # the warm-up compiled this shape
+
+
+def swapped_mlps(model):
+    """A wrong weight: two blocks' MLPs exchanged (graph inputs, so nothing recompiles)."""
+    a, b = model.layers[10], model.layers[11]
+    a.mlp, b.mlp = b.mlp, a.mlp
+    return lambda: setattr(a, "mlp", b.mlp) or setattr(b, "mlp", a.mlp)
+
+
+@pytest.mark.parametrize("broken", ["position", "mask", "weight"])
+def test_the_check_fails_a_broken_step(model, broken):
+    """The bound is loose enough for another CPU's rounding and still tight enough to fail a
+    step that is wrong: keys written one position late, a mask that hides the step's own key,
+    two blocks' weights swapped."""
+    model, tokenizer = model
+    eager = decode_step(model, tokenizer, 3, eager=True)
+    if broken == "weight":
+        restore = swapped_mlps(model)
+        try:
+            fast = decode_step(model, tokenizer, 3)
+        finally:
+            restore()
+    else:
+        shift = {"position": {"position_shift": 1}, "mask": {"kv_len_shift": -1}}[broken]
+        fast = decode_step(model, tokenizer, 3, **shift)
+    with pytest.raises(AssertionError, match=r"differ|below") as failure:
+        check_step(fast, eager, model.cfg.n_layers)
+    print(f"{broken}: {failure.value}")
 
 
 def test_an_engine_that_compiles_serves_once_started():
