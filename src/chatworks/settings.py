@@ -1,13 +1,21 @@
-"""The one place that reads configuration: environment variables `CHATWORKS_*` and `.env`.
+"""The one place that reads chatworks' configuration: variables `CHATWORKS_*` and `.env`.
 
-Everything else receives a `Settings` object; nothing else reads `os.environ`.
+Everything else receives a `Settings` object. The only other environment chatworks reads is
+other tools' own variables, where those tools define them: `OTEL_*` (telemetry/tracing.py),
+`PROMETHEUS_MULTIPROC_DIR` (telemetry/multiprocess.py), `CXX` (engine/compiled.py, as
+Inductor does) and the `HF_HUB_OFFLINE` that model loading sets. `chatworks serve --workers`
+hands its settings to the worker processes as `CHATWORKS_*` variables.
+
+A setting declared with `shaping(...)` changes what an answer says (the model, generation
+defaults, retrieval and grounding, the input guard): the response cache keys on every such
+setting (`cache.config_fingerprint`), so replicas that differ in one never share an entry.
 """
 
 from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -15,6 +23,20 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 DEFAULT_MODEL_ID = "smollm2-135m-instruct"
 # Asymmetric only: with HS256 a JWKS's public key could be used as a shared secret.
 SigningAlgorithm = Literal["RS256", "RS384", "RS512", "PS256", "ES256", "ES384", "EdDSA"]
+
+
+SHAPES_ANSWERS = "shapes_answers"
+
+
+def shaping(default: Any, **kwargs: Any) -> Any:
+    """A field (`pydantic.Field`) whose value changes what an answer says."""
+    return Field(default, json_schema_extra={SHAPES_ANSWERS: True}, **kwargs)
+
+
+def answer_shaping_fields() -> list[str]:
+    """The settings declared with `shaping`."""
+    return [name for name, info in Settings.model_fields.items()
+            if (info.json_schema_extra or {}).get(SHAPES_ANSWERS)]  # fmt: skip
 
 
 class Settings(BaseSettings):
@@ -34,13 +56,13 @@ class Settings(BaseSettings):
     )  # fmt: skip
 
     # Generation
-    provider: Literal["native", "transformers", "openai", "scripted"] = Field(
+    provider: Literal["native", "transformers", "openai", "scripted"] = shaping(
         "native", description="scripted: replies from CHATWORKS_SCRIPT_PATH, no model (tests, UI)"
     )
-    model: str = Field(
+    model: str = shaping(
         DEFAULT_MODEL_ID, description="Model id served, or a local path to load (served by name)"
     )
-    model_path: Path | None = Field(
+    model_path: Path | None = shaping(
         None, description="GGUF file, HF directory or chatworks run; default: bundled SmolLM2"
     )
     threads: int = Field(1, ge=1, le=256, description="torch intra-op threads (1 is fastest here)")
@@ -51,7 +73,7 @@ class Settings(BaseSettings):
         2048, gt=0, description="Memory for the batch's keys and values: requests are admitted "
         "while their prompts and max_tokens fit",
     )  # fmt: skip
-    engine_precision: Literal["fp32", "bf16", "int8", "int4"] = Field(
+    engine_precision: Literal["fp32", "bf16", "int8", "int4"] = shaping(
         "int4", description="Native engine weights: int4 decodes fastest on CPU, fp32 is exact"
     )
     engine_compile: bool | None = Field(
@@ -67,8 +89,8 @@ class Settings(BaseSettings):
         256, ge=0, description="Memory for finished sequences' KV, reused by prompts that share "
         "their start (0: off)",
     )  # fmt: skip
-    script_path: Path | None = Field(None, description="JSON rules for the scripted provider")
-    upstream_url: str = "http://127.0.0.1:8080/v1"
+    script_path: Path | None = shaping(None, description="JSON rules for the scripted provider")
+    upstream_url: str = shaping("http://127.0.0.1:8080/v1")
     upstream_key: str = "none"
     upstream_timeout_s: float = Field(120.0, gt=0)
     upstream_retries: int = Field(2, ge=0, le=10)
@@ -93,52 +115,52 @@ class Settings(BaseSettings):
     max_message_chars: int = Field(32_000, ge=1)
     max_total_chars: int = Field(100_000, ge=1)
     max_tokens_limit: int = Field(4096, ge=1, description="Largest max_tokens a request may ask")
-    default_max_tokens: int = Field(512, ge=1)
+    default_max_tokens: int = shaping(512, ge=1)
 
     # Documents and retrieval
     database_url: str | None = Field(
         None, description="SQLAlchemy URL (postgresql+psycopg://...); default: data_dir SQLite"
     )
-    embedding_model: str = Field(
+    embedding_model: str = shaping(
         "all-minilm-l6-v2", description="Embedding model id, or a sentence-transformers directory"
     )
     embedding_batch_size: int = Field(32, ge=1, le=4096)
     # MiniLM reads at most 256 tokens including [CLS] and [SEP]: longer chunks would be truncated.
-    chunk_tokens: int = Field(200, ge=16, le=254, description="Chunk size in embedding tokens")
-    chunk_overlap_tokens: int = Field(32, ge=0, le=128)
+    chunk_tokens: int = shaping(200, ge=16, le=254, description="Chunk size in embedding tokens")
+    chunk_overlap_tokens: int = shaping(32, ge=0, le=128)
     max_upload_bytes: int = Field(20_000_000, ge=1024, description="Largest file to ingest")
     allowed_file_types: list[str] = Field(
         ["txt", "md", "html", "pdf", "docx"], description="File types ingestion accepts"
     )
 
     # Grounded answers
-    rag_top_k: int = Field(5, ge=1, le=50, description="Passages given to the model")
-    rag_candidates: int = Field(20, ge=1, le=200, description="Hits per search before fusion")
-    rag_keyword_weight: float = Field(1.0, ge=0)
-    rag_vector_weight: float = Field(1.0, ge=0)
-    rag_mmr_lambda: float = Field(0.8, ge=0, le=1, description="1.0 turns de-duplication off")
-    rag_min_similarity: float | None = Field(
+    rag_top_k: int = shaping(5, ge=1, le=50, description="Passages given to the model")
+    rag_candidates: int = shaping(20, ge=1, le=200, description="Hits per search before fusion")
+    rag_keyword_weight: float = shaping(1.0, ge=0)
+    rag_vector_weight: float = shaping(1.0, ge=0)
+    rag_mmr_lambda: float = shaping(0.8, ge=0, le=1, description="1.0 turns de-duplication off")
+    rag_min_similarity: float | None = shaping(
         None, ge=-1, le=1, description="Below this best cosine similarity, refuse; unset: "
         "calibrated per collection on off-topic probe questions (rag/answerability.py)",
     )  # fmt: skip
-    rag_answerability: bool = Field(
+    rag_answerability: bool = shaping(
         True, description="Refuse when the answerability model says the sentence windows do "
         "not answer the question (needs focus windows; docs/evals.md)",
     )  # fmt: skip
-    rag_quarantine: bool = Field(
+    rag_quarantine: bool = shaping(
         True, description="Never retrieve chunks flagged as instruction-like at ingestion; "
         "false: retrieve them, marked in the prompt as data to treat strictly",
     )  # fmt: skip
-    rag_context_tokens: int = Field(1500, ge=64, description="Token budget for the sources")
-    rag_focus_windows: int = Field(
+    rag_context_tokens: int = shaping(1500, ge=64, description="Token budget for the sources")
+    rag_focus_windows: int = shaping(
         3, ge=0, le=20, description="Give the model this many best sentence windows instead of "
         "whole passages (0: whole passages); 3 measured best (docs/evals.md)",
     )  # fmt: skip
-    rag_answer: Literal["extract", "generate"] = Field(
+    rag_answer: Literal["extract", "generate"] = shaping(
         "extract", description="extract: quote the best window (measured best with small models); "
         "generate: the model answers from the windows",
     )  # fmt: skip
-    rag_focus_neighbours: int = Field(2, ge=0, le=10, description="Sentences around each one")
+    rag_focus_neighbours: int = shaping(2, ge=0, le=10, description="Sentences around each one")
 
     # Security (docs/security/)
     auth: Literal["auto", "required", "off"] = Field(
@@ -169,10 +191,10 @@ class Settings(BaseSettings):
     )
     # Flag (count and log, change nothing) by default: a false positive then costs nobody an
     # answer, and what the model sees is what the user sent. block/redact are the operator's call.
-    guard_prompt_injection: Literal["flag", "block", "off"] = Field(
+    guard_prompt_injection: Literal["flag", "block", "off"] = shaping(
         "flag", description="Chat input judged a prompt injection: flag, block (400), or off"
     )
-    guard_pii: Literal["flag", "block", "redact", "off"] = Field(
+    guard_pii: Literal["flag", "block", "redact", "off"] = shaping(
         "flag", description="Personal data or secrets in chat input: flag, block (400), "
         "redact (replaced by [EMAIL]-style markers before the model sees it), or off",
     )  # fmt: skip

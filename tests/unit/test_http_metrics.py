@@ -1,15 +1,17 @@
-"""The metrics added for issue 13 move when the service does: sizes, in-flight, errors by code,
-generation phases, the build. In process (TestClient), with the scripted provider."""
+"""Metrics move when the service does: sizes, in-flight, errors by code, generation phases, the
+build, the engine's counters. In process (TestClient), with the scripted provider."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 from fastapi.testclient import TestClient
 
 from chatworks.api.app import create_app
+from chatworks.engine.scheduler import EngineStats
 from chatworks.settings import Settings
-from chatworks.telemetry.metrics import REGISTRY
+from chatworks.telemetry.metrics import ENGINE_METRICS, REGISTRY, watch_engine
 
 
 def value(name: str, **labels: str) -> float:
@@ -48,3 +50,10 @@ def test_metrics_follow_requests(tmp_path):
     assert 'chatworks_build_info{model="scripted",provider="scripted"' in scraped
     assert 'chatworks_ready{check="database"} 1.0' in scraped
     assert value("chatworks_data_disk_size_bytes") > value("chatworks_data_disk_free_bytes") > 0
+
+
+def test_every_engine_counter_is_exported():
+    """The collector exports `EngineStats` field by field: a new field needs a metric name."""
+    assert {f.name for f in dataclasses.fields(EngineStats)} == set(ENGINE_METRICS)
+    watch_engine("probe-model", EngineStats(decode_tokens=7))
+    assert value("chatworks_engine_decode_tokens_total", model="probe-model") == 7

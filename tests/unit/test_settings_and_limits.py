@@ -8,8 +8,9 @@ from pydantic import ValidationError
 from chatworks.api.errors import APIError
 from chatworks.api.schemas import ChatCompletionRequest, CompletionRequest
 from chatworks.api.service import Service
+from chatworks.cache import config_fingerprint
 from chatworks.providers.registry import create_provider
-from chatworks.settings import Settings
+from chatworks.settings import Settings, answer_shaping_fields
 
 
 def test_settings_read_prefixed_environment(monkeypatch, tmp_path):
@@ -128,3 +129,48 @@ def test_completion_accepts_one_prompt_and_rejects_unsupported_options(service):
 def test_unknown_request_fields_are_ignored_and_unsupported_ones_accepted_at_no_op_values():
     assert chat(store=False, metadata={"k": "v"}).model == "m"
     assert chat(n=1, logprobs=False, frequency_penalty=0, presence_penalty=0.0, logit_bias={})
+
+
+# Every setting is declared in settings.py as shaping answers (`shaping(...)`: the response
+# cache keys on it) or listed here as one that never changes what an answer says, with why. A
+# new setting is in neither until someone decides, and the test below fails until then.
+NEUTRAL = {
+    # where and how the service runs
+    "host", "port", "log_level", "data_dir", "workers", "shutdown_timeout_s", "database_url",
+    # how fast, not what: kernels and batching (a near-tie token may go either way, as it may
+    # on another CPU; either is the model's answer)
+    "threads", "engine_slots", "engine_kv_cache_mb", "engine_compile", "engine_max_seq_len",
+    "engine_prefill_tokens", "engine_prefix_cache_mb",
+    # how the upstream is reached (its URL, which names the model's server, shapes answers)
+    "upstream_key", "upstream_timeout_s", "upstream_retries", "upstream_breaker_failures",
+    "upstream_breaker_open_s",
+    # admission and limits: they refuse a request (4xx, 503), never change an answer
+    "max_running_requests", "max_waiting_requests", "queue_timeout_s", "retry_after_s",
+    "max_body_bytes", "max_messages", "max_message_chars", "max_total_chars", "max_tokens_limit",
+    # ingestion only: what it changes moves the collection's version, which keys the entry
+    "embedding_batch_size", "max_upload_bytes", "allowed_file_types",
+    # who may call, and how they are limited
+    "auth", "insecure", "admin_key", "redis_url", "redis_fail_open", "oidc_jwks", "oidc_issuer",
+    "oidc_audience", "oidc_algorithms", "oidc_scopes_claim", "oidc_scope_prefix",
+    "oidc_owner_claim",
+    # what is logged, and the cache itself
+    "log_content", "cache", "cache_ttl_s", "cache_max_entries",
+}  # fmt: skip
+
+
+def test_every_setting_is_declared_as_shaping_answers_or_not():
+    shaping = set(answer_shaping_fields())
+    assert not shaping & NEUTRAL
+    undecided = set(Settings.model_fields) - shaping - NEUTRAL
+    assert not undecided, f"declare with settings.shaping(...) or list in NEUTRAL: {undecided}"
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"guard_pii": "redact"}, {"guard_prompt_injection": "block"}, {"rag_top_k": 3},
+     {"engine_precision": "fp32"}, {"upstream_url": "http://127.0.0.1:9/v1"}],
+)  # fmt: skip
+def test_a_setting_that_changes_answers_changes_the_cache_key(change):
+    base = Settings(_env_file=None)
+    assert config_fingerprint(Settings(**change, _env_file=None)) != config_fingerprint(base)
+    assert config_fingerprint(Settings(threads=2, _env_file=None)) == config_fingerprint(base)

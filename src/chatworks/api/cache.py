@@ -15,12 +15,11 @@ Decisions (docs/security/README.md, "Response cache"):
   budgets): nothing was generated. Its body keeps the original `usage` (what the answer cost)
   with a fresh `id` and `created`.
 - Tenants never share an entry: the key holds the caller's owner, and a grounded request's
-  collection is checked against that owner before the lookup.
+  collection is checked against that owner (the route's access dependency) before the lookup.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 import uuid
@@ -32,14 +31,15 @@ from fastapi.responses import Response
 from pydantic import ValidationError
 from starlette.types import Message, Receive, Scope, Send
 
-from chatworks.api.auth import Principal, require
-from chatworks.api.errors import APIError
+from chatworks.api.access import CollectionAccess, collection_in_body
+from chatworks.api.auth import require
+from chatworks.api.grounded import collection_version
 from chatworks.api.middleware import HttpMiddleware
 from chatworks.api.quota import Lease, ask_quota, chat_quota
 from chatworks.api.schemas import AskRequest, ChatCompletionRequest
 from chatworks.api.service import Service, get_service
 from chatworks.cache import request_key
-from chatworks.storage import documents as docs
+from chatworks.security.principal import Principal
 from chatworks.telemetry import metrics
 
 HEADER = "x-chatworks-cache"
@@ -63,30 +63,23 @@ def hit_response(_: Request, hit: CacheHit) -> Response:
     return Response(json.dumps(data), media_type="application/json", headers={HEADER: "hit"})
 
 
-def _version(service: Service, principal: Principal, collection: str) -> str:
-    """The collection's version, after the same checks the handler makes (403, then 404)."""
-    principal.check_collection(collection)
-    with service.library.session() as session:
-        version = docs.collection_version(session, collection, principal.owner_filter)
-    if version is None:
-        raise APIError(404, f"collection '{collection}' not found", "collection_not_found")
-    return version
-
-
-KeyOf = Callable[[Request, Service, Principal], Coroutine[Any, Any, str | None]]
+KeyOf = Callable[[Request, Service, Principal, CollectionAccess | None],
+                Coroutine[Any, Any, str | None]]  # fmt: skip
 
 
 def keyed(route: str, schema: type[ChatCompletionRequest | AskRequest]) -> KeyOf:
     """The key of a request to `route` whose body is `schema`, or None if not cacheable."""
 
-    async def key_of(request: Request, service: Service, principal: Principal) -> str | None:
+    async def key_of(
+        request: Request, service: Service, principal: Principal,
+        collection: CollectionAccess | None,
+    ) -> str | None:  # fmt: skip
         body = schema.model_validate(await request.json())
         if body.stream or body.temperature != 0:
             return None
         version = None
-        if body.collection:  # grounded: the answer depends on the collection's documents
-            principal.require("documents")
-            version = await asyncio.to_thread(_version, service, principal, body.collection)
+        if collection is not None:  # grounded: the answer depends on the collection's documents
+            version = await collection_version(service, collection)
         return request_key(
             route=route, owner=principal.owner, config=service.cache_config, version=version,
             request=body.model_dump(mode="json", exclude=_DELIVERY),
@@ -95,21 +88,25 @@ def keyed(route: str, schema: type[ChatCompletionRequest | AskRequest]) -> KeyOf
     return key_of
 
 
-def cached(scope: str, quota: Callable[..., Any], key_of: KeyOf) -> Callable[..., Any]:
-    """A route dependency: after auth (`scope`) and limits (`quota`), answer from the cache,
-    or mark the request so `CacheWriter` stores its response."""
+def cached(
+    scope: str, quota: Callable[..., Any], access: Callable[..., Any], key_of: KeyOf
+) -> Callable[..., Any]:
+    """A route dependency: after auth (`scope`), limits (`quota`) and the route's collection
+    access check (`access`), answer from the cache, or mark the request so `CacheWriter`
+    stores its response."""
 
     async def dependency(
         request: Request,
         principal: Principal = Depends(require(scope)),
         _: Lease = Depends(quota),
+        collection: CollectionAccess | None = Depends(access),
         service: Service = Depends(get_service),
     ) -> None:
         route = request.scope["route"].path
         if service.cache is None:
             return
         try:
-            key = await key_of(request, service, principal)
+            key = await key_of(request, service, principal, collection)
         except (ValueError, ValidationError):  # invalid JSON or body: the handler answers 400
             key = None
         state = request.scope.setdefault("state", {})
@@ -131,8 +128,10 @@ def cached(scope: str, quota: Callable[..., Any], key_of: KeyOf) -> Callable[...
     return dependency
 
 
-cached_chat = Depends(cached("chat", chat_quota, keyed("chat", ChatCompletionRequest)))
-cached_ask = Depends(cached("documents", ask_quota, keyed("ask", AskRequest)))
+cached_chat = Depends(
+    cached("chat", chat_quota, collection_in_body, keyed("chat", ChatCompletionRequest))
+)
+cached_ask = Depends(cached("documents", ask_quota, collection_in_body, keyed("ask", AskRequest)))
 
 
 class CacheWriter(HttpMiddleware):

@@ -16,6 +16,7 @@ from starlette.routing import BaseRoute, Route
 
 from chatworks.api.schemas import UNSUPPORTED_PARAMS
 from chatworks.providers.base import ProviderError
+from chatworks.security.principal import AccessDenied
 from chatworks.telemetry import metrics
 from chatworks.telemetry.logging import get_logger
 
@@ -82,6 +83,11 @@ def install_error_handlers(app: FastAPI, routes: Iterable[BaseRoute]) -> None:
     @app.exception_handler(APIError)
     async def _api_error(_: Request, exc: APIError) -> JSONResponse:
         return error_response(exc)
+
+    @app.exception_handler(AccessDenied)
+    async def _denied(_: Request, exc: AccessDenied) -> JSONResponse:
+        metrics.AUTH_FAILURES.labels(exc.code).inc()
+        return error_response(APIError(403, exc.message, exc.code, exc.param))
 
     @app.exception_handler(ProviderError)
     async def _provider_error(_: Request, exc: ProviderError) -> JSONResponse:

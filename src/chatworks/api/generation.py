@@ -13,6 +13,7 @@ import json
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
+from typing import Protocol
 
 from opentelemetry import trace
 from opentelemetry.trace import Span, StatusCode
@@ -234,11 +235,16 @@ async def collect(generation: Generation, http_request: Request) -> tuple[str, D
         await generation.close()
 
 
-class GenerationResponse(StreamingResponse):
-    """A streaming response that always closes its generation: on completion, on error and when
-    the client disconnects (Starlette cancels the body iterator then)."""
+class Closable(Protocol):
+    async def close(self) -> None: ...
 
-    def __init__(self, body: AsyncIterator[bytes], generation: Generation):
+
+class GenerationResponse(StreamingResponse):
+    """Server-Sent Events that always close their generation (a `Generation`, or a grounded
+    run): on completion, on error and when the client disconnects (Starlette cancels the body
+    iterator then)."""
+
+    def __init__(self, body: AsyncIterator[bytes], generation: Closable):
         super().__init__(
             body,
             media_type="text/event-stream",

@@ -70,9 +70,14 @@ def _calls(dependant: Dependant) -> Iterator[Callable[..., Any]]:
         yield from _calls(sub)
 
 
+def dependency_calls(route: APIRoute) -> Iterator[Callable[..., Any]]:
+    """Every dependency a route runs, nested ones included."""
+    return _calls(route.dependant)
+
+
 def required_scope(route: APIRoute) -> str | None:
     """The scope a route's dependencies ask for (None: open to anyone)."""
-    return next((call.scope for call in _calls(route.dependant) if hasattr(call, "scope")), None)
+    return next((call.scope for call in dependency_calls(route) if hasattr(call, "scope")), None)
 
 
 def implied_codes(route: APIRoute) -> set[int]:
@@ -80,7 +85,7 @@ def implied_codes(route: APIRoute) -> set[int]:
     codes = set()
     if required_scope(route) is not None:
         codes |= {401, 403}
-    if any(getattr(call, "limited", False) for call in _calls(route.dependant)):
+    if any(getattr(call, "limited", False) for call in dependency_calls(route)):
         codes |= {429, 503}
     if route.body_field is not None:
         codes |= {400, 413}

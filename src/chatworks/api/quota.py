@@ -8,7 +8,6 @@ tokens the generation reported, when the response has ended, whatever the way it
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
@@ -16,9 +15,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import Depends, Request
+from sqlalchemy.orm import Session
 from starlette.types import Message, Receive, Scope, Send
 
-from chatworks.api.auth import Principal, require
+from chatworks.api.auth import require
 from chatworks.api.errors import APIError
 from chatworks.api.middleware import HttpMiddleware
 from chatworks.api.schemas import MODERATION_MODEL
@@ -26,6 +26,7 @@ from chatworks.api.service import Service, get_service
 from chatworks.security import budgets, keys
 from chatworks.security.limits import Bucket, Limiter, LimiterUnavailable, buckets_for
 from chatworks.security.oidc import TOKEN_ID_PREFIX
+from chatworks.security.principal import Principal
 from chatworks.security.scopes import Scope as KeyScope
 from chatworks.storage import usage
 from chatworks.telemetry import metrics
@@ -69,22 +70,15 @@ class Lease:
         if self.limiter is not None and self.buckets:
             await self.limiter.release(self.buckets, self.id, self.tokens)
         if self.usage_key is not None or (self.key_id is not None and self.period is not None):
-            await asyncio.to_thread(_settle, service, self)
+            await service.db.write(self._settle)
 
-
-def _settle(service: Service, lease: Lease) -> None:
-    """The budget period's total and the daily usage row, in one transaction."""
-    with service.library.session() as session, session.begin():
-        if lease.key_id is not None and lease.period is not None:
-            budgets.add_usage(session, lease.key_id, lease.period, lease.tokens)
-        if lease.usage_key is not None:
-            usage.record(session, lease.usage_key, lease.model or "-", lease.prompt_tokens,
-                         lease.completion_tokens)  # fmt: skip
-
-
-def _used(service: Service, key_id: str, label: str) -> int:
-    with service.library.session() as session:
-        return budgets.usage(session, key_id, label).tokens
+    def _settle(self, session: Session) -> None:
+        """The budget period's total and the daily usage row, in one transaction."""
+        if self.key_id is not None and self.period is not None:
+            budgets.add_usage(session, self.key_id, self.period, self.tokens)
+        if self.usage_key is not None:
+            usage.record(session, self.usage_key, self.model or "-", self.prompt_tokens,
+                         self.completion_tokens)  # fmt: skip
 
 
 def _too_many(reason: str, message: str, retry_after_s: int, headers: dict[str, str]) -> APIError:
@@ -141,9 +135,11 @@ def quota(scope: KeyScope, model_of: ModelOf) -> Callable[..., Coroutine[Any, An
             return _held(request, Lease(**counted))
         label, period_left_s = budgets.period_of(datetime.now(UTC), key.limits.budget_period)
         budget = key.limits.budget_tokens
-        if budget is not None and await asyncio.to_thread(_used, service, key.id, label) >= budget:
-            message = f"token budget of {budget} per {key.limits.budget_period} is used up"
-            raise _too_many("budget", message, period_left_s, {})
+        if budget is not None:
+            used = await service.db.read(lambda s: budgets.usage(s, key.id, label).tokens)
+            if used >= budget:
+                message = f"token budget of {budget} per {key.limits.budget_period} is used up"
+                raise _too_many("budget", message, period_left_s, {})
         lease = Lease(service.limiter, buckets_for(key.id, key.limits, model), key.id, label,
                       **counted)  # fmt: skip
         if lease.buckets:

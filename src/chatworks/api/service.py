@@ -1,11 +1,22 @@
-"""What the routes share: settings, the provider, the admission gate, and request validation
-against the configured limits."""
+"""The service behind the routes: what a request needs beyond its wire format.
+
+One `Service` per process, built from the settings: the provider and its admission gate, the
+document library, the database (`storage.db.Database`: every call off the event loop), the
+rate limiter, the response cache and the OIDC token verifier. Its methods are the steps every
+request pipeline shares: checking the model, validating a request against the configured
+limits, the moderation guard on the caller's own text, embeddings, and the audit record. The
+grounded path (`api/grounded.py`) and the routes build on them. Nothing here reads HTTP; a
+refusal is an `APIError` with the status it maps to.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass, field, replace
+from typing import Any
 
+import numpy as np
 from fastapi import Request
 
 from chatworks.api.admission import AdmissionGate
@@ -14,15 +25,21 @@ from chatworks.api.schemas import ChatCompletionRequest, CompletionRequest
 from chatworks.cache import ResponseCache, config_fingerprint, open_cache
 from chatworks.providers.base import GenerationRequest, Provider
 from chatworks.rag.library import Library
+from chatworks.security import audit
 from chatworks.security.exposure import auth_required
 from chatworks.security.limits import Limiter, MemoryLimiter
 from chatworks.security.moderation import Blocked, guard
 from chatworks.security.oidc import TokenVerifier
+from chatworks.security.principal import Principal
 from chatworks.settings import Settings
-from chatworks.storage import documents as docs
+from chatworks.storage.db import Database
+from chatworks.telemetry import metrics
+from chatworks.telemetry import tracing as t
 from chatworks.telemetry.logging import get_logger
 
 log = get_logger("chatworks.moderation")
+
+MAX_EMBEDDING_INPUTS = 2048  # as OpenAI's
 
 
 @dataclass
@@ -31,6 +48,7 @@ class Service:
     provider: Provider
     gate: AdmissionGate
     library: Library
+    db: Database
     limiter: Limiter
     auth_required: bool
     cache: ResponseCache | None = None  # None: CHATWORKS_CACHE=off
@@ -50,12 +68,16 @@ class Service:
             queue_timeout_s=settings.queue_timeout_s,
             retry_after_s=settings.retry_after_s,
         )
-        return cls(settings, provider, gate, Library(settings), _limiter(settings),
-                   auth_required(settings), open_cache(settings),
+        library = Library(settings)
+        return cls(settings, provider, gate, library, Database(lambda: library.engine),
+                   _limiter(settings), auth_required(settings), open_cache(settings),
                    config_fingerprint(settings),
                    TokenVerifier.from_settings(settings))  # fmt: skip
 
-    async def check_model(self, model: str) -> None:
+    # -- the model ------------------------------------------------------------------------------
+
+    def check_ready(self) -> None:
+        """503 while the model loads: a generation could not start."""
         if not self.provider.ready:
             raise APIError(
                 503,
@@ -63,6 +85,9 @@ class Service:
                 "model_loading",
                 headers={"Retry-After": str(self.settings.retry_after_s)},
             )
+
+    async def check_served(self, model: str) -> None:
+        """404 unless the provider serves `model`."""
         served = await self.provider.models()
         if model not in served:
             raise APIError(
@@ -72,14 +97,13 @@ class Service:
                 "model",
             )
 
-    def require_collection(self, name: str, owner: str | None) -> None:
-        """404 unless the collection exists and `owner` (None: anyone) owns it: checked before
-        any retrieval work. Another tenant's collection is "not found", never "forbidden"."""
-        with self.library.session() as session:
-            if docs.collection_id(session, name, owner) is None:
-                raise APIError(404, f"collection '{name}' not found", "collection_not_found")
+    async def check_model(self, model: str) -> None:
+        self.check_ready()
+        await self.check_served(model)
 
-    def _max_tokens(self, *asked: int | None) -> int:
+    # -- requests, validated against the configured limits -------------------------------------
+
+    def max_tokens(self, *asked: int | None) -> int:
         value = next((v for v in asked if v is not None), self.settings.default_max_tokens)
         if value > self.settings.max_tokens_limit:
             raise APIError(
@@ -117,9 +141,9 @@ class Service:
             )
 
     def guard_input(self, texts: list[str]) -> list[str]:
-        """The moderation guard on the caller's own text (CHATWORKS_GUARD_*): every chat and
-        completion request passes here, so no handler can forget it, and so do `/v1/ask`
-        questions."""
+        """The moderation guard on the caller's own text (CHATWORKS_GUARD_*): chat messages,
+        completion prompts and grounded questions all pass here, so no route can forget it.
+        Regexes and a linear model over up to 100k characters: call it off the event loop."""
         s = self.settings
         try:
             guarded = guard(texts, s.guard_prompt_injection, s.guard_pii)
@@ -131,20 +155,14 @@ class Service:
         return guarded.texts
 
     def chat_request(self, body: ChatCompletionRequest) -> GenerationRequest:
+        """The request as the provider takes it, validated; not yet guarded (`guard_messages`,
+        or the grounded path, which guards only the question it sends)."""
         messages = tuple(m.to_message() for m in body.messages)
         self._check_text_size([m.content for m in messages])
-        # What comes from outside: the user's turns and tool results (where indirect injections
-        # arrive). System prompts are the operator's, assistant turns the model's own.
-        outside = [i for i, m in enumerate(messages) if m.role in ("user", "tool")]
-        guarded = self.guard_input([messages[i].content for i in outside])
-        clean = dict(zip(outside, guarded, strict=True))
-        messages = tuple(
-            replace(m, content=clean[i]) if i in clean else m for i, m in enumerate(messages)
-        )
         return GenerationRequest(
             model=body.model,
             messages=messages,
-            max_tokens=self._max_tokens(body.max_completion_tokens, body.max_tokens),
+            max_tokens=self.max_tokens(body.max_completion_tokens, body.max_tokens),
             temperature=body.temperature,
             top_p=body.top_p,
             stop=body.stop_list(),
@@ -155,6 +173,19 @@ class Service:
             parallel_tool_calls=body.parallel_tool_calls,
         )
 
+    def guard_messages(self, request: GenerationRequest) -> GenerationRequest:
+        """The guard on what comes from outside: the user's turns and tool results (where
+        indirect injections arrive). System prompts are the operator's, assistant turns the
+        model's own."""
+        messages = request.messages or ()
+        outside = [i for i, m in enumerate(messages) if m.role in ("user", "tool")]
+        guarded = self.guard_input([messages[i].content for i in outside])
+        clean = dict(zip(outside, guarded, strict=True))
+        messages = tuple(
+            replace(m, content=clean[i]) if i in clean else m for i, m in enumerate(messages)
+        )
+        return replace(request, messages=messages)
+
     def completion_request(self, body: CompletionRequest) -> GenerationRequest:
         prompt = body.prompt_text()
         self._check_text_size([prompt])
@@ -162,13 +193,53 @@ class Service:
         return GenerationRequest(
             model=body.model,
             prompt=prompt,
-            max_tokens=self._max_tokens(body.max_tokens),
+            max_tokens=self.max_tokens(body.max_tokens),
             temperature=body.temperature,
             top_p=body.top_p,
             stop=body.stop_list(),
             seed=body.seed,
             response_format=body.response_format.to_format() if body.response_format else None,
         )
+
+    # -- embeddings -----------------------------------------------------------------------------
+
+    async def embed(self, model: str, texts: list[str]) -> tuple[np.ndarray, int]:
+        """`texts` embedded by `model` (404 unless it is the library's embedder), and the
+        tokens they held; traced and counted."""
+        # The first call loads the embedding model: seconds that must not hold the event loop.
+        context = await asyncio.to_thread(lambda: self.library.context)
+        embedder = context.embedder
+        if model != embedder.model_id:
+            raise APIError(
+                404, f"embedding model '{model}' not found; available: {embedder.model_id}",
+                "model_not_found", "model",
+            )  # fmt: skip
+        if not texts or len(texts) > MAX_EMBEDDING_INPUTS:
+            raise APIError(400, f"input must hold 1 to {MAX_EMBEDDING_INPUTS} texts",
+                           "invalid_input", "input")  # fmt: skip
+
+        def embed_and_count() -> tuple[np.ndarray, int]:
+            counted = context.tokenizer.encode_batch(texts)
+            return embedder.embed(texts), sum(len(encoding.ids) for encoding in counted)
+
+        attributes = {t.OPERATION: "embeddings", t.REQUEST_MODEL: embedder.model_id}
+        with t.tracer().start_as_current_span(f"embeddings {model}", attributes=attributes):
+            vectors, tokens = await asyncio.to_thread(embed_and_count)
+        metrics.EMBEDDING_INPUTS.labels(model).inc(len(texts))
+        metrics.EMBEDDING_TOKENS.labels(model).inc(tokens)
+        return vectors, tokens
+
+    # -- the audit log --------------------------------------------------------------------------
+
+    async def audit(
+        self, principal: Principal, action: str, resource: str | None = None,
+        outcome: str = "ok", **detail: Any,
+    ) -> None:  # fmt: skip
+        """One audit entry: who (the key, their address), what, on what, and how it ended."""
+        await self.db.write(lambda session: audit.record(
+            session, actor=principal.actor, action=action, resource=resource, outcome=outcome,
+            client=principal.client, detail=detail,
+        ))  # fmt: skip
 
 
 def _limiter(settings: Settings) -> Limiter:

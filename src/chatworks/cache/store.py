@@ -18,22 +18,17 @@ from typing import Any, Protocol
 import redis.asyncio as redis
 from redis.exceptions import RedisError
 
-from chatworks.settings import Settings
+from chatworks.settings import Settings, answer_shaping_fields
 from chatworks.telemetry import metrics
 from chatworks.telemetry.logging import get_logger
 
 log = get_logger(__name__)
 
-# Settings that change what an answer says: the model, generation defaults and every knob of
-# retrieval and grounding. Replicas sharing one Redis with different values of these never
-# share entries.
-_SHAPING = {"provider", "model", "model_path", "engine_precision", "default_max_tokens",
-            "embedding_model", "chunk_tokens", "chunk_overlap_tokens"}  # fmt: skip
-
 
 def config_fingerprint(settings: Settings) -> str:
-    fields = {name for name in Settings.model_fields if name.startswith("rag_")} | _SHAPING
-    shaping = settings.model_dump(mode="json", include=fields)
+    """A hash of the settings declared as shaping answers (`settings.shaping`): replicas
+    sharing one Redis with different values of any of them never share entries."""
+    shaping = settings.model_dump(mode="json", include=set(answer_shaping_fields()))
     return hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()[:16]
 
 

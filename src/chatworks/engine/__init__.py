@@ -1,1 +1,4 @@
-"""Inference: turning token ids into a safe text stream (and, later, the native engine)."""
+"""Inference on chatworks' own model: the continuous-batching scheduler with its KV cache and
+prefix cache, sampling, constrained decoding, serving precisions, compiled decode steps, and
+turning token ids into a safe text stream. Does not cover: prompts, chat templates or HTTP
+(`providers/native.py` and the API)."""

@@ -51,6 +51,22 @@ class QueueFull(Exception):
     """Every slot is busy and the waiting queue is full: the API answers 503 with Retry-After."""
 
 
+class Unservable(ValueError):
+    """A request this engine can never run, however long it waits (the API answers 400)."""
+
+
+class EmptyPrompt(Unservable):
+    """No prompt tokens: nothing to continue from."""
+
+
+class PromptTooLong(Unservable):
+    """The prompt leaves no room for a token in the context window."""
+
+
+class OverKVBudget(Unservable):
+    """The prompt and `max_tokens` need more KV cache than the engine's whole budget."""
+
+
 @dataclass(frozen=True)
 class Finish:
     reason: Literal["stop", "length", "cancelled"]
@@ -199,16 +215,16 @@ class Engine:
     ) -> Handle:
         """`matcher`: from `constrainer.matcher(grammar)`; each sequence needs its own."""
         if not prompt:
-            raise ValueError("empty prompt")
+            raise EmptyPrompt("empty prompt")
         if len(prompt) >= self.max_seq_len:
-            raise ValueError(
+            raise PromptTooLong(
                 f"prompt of {len(prompt)} tokens leaves no room (limit {self.max_seq_len})"
             )
         if matcher is not None and self.constrainer is None:
             raise ValueError("this engine was built without a constrainer")
         seq = _Sequence(list(prompt), params, emit, make_generator(params), matcher)
         if not self.cache.fits(1, self._need(seq)):
-            raise ValueError(
+            raise OverKVBudget(
                 f"{len(prompt)} prompt tokens and max_tokens {params.max_tokens} need more KV "
                 f"cache than its budget ({int(self.cache.budget_positions)} positions)"
             )

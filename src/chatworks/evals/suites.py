@@ -4,7 +4,7 @@ from a TOML file (the bundled `suites.toml`, or the user's `--suites FILE`).
 A suite is what `chatworks eval run NAME` runs: which dataset, which collection to ask, where
 the dataset's corpus files are (so an in-process run can ingest them first), which questions
 (tag, ids, first N) and the bounds that make the run pass or fail. Not covered: running
-anything (`run.py`) or checking the bounds (`report.check_thresholds`).
+anything (`suite_run.py`) or checking the bounds (`report.check_thresholds`).
 """
 
 from __future__ import annotations

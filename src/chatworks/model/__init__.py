@@ -48,7 +48,7 @@ def load_pretrained(path: str | Path | None = None) -> tuple[Llama, Tokenizer]:
     if path.suffix == ".gguf":
         reader = gguf_io.open_gguf(path)
         cfg = gguf_io.read_config(reader)
-        state, tokenizer = gguf_io.read_state_dict(reader, cfg), Tokenizer.from_gguf(reader)
+        state, tokenizer = gguf_io.read_state_dict(reader, cfg), gguf_io.read_tokenizer(reader)
     elif (checkpoint := checkpoint_io.find_checkpoint(path)) is not None:
         cfg = checkpoint_io.read_config(checkpoint)
         state = checkpoint_io.read_state_dict(checkpoint)

@@ -4,8 +4,10 @@ Covers: Llama-architecture files, any tensor type the `gguf` package can dequant
 Q4_K, Q6_K, Q8_0, F16, F32, ...). Weights are dequantized to float32 once at load; precision for
 serving is chosen afterwards (`chatworks.engine.precision`), which can take a file's Q4_0, Q4_1
 and Q8_0 weights as they are stored (`read_quant_groups`) instead of rounding the float32 copy
-again. The tokenizer metadata in the same file is read by `tokenizer.py`. `write_gguf` writes
-our own models (float32, byte-level BPE tokenizer) so that this reader and llama.cpp load them.
+again. The tokenizer in the same file (`tokenizer.ggml.*`, the chat template) is read into a
+`Tokenizer` by `read_tokenizer` and written by `write_gguf`, so both directions of that mapping
+live here. `write_gguf` writes our own models (float32, byte-level BPE tokenizer) so that this
+reader and llama.cpp load them.
 Does not cover: quantizing on write.
 """
 
@@ -14,17 +16,17 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 from gguf import GGMLQuantizationType, GGUFReader, GGUFWriter, LlamaFileType, TokenType
 from gguf.quants import dequantize
+from tokenizers import AddedToken, decoders, models
+from tokenizers import Tokenizer as HFTokenizer
 
 from chatworks.model.config import ModelConfig
-
-if TYPE_CHECKING:
-    from chatworks.model.tokenizer import Tokenizer
+from chatworks.model.tokenizer import Tokenizer, named_pre_tokenizer
 
 # GGUF tensor name -> our (Hugging Face) name; "{i}" is the layer index.
 _LAYER_NAMES = {
@@ -91,6 +93,38 @@ def eos_token_ids(reader: GGUFReader) -> tuple[int, ...]:
     """End of text and end of turn (chat models stop on either), without repeats."""
     eos = [metadata(reader, f"tokenizer.ggml.{k}_token_id") for k in ("eos", "eot")]
     return tuple(dict.fromkeys(i for i in eos if i is not None))
+
+
+def read_tokenizer(reader: GGUFReader) -> Tokenizer:
+    """The byte-level BPE tokenizer and chat template a GGUF file carries."""
+    kind = metadata(reader, "tokenizer.ggml.model")
+    if kind != "gpt2":
+        raise ValueError(f"GGUF tokenizer {kind!r} is not supported (only byte-level BPE)")
+    tokens: list[str] = metadata(reader, "tokenizer.ggml.tokens")
+    merges = [tuple(m.split(" ", 1)) for m in metadata(reader, "tokenizer.ggml.merges")]
+    hf = HFTokenizer(models.BPE({t: i for i, t in enumerate(tokens)}, merges))
+    hf.pre_tokenizer = named_pre_tokenizer(metadata(reader, "tokenizer.ggml.pre", "gpt2"))
+    hf.decoder = decoders.ByteLevel()
+    # Control tokens (<|im_start|>) and user-defined ones must match whole in text, not as BPE.
+    types = metadata(reader, "tokenizer.ggml.token_type") or []
+    hf.add_tokens(
+        [
+            AddedToken(tok, special=typ == TokenType.CONTROL, normalized=False)
+            for tok, typ in zip(tokens, types, strict=False)
+            if typ in (TokenType.CONTROL, TokenType.USER_DEFINED)
+        ]
+    )
+    hf.add_special_tokens(
+        [t for t, typ in zip(tokens, types, strict=False) if typ == TokenType.CONTROL]
+    )
+    return Tokenizer(
+        hf,
+        chat_template=metadata(reader, "tokenizer.chat_template"),
+        bos_token_id=metadata(reader, "tokenizer.ggml.bos_token_id"),
+        eos_token_ids=eos_token_ids(reader),
+        add_bos=bool(metadata(reader, "tokenizer.ggml.add_bos_token", False)),
+        pad_token_id=metadata(reader, "tokenizer.ggml.padding_token_id"),
+    )
 
 
 def _rename(gguf_name: str) -> str:

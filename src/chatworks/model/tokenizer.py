@@ -1,9 +1,10 @@
 """Text <-> token ids, and the checkpoint's own chat template.
 
 Covers: byte-level BPE tokenizers (GPT-2 family: SmolLM, Llama 3, Qwen, our own trained ones),
-loaded from a Hugging Face `tokenizer.json` or rebuilt from a GGUF file's `tokenizer.ggml.*`
-metadata; chat templates rendered in a sandboxed Jinja environment, as Hugging Face does.
-Does not cover: SentencePiece/unigram vocabularies (Llama 2, Gemma GGUFs) - those fail loudly.
+loaded from a Hugging Face `tokenizer.json` (a GGUF file's `tokenizer.ggml.*` metadata is read
+and written by `gguf_io.py`, with `named_pre_tokenizer` from here); chat templates rendered in a
+sandboxed Jinja environment, as Hugging Face does. Does not cover: SentencePiece/unigram
+vocabularies (Llama 2, Gemma GGUFs) - those fail loudly.
 """
 
 from __future__ import annotations
@@ -14,20 +15,16 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from gguf import GGUFReader
 from jinja2.exceptions import TemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
-from tokenizers import AddedToken, Regex, decoders, models
+from tokenizers import Regex
 from tokenizers import Tokenizer as HFTokenizer
 from tokenizers import pre_tokenizers as pre
-
-from chatworks.model.gguf_io import eos_token_ids, metadata
 
 _LLAMA3_SPLIT = (
     r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}"
     r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
 )
-_CONTROL, _USER_DEFINED = 3, 4  # llama.cpp token types
 
 
 def named_pre_tokenizer(kind: str) -> pre.PreTokenizer:
@@ -71,35 +68,6 @@ class Tokenizer:
         self._template = env.from_string(chat_template) if chat_template else None
 
     # --- loading -------------------------------------------------------------------------------
-
-    @classmethod
-    def from_gguf(cls, reader: GGUFReader) -> Tokenizer:
-        kind = metadata(reader, "tokenizer.ggml.model")
-        if kind != "gpt2":
-            raise ValueError(f"GGUF tokenizer {kind!r} is not supported (only byte-level BPE)")
-        tokens: list[str] = metadata(reader, "tokenizer.ggml.tokens")
-        merges = [tuple(m.split(" ", 1)) for m in metadata(reader, "tokenizer.ggml.merges")]
-        hf = HFTokenizer(models.BPE({t: i for i, t in enumerate(tokens)}, merges))
-        hf.pre_tokenizer = named_pre_tokenizer(metadata(reader, "tokenizer.ggml.pre", "gpt2"))
-        hf.decoder = decoders.ByteLevel()
-        # Control tokens (<|im_start|>) and user-defined ones must match whole in text, not as BPE.
-        types = metadata(reader, "tokenizer.ggml.token_type") or []
-        hf.add_tokens(
-            [
-                AddedToken(tok, special=typ == _CONTROL, normalized=False)
-                for tok, typ in zip(tokens, types, strict=False)
-                if typ in (_CONTROL, _USER_DEFINED)
-            ]
-        )
-        hf.add_special_tokens([t for t, typ in zip(tokens, types, strict=False) if typ == _CONTROL])
-        return cls(
-            hf,
-            chat_template=metadata(reader, "tokenizer.chat_template"),
-            bos_token_id=metadata(reader, "tokenizer.ggml.bos_token_id"),
-            eos_token_ids=eos_token_ids(reader),
-            add_bos=bool(metadata(reader, "tokenizer.ggml.add_bos_token", False)),
-            pad_token_id=metadata(reader, "tokenizer.ggml.padding_token_id"),
-        )
 
     @classmethod
     def from_dir(cls, path: str | Path, eos_token_ids: Sequence[int] = ()) -> Tokenizer:

@@ -20,7 +20,15 @@ from chatworks.engine import compiled
 from chatworks.engine.constraints import Constrainer, GrammarError, Matcher
 from chatworks.engine.precision import load_for_serving
 from chatworks.engine.sampling import SamplingParams
-from chatworks.engine.scheduler import Engine, Finish, QueueFull
+from chatworks.engine.scheduler import (
+    EmptyPrompt,
+    Engine,
+    Finish,
+    OverKVBudget,
+    PromptTooLong,
+    QueueFull,
+    Unservable,
+)
 from chatworks.engine.textstream import IncrementalDetokenizer, StopMatcher
 from chatworks.model import Tokenizer
 from chatworks.providers.base import Delta, GenerationRequest, ProviderError, Timing, Usage
@@ -30,6 +38,13 @@ from chatworks.telemetry.logging import get_logger
 from chatworks.telemetry.metrics import watch_engine
 
 log = get_logger(__name__)
+
+# The engine's refusals, as OpenAI-style error codes (400: the request must change).
+_UNSERVABLE = {
+    EmptyPrompt: "empty_prompt",
+    PromptTooLong: "context_length_exceeded",
+    OverKVBudget: "request_too_large",
+}
 
 
 class NativeProvider:
@@ -130,8 +145,8 @@ class NativeProvider:
             events = engine.stream(prompt, params, matcher)
         except QueueFull as exc:
             raise ProviderError(str(exc), status_code=503, code="overloaded") from exc
-        except ValueError as exc:  # prompt longer than the context
-            raise ProviderError(str(exc), status_code=400, code="context_length_exceeded") from exc
+        except Unservable as exc:
+            raise ProviderError(str(exc), status_code=400, code=_UNSERVABLE[type(exc)]) from exc
         async with aclosing(events):
             async for event in events:
                 if isinstance(event, Finish):
@@ -152,7 +167,7 @@ class NativeProvider:
 
     def _require_loaded(self) -> tuple[Engine, Tokenizer]:
         if self._engine is None or self._tokenizer is None:
-            raise ProviderError("model not loaded yet", status_code=503, code="not_ready")
+            raise ProviderError("the model is still loading", status_code=503, code="model_loading")
         return self._engine, self._tokenizer
 
 

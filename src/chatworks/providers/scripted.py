@@ -107,7 +107,7 @@ class ScriptedProvider:
 
     def reply(self, request: GenerationRequest) -> str:
         if self._script is None:
-            raise ProviderError("script not loaded yet", status_code=503, code="not_ready")
+            raise ProviderError("the script is still loading", 503, "model_loading")
         if request.messages is None:
             return request.prompt or ""
         users = [m.content for m in request.messages if m.role == "user"]

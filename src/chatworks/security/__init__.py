@@ -1,6 +1,6 @@
-"""Who may call what, and how much: API keys and scopes, per-key limits and budgets, tenancy
-and the audit log. Pure logic and storage; `api/auth.py` and `api/quota.py` wire it into HTTP.
-
-Not here yet (issue 15): moderation, PII redaction, content logging, the response cache and the
-threat model.
+"""Who may call what, how much, and with what content: API keys, scopes and the `Principal`,
+per-key limits and budgets (in process or on Redis), OIDC tokens, tenancy, the audit log, the
+exposure rules of a keyless server, and moderation (prompt-injection detection and PII
+redaction). Pure logic and storage; the API wires it into HTTP (`api/auth.py`, `api/quota.py`,
+`api/access.py`, the guard in `api/service.py`). The response cache is `chatworks.cache`.
 """

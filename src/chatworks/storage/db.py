@@ -2,16 +2,18 @@
 
 SQLite connections load sqlite-vec, use WAL (readers never block the writer), enforce foreign
 keys (chunk deletes cascade) and get real transactions (see `_sqlite_begin`). Schema changes are
-Alembic migrations in `migrations/`, applied by `open_database` at start-up.
+Alembic migrations in `migrations/`, applied by `open_database` at start-up. `Database` is how
+async code (the API) reaches it: every call in a worker thread, never on the event loop.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import asyncio
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from alembic import command
@@ -23,6 +25,7 @@ from sqlalchemy.orm import Session
 from chatworks.settings import Settings
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
+T = TypeVar("T")
 
 
 def database_url(settings: Settings) -> str:
@@ -78,6 +81,36 @@ def write_transaction(engine: Engine) -> Iterator[Session]:
     with Session(engine) as session, session.begin():
         session.connection(execution_options={"sqlite_immediate": True})
         yield session
+
+
+class Database:
+    """The database for async callers: `read` and `write` run `work(session)` in a worker
+    thread, so a slow query (a lock wait, a Postgres round trip) stalls only its own request,
+    never the event loop that streams every other response. Sessions are opened and closed in
+    that thread; `work` returns plain values, not rows bound to the session."""
+
+    def __init__(self, engine: Callable[[], Engine]):
+        self._engine = engine  # called in the worker: opening it may run migrations
+
+    @property
+    def engine(self) -> Engine:
+        return self._engine()
+
+    async def read(self, work: Callable[[Session], T]) -> T:
+        def run() -> T:
+            with Session(self._engine()) as session:
+                return work(session)
+
+        return await asyncio.to_thread(run)
+
+    async def write(self, work: Callable[[Session], T]) -> T:
+        """`work` in one transaction, committed when it returns (see `write_transaction`)."""
+
+        def run() -> T:
+            with write_transaction(self._engine()) as session:
+                return work(session)
+
+        return await asyncio.to_thread(run)
 
 
 def create_engine(url: str, **kwargs: Any) -> Engine:

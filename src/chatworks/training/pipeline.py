@@ -64,7 +64,7 @@ def tokenizer_stage(
     held_out = list(corpus.split_texts(sources, preset.corpus_bytes, preset.val_fraction, "val"))
     results = {"tokenizer bytes/token (val)": bytes_per_token(tokenizer, held_out)}
     try:
-        reference = Tokenizer.from_gguf(gguf_io.open_gguf(bundled_model_path()))
+        reference = gguf_io.read_tokenizer(gguf_io.open_gguf(bundled_model_path()))
         results["SmolLM2 tokenizer bytes/token (val)"] = bytes_per_token(reference, held_out)
     except FileNotFoundError:  # the default model is not installed: no comparison
         pass

@@ -3,20 +3,19 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime
 
 from fastapi import APIRouter, Depends, Query
+from sqlalchemy.orm import Session
 
-from chatworks.api.audit import audited
-from chatworks.api.auth import Principal, require
+from chatworks.api.auth import require
 from chatworks.api.errors import APIError
 from chatworks.api.openapi import errors
 from chatworks.api.schemas import AuditList, KeyCreate, KeyCreated, KeyOut, RateIn
 from chatworks.api.service import Service, get_service
 from chatworks.security import audit, budgets, keys
 from chatworks.security.limits import KeyLimits, Rate
-from chatworks.storage.db import write_transaction
+from chatworks.security.principal import Principal
 
 router = APIRouter(prefix="/v1", tags=["admin"])
 admin_scope = Depends(require("admin"))
@@ -47,15 +46,11 @@ async def create_key(
         budget_tokens=body.budget_tokens, budget_period=body.budget_period,
     )  # fmt: skip
 
-    def create() -> tuple[keys.ApiKey, str]:
-        with service.library.session() as session, session.begin():
-            return keys.create_key(
-                session, body.name, body.scopes, owner=body.owner, models=body.models,
-                collections=body.collections, limits=limits, expires_at=body.expires_at,
-            )  # fmt: skip
-
-    key, secret = await asyncio.to_thread(create)
-    await audited(service, principal, "key.create", key.id, name=key.name, scopes=list(key.scopes))
+    key, secret = await service.db.write(lambda session: keys.create_key(
+        session, body.name, body.scopes, owner=body.owner, models=body.models,
+        collections=body.collections, limits=limits, expires_at=body.expires_at,
+    ))  # fmt: skip
+    await service.audit(principal, "key.create", key.id, name=key.name, scopes=list(key.scopes))
     fresh = budgets.Usage(budgets.period_of(datetime.now(UTC), key.limits.budget_period)[0])
     return KeyCreated(**key_out(key, fresh).model_dump(), secret=secret)
 
@@ -64,15 +59,14 @@ async def create_key(
 async def list_keys(
     service: Service = Depends(get_service), principal: Principal = admin_scope
 ) -> dict:
-    def load() -> list[KeyOut]:
-        with service.library.session() as session:
-            return [
-                key_out(k, budgets.current_usage(session, k.id, k.limits.budget_period))
-                for k in keys.list_keys(session)
-            ]
+    def load(session: Session) -> list[KeyOut]:
+        return [
+            key_out(k, budgets.current_usage(session, k.id, k.limits.budget_period))
+            for k in keys.list_keys(session)
+        ]
 
-    found = await asyncio.to_thread(load)
-    await audited(service, principal, "key.list")
+    found = await service.db.read(load)
+    await service.audit(principal, "key.list")
     return {"object": "list", "data": found}
 
 
@@ -82,15 +76,14 @@ async def revoke_key(
 ) -> KeyOut:
     """Revoke a key: it fails with 401 from the next request on, on every replica."""
 
-    def revoke() -> KeyOut | None:
-        with write_transaction(service.library.engine) as session:
-            key = keys.revoke_key(session, key_id)
-            if key is None:
-                return None
-            return key_out(key, budgets.current_usage(session, key.id, key.limits.budget_period))
+    def revoke(session: Session) -> KeyOut | None:
+        key = keys.revoke_key(session, key_id)
+        if key is None:
+            return None
+        return key_out(key, budgets.current_usage(session, key.id, key.limits.budget_period))
 
-    revoked = await asyncio.to_thread(revoke)
-    await audited(service, principal, "key.revoke", key_id, "ok" if revoked else "not_found")
+    revoked = await service.db.write(revoke)
+    await service.audit(principal, "key.revoke", key_id, "ok" if revoked else "not_found")
     if revoked is None:
         raise APIError(404, f"key '{key_id}' not found", "key_not_found")
     return revoked
@@ -108,10 +101,8 @@ async def audit_log(
 ) -> AuditList:
     """The audit log, newest first."""
 
-    def load() -> list[audit.AuditEntry]:
-        with service.library.session() as session:
-            return audit.entries(session, limit=limit, before=before, action=action)
-
-    found = await asyncio.to_thread(load)
-    await audited(service, principal, "audit.read")
+    found = await service.db.read(
+        lambda session: audit.entries(session, limit=limit, before=before, action=action)
+    )
+    await service.audit(principal, "audit.read")
     return AuditList(data=found)

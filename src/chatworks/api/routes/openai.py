@@ -1,19 +1,21 @@
-"""The OpenAI-compatible endpoints: chat completions, text completions and models."""
+"""The OpenAI-compatible endpoints: chat completions (with chatworks' `collection` extension,
+answered by the grounded pipeline, `api/grounded.py`), text completions and models."""
 
 from __future__ import annotations
 
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
-from dataclasses import asdict, replace
+from dataclasses import asdict
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import Response, StreamingResponse
+from fastapi.responses import Response
 
-from chatworks.api.auth import Principal, require
+from chatworks.api.access import CollectionAccess, collection_in_body
+from chatworks.api.auth import require
 from chatworks.api.cache import cached_chat
 from chatworks.api.generation import GenerationResponse, collect, start_generation
+from chatworks.api.grounded import GroundedRequest, GroundedRun, answer
 from chatworks.api.openapi import GENERATION_ERRORS, streamed
 from chatworks.api.quota import Lease, chat_quota
 from chatworks.api.schemas import (
@@ -31,8 +33,8 @@ from chatworks.api.schemas import (
 )
 from chatworks.api.service import Service, get_service
 from chatworks.api.sse import CHAT_CHUNK, TEXT_CHUNK, ChunkShape, encode_stream
-from chatworks.providers.base import Delta, GenerationRequest, Usage
-from chatworks.rag.answer import Citation, Grounded, Prepared, Source, ground
+from chatworks.providers.base import Delta, GenerationRequest
+from chatworks.security.principal import Principal
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 
@@ -53,7 +55,6 @@ async def _generate(
     include_usage: bool,
     shape: ChunkShape,
     id_prefix: str,
-    finish_fields: Callable[[str], dict] | None = None,
 ) -> tuple[str, str, Delta] | Response:
     """Streams, or returns (id, text, final delta) for the caller to shape."""
     await service.check_model(request.model)
@@ -69,7 +70,6 @@ async def _generate(
             model=request.model,
             created=int(time.time()),
             include_usage=include_usage,
-            finish_fields=finish_fields,
         )
         return GenerationResponse(body, generation)
     text, final = await collect(generation, http_request)
@@ -86,23 +86,18 @@ async def chat_completions(
     body: ChatCompletionRequest,
     http_request: Request,
     service: Service = Depends(get_service),
-    principal: Principal = Depends(require("chat")),
+    _: Principal = Depends(require("chat")),
+    collection: CollectionAccess | None = Depends(collection_in_body),
     lease: Lease = Depends(chat_quota),
 ):
-    # The moderation guard runs in there: regexes and a linear model over up to 100k
-    # characters, kept off the event loop.
-    request = await asyncio.to_thread(service.chat_request, body)
-    sources: list[Source] | None = None
-    question = next((m.content for m in reversed(request.messages) if m.role == "user"), "")
-    if body.collection:
-        prepared = await _grounded(service, principal, body, request, question)
-        if prepared.messages is None:
-            return _known_answer(body, prepared.answer)
-        request, sources = replace(request, messages=prepared.messages), prepared.sources
-
-    def citations_of(text: str) -> list[Citation]:
-        return ground(text, sources, question).citations
-
+    request = service.chat_request(body)
+    if collection is not None:  # the `collection` extension: the grounded pipeline
+        question = next((m.content for m in reversed(request.messages) if m.role == "user"), "")
+        grounded = GroundedRequest(question, collection, request)
+        return await _chat_answer(body, await answer(service, grounded, lease), http_request)
+    # The moderation guard: regexes and a linear model over up to 100k characters, kept off
+    # the event loop.
+    request = await asyncio.to_thread(service.guard_messages, request)
     result = await _generate(
         service,
         http_request,
@@ -112,25 +107,16 @@ async def chat_completions(
         include_usage=body.include_usage,
         shape=CHAT_CHUNK,
         id_prefix="chatcmpl",
-        finish_fields=(
-            (lambda text: {"citations": [asdict(c) for c in citations_of(text)]})
-            if sources
-            else None
-        ),
     )
     if isinstance(result, Response):
         return result
     completion_id, text, final = result
-    grounded = ground(text, sources, question) if sources else None
-    if grounded is not None and grounded.leaked:  # it recited the system prompt (rag/leak.py)
-        text = grounded.answer
     return ChatCompletionResponse(
         id=completion_id,
         created=int(time.time()),
         model=body.model,
         choices=[ChatChoice(message=_message(text, final), finish_reason=final.finish_reason)],
         usage=_usage(final),
-        citations=grounded.citations if grounded is not None else None,
     )
 
 
@@ -142,50 +128,32 @@ def _message(text: str, final: Delta) -> ResponseMessage:
     return ResponseMessage(content=text or None, tool_calls=calls)
 
 
-async def _grounded(
-    service: Service,
-    principal: Principal,
-    body: ChatCompletionRequest,
-    request: GenerationRequest,
-    question: str,
-) -> Prepared:
-    """The `collection` extension: the last user message is answered from the collection's
-    passages (earlier turns are not sent: the sources take the context). Reading a collection
-    needs the `documents` scope and the collection's owner, as `/v1/ask` does."""
-    principal.require("documents")
-    principal.check_collection(body.collection)
-    await service.check_model(request.model)  # before the retrieval work, not after it
-    service.require_collection(body.collection, principal.owner_filter)
-    return await asyncio.to_thread(
-        service.library.prepare, question, body.collection, owner=principal.owner_filter
-    )
-
-
-def _known_answer(
-    body: ChatCompletionRequest, known: Grounded
+async def _chat_answer(
+    body: ChatCompletionRequest, run: GroundedRun, http_request: Request
 ) -> Response | ChatCompletionResponse:
-    """An answer known without generating: the refusal when nothing in the collection is
-    relevant, or the extractive quote."""
+    """A grounded run in the chat shape: the last user message answered from the collection's
+    passages (earlier turns are not sent: the sources take the context), `citations` on the
+    response, or on the finishing chunk when streaming."""
     completion_id, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
-    final = Delta(known.answer, 0, "stop", Usage())
-    cited = [asdict(c) for c in known.citations]
-
-    async def once() -> AsyncIterator[Delta]:
-        yield final
-
     if body.stream:
+
+        def cited(text: str) -> dict:
+            return {"citations": [asdict(c) for c in run.ground(text).citations]}
+
         chunks = encode_stream(
-            once(), shape=CHAT_CHUNK, completion_id=completion_id, model=body.model,
-            created=created, include_usage=body.include_usage,
-            finish_fields=lambda _: {"citations": cited},
+            run.deltas(), shape=CHAT_CHUNK, completion_id=completion_id, model=body.model,
+            created=created, include_usage=body.include_usage, finish_fields=cited,
         )  # fmt: skip
-        return StreamingResponse(chunks, media_type="text/event-stream")
+        return GenerationResponse(chunks, run)
+    text, final = await run.collect(http_request)
+    grounded = run.ground(text)
+    if grounded.leaked:  # it recited the system prompt (rag/leak.py): the refusal instead
+        text = grounded.answer
     return ChatCompletionResponse(
         id=completion_id, created=created, model=body.model,
-        choices=[
-            ChatChoice(message=ResponseMessage(content=known.answer), finish_reason="stop")
-        ],
-        usage=_usage(final), citations=known.citations,
+        choices=[ChatChoice(message=ResponseMessage(content=text),
+                            finish_reason=final.finish_reason)],
+        usage=_usage(final), citations=grounded.citations,
     )  # fmt: skip
 
 
@@ -225,6 +193,6 @@ async def list_models(
     service: Service = Depends(get_service), principal: Principal = Depends(require("chat"))
 ) -> ModelList:
     models = await service.provider.models() if service.provider.ready else []
-    allowed = principal.key.models if principal.key else None
-    models = [m for m in models if allowed is None or m in allowed]
-    return ModelList(data=[ModelCard(id=m, created=service.started_at) for m in models])
+    return ModelList(
+        data=[ModelCard(id=m, created=service.started_at) for m in principal.usable_models(models)]
+    )

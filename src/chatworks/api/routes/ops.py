@@ -24,10 +24,9 @@ async def healthz() -> dict:
     return {"status": "ok"}
 
 
-def _database_error(service: Service) -> str | None:
+async def _database_error(service: Service) -> str | None:
     try:
-        with service.library.engine.connect() as connection:
-            connection.execute(text("SELECT 1"))
+        await service.db.read(lambda session: session.execute(text("SELECT 1")))
     except Exception as exc:  # any failure means not ready; say which
         return f"{type(exc).__name__}: {exc}"
     return None
@@ -41,7 +40,7 @@ async def readyz(service: Service = Depends(get_service)) -> JSONResponse:
     """Ready to serve: the model is loaded and the database answers. 503 otherwise.
     A failing rate-limit backend (Redis) is shown under `limits`; it makes the server not
     ready only when the limiter fails closed (it would refuse every limited request)."""
-    db_error = await asyncio.to_thread(_database_error, service)
+    db_error = await _database_error(service)
     limits_error = await service.limiter.problem()
     blocking = limits_error if not service.settings.redis_fail_open else None
     ready = service.provider.ready and db_error is None and blocking is None
@@ -62,14 +61,14 @@ async def readyz(service: Service = Depends(get_service)) -> JSONResponse:
     return JSONResponse(body, status_code=200 if ready else 503)
 
 
-def _refresh_gauges(service: Service) -> None:
+async def _refresh_gauges(service: Service) -> None:
     """What is measured at scrape time: readiness checks and the data disk (alerts need them
     as series; /readyz answers a probe, not a time series)."""
     metrics.READY.labels("model").set(float(service.provider.ready))
-    metrics.READY.labels("database").set(float(_database_error(service) is None))
+    metrics.READY.labels("database").set(float(await _database_error(service) is None))
     data_dir = service.settings.data_dir
     if data_dir.exists():
-        usage = shutil.disk_usage(data_dir)
+        usage = await asyncio.to_thread(shutil.disk_usage, data_dir)
         metrics.DISK_FREE.set(usage.free)
         metrics.DISK_SIZE.set(usage.total)
 
@@ -77,7 +76,7 @@ def _refresh_gauges(service: Service) -> None:
 @router.get("/metrics", response_class=PlainTextResponse)
 async def prometheus_metrics(service: Service = Depends(get_service)) -> Response:
     """Prometheus text exposition format."""
-    await asyncio.to_thread(_refresh_gauges, service)
+    await _refresh_gauges(service)
     # Several workers: the sum of every worker's files, not this worker's own counters.
     registry = multiprocess.registry() if multiprocess.enabled() else REGISTRY
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

@@ -3,14 +3,13 @@ admins (and everyone when auth is off) see every key's, or one key's with `key_i
 
 from __future__ import annotations
 
-import asyncio
-
 from fastapi import APIRouter, Depends, Query
 
-from chatworks.api.auth import Principal, require
+from chatworks.api.auth import require
 from chatworks.api.errors import APIError
 from chatworks.api.schemas import UsageDayOut, UsageList
 from chatworks.api.service import Service, get_service
+from chatworks.security.principal import Principal
 from chatworks.storage import usage
 
 router = APIRouter(prefix="/v1", tags=["usage"])
@@ -29,9 +28,5 @@ async def get_usage(
                            "key_id")  # fmt: skip
         key_id = principal.actor
 
-    def read() -> list[usage.DayUsage]:
-        with service.library.session() as session:
-            return usage.query(session, key_id, days)
-
-    rows = await asyncio.to_thread(read)
+    rows = await service.db.read(lambda session: usage.query(session, key_id, days))
     return UsageList(data=[UsageDayOut(**vars(r), total_tokens=r.total_tokens) for r in rows])

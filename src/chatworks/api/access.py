@@ -1,0 +1,89 @@
+"""Collection access as route dependencies, as scopes are (`api/auth.py`).
+
+A route that names a collection, in its path or its body, declares one of these, and gets a
+`CollectionAccess` only when the caller may use that collection: 403 when the key's collection
+list leaves it out (or lacks the `documents` scope), 404 when the caller's tenant has no such
+collection (another tenant's is "not found" exactly as a missing one, never "forbidden"). The
+check runs before the handler and before any retrieval work, and its database lookup runs off
+the event loop. Creating routes (`claim`) check only the key: the name may not exist yet, and
+who owns it is settled when it is created (409 if another tenant has it).
+
+Each dependency carries `collection_from` ("path" or "body"), read by the access-matrix test
+to find every collection-bearing route, so a new one that forgets the check fails there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from fastapi import Depends, Request
+
+from chatworks.api.auth import authenticate
+from chatworks.api.errors import APIError
+from chatworks.api.service import Service, get_service
+from chatworks.security.principal import Principal
+from chatworks.storage import documents as docs
+
+
+@dataclass(frozen=True)
+class CollectionAccess:
+    """A collection the caller may use, and the tenant its queries are restricted to."""
+
+    name: str
+    owner: str | None  # None: any owner (admins, auth off)
+
+
+def not_found(name: str) -> APIError:
+    return APIError(404, f"collection '{name}' not found", "collection_not_found")
+
+
+async def _named(request: Request, where: str, field: str) -> str | None:
+    if where == "path":
+        return request.path_params.get(field)
+    try:  # the body is parsed (and cached by Starlette) for the handler anyway
+        body = await request.json()
+    except ValueError:
+        return None  # invalid JSON: the handler's validation answers 400
+    name = body.get(field) if isinstance(body, dict) else None
+    return name if isinstance(name, str) else None
+
+
+Dependency = Callable[..., Coroutine[Any, Any, CollectionAccess | None]]
+
+
+def collection_access(
+    where: Literal["path", "body"], field: str = "collection", *, claim: bool = False
+) -> Dependency:
+    """A dependency for the collection named by `field` of the path or the JSON body. In a
+    body the field may be absent (chat completions without `collection`): then it gives None
+    and checks nothing."""
+
+    async def dependency(
+        request: Request,
+        principal: Principal = Depends(authenticate),
+        service: Service = Depends(get_service),
+    ) -> CollectionAccess | None:
+        name = await _named(request, where, field)
+        if name is None:
+            return None
+        principal.require("documents")
+        principal.check_collection(name)
+        access = CollectionAccess(name, principal.owner_filter)
+        if claim:
+            return access
+        found = await service.db.read(lambda s: docs.collection_id(s, name, access.owner))
+        if found is None:
+            raise not_found(name)
+        return access
+
+    dependency.__name__ = f"{'claimed' if claim else 'visible'}_collection_in_{where}"
+    dependency.collection_from = where  # read by the access-matrix test
+    return dependency
+
+
+collection_in_path = collection_access("path", "name")
+collection_in_body = collection_access("body")
+claimed_in_path = collection_access("path", "name", claim=True)
+claimed_in_body = collection_access("body", "name", claim=True)
