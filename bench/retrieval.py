@@ -56,7 +56,7 @@ def bench_dev(data_dir: Path) -> None:
     library = Library(settings)
     ctx = library.context
     files = corpus_files(PYTHON_DOCS_DEV, PYTHON_DOCS_ROOT)
-    result = ingest_path(ctx, files, "dev")
+    result = ingest_path(ctx, files, "dev", root=PYTHON_DOCS_ROOT)
     with library.engine.connect() as conn:
         texts = [row[0] for row in conn.execute(sa.text("SELECT text FROM chunks"))]
     batch = settings.embedding_batch_size

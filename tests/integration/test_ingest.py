@@ -112,6 +112,60 @@ def test_prune_removes_documents_of_deleted_files(
     assert ctx.index.keyword_search("environment", 5, "kb") == []
 
 
+def sources_of(ctx: IngestContext, collection: str = "kb") -> dict[str, str]:
+    with Session(ctx.index.engine) as session:
+        return {d.source: d.id for d in list_documents(session, collection)}
+
+
+def test_make_runs_ingest_names_files_from_the_repository_and_reruns_unchanged(
+    tmp_path: Path, embedder: LocalEmbedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`chatworks ingest docs README.md --prune` from the repository, as `make run` does it."""
+    repo = tmp_path / "repo"
+    (repo / "docs" / "operations").mkdir(parents=True)
+    (repo / "docs" / "operations" / "slo.md").write_text("# SLOs\n\nAvailability is 99.5%.\n")
+    (repo / "docs" / "evals.md").write_text("# Evals\n\nRecall is measured at ten.\n")
+    (repo / "README.md").write_text("# chatworks\n\nRun make run.\n")
+    monkeypatch.chdir(repo)
+    ctx = make_ctx(tmp_path, embedder)
+    first = ingest_path(ctx, [Path("docs"), Path("README.md")], "kb", prune=True)
+    assert (first.added, first.failed) == (3, 0)
+    ids = sources_of(ctx)
+    assert set(ids) == {"docs/operations/slo.md", "docs/evals.md", "README.md"}
+    # An upload whose name looks like a file under docs/ is still an upload.
+    ingest_bytes(ctx, b"# Uploaded\n\nFrom the browser.\n", "docs/uploaded.md", "kb")
+
+    again = ingest_path(ctx, [Path("docs"), Path("README.md")], "kb", prune=True)
+    assert (again.added, again.updated, again.unchanged, again.deleted) == (0, 0, 3, 0)
+    # The same files by absolute path are the same documents.
+    absolute = ingest_path(ctx, [repo / "docs", repo / "README.md"], "kb", prune=True)
+    assert (absolute.added, absolute.unchanged, absolute.deleted) == (0, 3, 0)
+
+    (repo / "docs" / "operations" / "slo.md").unlink()
+    pruned = ingest_path(ctx, [Path("docs"), Path("README.md")], "kb", prune=True)
+    assert (pruned.deleted, pruned.unchanged) == (1, 2)
+    left = sources_of(ctx)
+    assert set(left) == {"docs/evals.md", "README.md", "docs/uploaded.md"}
+    assert all(left[s] == ids[s] for s in ("docs/evals.md", "README.md"))
+
+
+def test_prune_of_an_outside_directory_stays_in_its_name(
+    tmp_path: Path, embedder: LocalEmbedder, corpus: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    other = tmp_path / "other" / "notes"
+    other.mkdir(parents=True)
+    (other / "kept.txt").write_text("Notes about lighthouses and their keepers.\n")
+    monkeypatch.chdir(tmp_path / "other")  # corpus is outside, notes inside
+    ctx = make_ctx(tmp_path, embedder)
+    ingest_path(ctx, [corpus, Path("notes")], "kb")
+    assert set(sources_of(ctx)) == {"corpus/install.md", "corpus/sub/tides.txt", "notes/kept.txt"}
+    (corpus / "install.md").unlink()
+    (other / "kept.txt").unlink()
+    # Only what lies under the directory pruned goes: notes/ was not given this time.
+    assert ingest_path(ctx, [corpus], "kb", prune=True).deleted == 1
+    assert set(sources_of(ctx)) == {"corpus/sub/tides.txt", "notes/kept.txt"}
+
+
 def test_limits_raise_typed_errors_and_batches_carry_on(
     tmp_path: Path, embedder: LocalEmbedder, corpus: Path
 ) -> None:

@@ -14,7 +14,13 @@ CollectionOption = Annotated[str, typer.Option(help="Collection name.")]
 
 
 def ingest(
-    paths: Annotated[list[Path], typer.Argument(help="Files or directories to ingest.")],
+    paths: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Files or directories to ingest. A file is named by its path from "
+            "the current directory, or from its argument's parent if outside it."
+        ),
+    ],
     collection: CollectionOption = "default",
     prune: Annotated[
         bool, typer.Option(help="Remove documents whose files are gone from these paths.")

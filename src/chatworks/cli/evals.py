@@ -43,7 +43,9 @@ def _eval_library(dataset: Path, collection: str, corpus_root: Path | None, tag:
         library.context  # noqa: B018 (loads it now, not under the progress bar)
     if corpus_root:
         with console.status("ingesting the corpus subset..."):
-            result = ingest_path(library.context, corpus_files(dataset, corpus_root), collection)
+            files = corpus_files(dataset, corpus_root)
+            # Named under the root, as the dataset's gold passages name them.
+            result = ingest_path(library.context, files, collection, root=corpus_root)
         console.print(f"{collection}: {result.added + result.updated} ingested, "
                       f"{result.unchanged} unchanged, {result.failed} failed")  # fmt: skip
     return items, library

@@ -85,8 +85,9 @@ def normalize(text: str) -> str:
 
 
 def source_matches(source: str, gold_source: str) -> bool:
-    """True if the stored `source` (an absolute path after ingestion) is the gold document:
-    it ends with the gold's relative path, whole components only ("a/b.txt" != "xa/b.txt")."""
+    """True if the stored `source` (a path relative to where it was ingested, or an upload's
+    name) is the gold document: it ends with the gold's relative path, whole components only
+    ("a/b.txt" != "xa/b.txt")."""
     stored = Path(source).as_posix().split("/")
     wanted = gold_source.strip("/").split("/")
     return stored[-len(wanted) :] == wanted

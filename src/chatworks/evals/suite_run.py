@@ -44,8 +44,10 @@ class SuiteOutcome:
 
 def ingest_suite_corpus(suite: Suite, library: Library) -> IngestResult:
     """The dataset's corpus subset into the suite's collection (unchanged files are skipped)."""
-    files = corpus_files(suite.dataset, suite.corpus_root())
-    return ingest_path(library.context, files, suite.collection)
+    root = suite.corpus_root()
+    # Named under the root (`tutorial/datastructures.rst.txt`), as the gold passages are.
+    files = corpus_files(suite.dataset, root)
+    return ingest_path(library.context, files, suite.collection, root=root)
 
 
 def suite_thresholds(

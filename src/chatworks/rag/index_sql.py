@@ -114,6 +114,7 @@ class SqlIndex:
             row.title = document.title
             row.content_hash = document.content_hash
             row.meta = dict(document.metadata)
+            row.origin = document.origin
             row.status = "ready"
             row.updated_at = now
             session.flush()

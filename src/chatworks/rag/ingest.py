@@ -6,6 +6,8 @@ changed one replaces the document's chunks. Transactional: everything slow (pars
 happens before the single write transaction of `Index.replace_document`, so a crash or a kill
 leaves either the old document or the new one, never a part. One document per transaction:
 a directory interrupted halfway keeps the files it finished.
+Files from disk are named relative to where they were ingested (`rag/sources.py`), uploads by
+their file name: a source is shown to clients, so it never holds a server path.
 Not covered: the progress bar itself (the CLI renders `IngestProgress`), OCR, crawling URLs.
 """
 
@@ -24,12 +26,13 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 from tokenizers import Tokenizer
 
+from chatworks.rag import sources
 from chatworks.rag.chunk import chunk_document
 from chatworks.rag.embed import LocalEmbedder, embedding_model_path, load_tokenizer
 from chatworks.rag.errors import FileTooLarge, IngestError, UnsupportedFileType
 from chatworks.rag.index_sql import SqlIndex, open_index
 from chatworks.rag.injection import detect
-from chatworks.rag.parse import FILE_TYPES, file_type, parse_bytes
+from chatworks.rag.parse import file_type, parse_bytes
 from chatworks.rag.types import Embedder, NewDocument, Passage
 from chatworks.settings import Settings
 from chatworks.storage import documents, open_database
@@ -98,7 +101,7 @@ class IngestResult:
     deleted: int = 0
     chunks: int = 0
     seconds: float = 0.0
-    errors: dict[str, str] = field(default_factory=dict)  # source -> message
+    errors: dict[str, str] = field(default_factory=dict)  # path as given -> message
 
 
 # Bumped whenever what is embedded for a chunk changes, so `ingest` re-embeds unchanged files.
@@ -134,13 +137,15 @@ def ingest_bytes(
     collection: str,
     *,
     source: str | None = None,
+    origin: Literal["file", "upload"] = "upload",
     metadata: Mapping[str, object] | None = None,
     progress: ProgressFn | None = None,
     file_index: int = 0,
     file_count: int = 1,
 ) -> FileOutcome:
     """Ingest one file's bytes (an upload). `source` identifies the document in `collection`
-    (default: `filename`). Raises an IngestError subclass for bad input."""
+    (default: `filename`); `origin` "file" lets `--prune` delete it later. Raises an
+    IngestError subclass for bad input."""
     source = source or filename
     metadata = dict(metadata or {})
 
@@ -168,7 +173,9 @@ def ingest_bytes(
     vectors = _embed(ctx, parsed.title, passages, lambda done: report("embed", done, len(passages)))
     report("store")
     document_id = ctx.index.replace_document(
-        NewDocument(collection, source, parsed.title, fingerprint, metadata), passages, vectors
+        NewDocument(collection, source, parsed.title, fingerprint, metadata, origin),
+        passages,
+        vectors,
     )
     report("done")
     return FileOutcome(source, document_id, "updated" if existing else "added", len(passages))
@@ -201,12 +208,14 @@ def ingest_file(
     path: Path,
     collection: str,
     *,
+    source: str | None = None,
     metadata: Mapping[str, object] | None = None,
     progress: ProgressFn | None = None,
     file_index: int = 0,
     file_count: int = 1,
 ) -> FileOutcome:
-    """Ingest one file; its source is the resolved path. Checks the limits before reading."""
+    """Ingest one file from disk as `source` (default: its name; `ingest_path` names it by
+    `rag/sources.py`). Checks the limits before reading."""
     path = Path(path)
     check_limits(path.name, path.stat().st_size, ctx.settings)
     return ingest_bytes(
@@ -214,7 +223,8 @@ def ingest_file(
         path.read_bytes(),
         path.name,
         collection,
-        source=str(path.resolve()),
+        source=source or path.name,
+        origin="file",
         metadata=metadata,
         progress=progress,
         file_index=file_index,
@@ -222,71 +232,66 @@ def ingest_file(
     )
 
 
-def _expand(paths: Iterable[Path], settings: Settings) -> list[Path]:
-    """Files as given, plus the files of allowed types under directories (hidden ones skipped)."""
-    files: list[Path] = []
-    for path in map(Path, paths):
-        if not path.is_dir():
-            files.append(path)
-            continue
-        for child in sorted(path.rglob("*")):
-            hidden = any(part.startswith(".") for part in child.relative_to(path).parts)
-            kind = FILE_TYPES.get(child.suffix.lower())
-            if child.is_file() and not hidden and kind in settings.allowed_file_types:
-                files.append(child)
-    return files
-
-
 def ingest_path(
     ctx: IngestContext,
     paths: Iterable[Path],
     collection: str,
     *,
+    root: Path | None = None,
     metadata: Mapping[str, object] | None = None,
     progress: ProgressFn | None = None,
     prune: bool = False,
 ) -> IngestResult:
-    """Ingest files and directories (recursively) into `collection`. A file that cannot be
-    ingested is counted in `failed` with its message; the others carry on. With `prune`,
-    documents whose source lies under one of the given directories but no longer exists there
-    are deleted (how a removed file leaves the collection)."""
+    """Ingest files and directories (recursively) into `collection`, each file named by
+    `rag/sources.py` (relative to `root` when given). A file that cannot be ingested is counted
+    in `failed` with its message; the others carry on. With `prune`, documents ingested from
+    disk whose source lies under one of the given directories' names but that this run did not
+    find are deleted (how a removed file leaves the collection); uploads are never pruned."""
     started = time.perf_counter()
-    paths = [Path(p) for p in paths]
-    files = _expand(paths, ctx.settings)
+    found, directories = sources.find(paths, ctx.settings.allowed_file_types, root)
     result = IngestResult()
-    for i, path in enumerate(files):
+    for i, item in enumerate(found):
         try:
+            if item.problem:
+                raise IngestError(item.problem)
             outcome = ingest_file(
                 ctx,
-                path,
+                item.path,
                 collection,
+                source=item.source,
                 metadata=metadata,
                 progress=progress,
                 file_index=i,
-                file_count=len(files),
+                file_count=len(found),
             )
         except (IngestError, OSError) as e:
             result.failed += 1
-            result.errors[str(path)] = str(e)
+            result.errors[str(item.path)] = str(e)
             if progress:
-                progress(IngestProgress(str(path), i, len(files), "failed"))
+                progress(IngestProgress(str(item.path), i, len(found), "failed"))
             continue
         setattr(result, outcome.status, getattr(result, outcome.status) + 1)
         if outcome.status != "unchanged":
             result.chunks += outcome.chunks
     if prune:
-        result.deleted = _prune(ctx, [p.resolve() for p in paths if p.is_dir()], collection, files)
+        # A file that failed this time is still there: its previous version stays.
+        present = {f.source for f in found if f.source}
+        result.deleted = _prune(ctx, collection, directories, present)
     result.seconds = time.perf_counter() - started
     return result
 
 
-def _prune(ctx: IngestContext, roots: list[Path], collection: str, files: list[Path]) -> int:
-    present = {str(f.resolve()) for f in files}
+def _prune(ctx: IngestContext, collection: str, directories: list[str], present: set[str]) -> int:
+    # Sources are relative, so "under this directory" is a prefix of the name, and which
+    # documents came from disk at all is the stored origin: an upload named `docs/x.md` is not
+    # a file that disappeared from `docs/`.
     with Session(ctx.index.engine) as session:
         known = documents.list_documents(session, collection)
     gone = [
         d.id
         for d in known
-        if d.source not in present and any(Path(d.source).is_relative_to(r) for r in roots)
+        if d.origin == "file"
+        and d.source not in present
+        and any(sources.within(d.source, directory) for directory in directories)
     ]
     return sum(ctx.index.delete_document(document_id) for document_id in gone)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Literal, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -71,13 +71,15 @@ class Embedder(Protocol):
 @dataclass(frozen=True)
 class NewDocument:
     """What `Index.replace_document` stores about a document besides its chunks. `source`
-    (a path or upload name) identifies the document within its collection."""
+    (a relative path or an upload's name) identifies the document within its collection;
+    `origin` is "file" for a document ingested from disk (which `--prune` may delete)."""
 
     collection: str
     source: str
     title: str
     content_hash: str
     metadata: Mapping[str, object] = field(default_factory=dict)
+    origin: Literal["file", "upload"] = "upload"
 
 
 @runtime_checkable

@@ -130,8 +130,9 @@ def create_engine(url: str, **kwargs: Any) -> Engine:
     return engine
 
 
-def upgrade(engine: Engine) -> None:
-    """Apply all Alembic migrations (`upgrade head`) in one transaction."""
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Apply the Alembic migrations up to `revision` (all of them by default) in one
+    transaction."""
     config = Config()
     config.set_main_option("script_location", str(_MIGRATIONS))
     with engine.begin() as connection:
@@ -139,7 +140,7 @@ def upgrade(engine: Engine) -> None:
             # Replicas starting together would otherwise race to create the same tables.
             connection.exec_driver_sql("SELECT pg_advisory_xact_lock(7301)")
         config.attributes["connection"] = connection
-        command.upgrade(config, "head")
+        command.upgrade(config, revision)
 
 
 def open_database(settings: Settings) -> Engine:

@@ -39,6 +39,7 @@ class DocumentInfo:
     chunks: int
     created_at: datetime
     updated_at: datetime
+    origin: str = "upload"  # or "file": ingested from disk, so `--prune` may delete it
 
 
 def _owned(owner: str | None) -> ColumnElement[bool]:
@@ -134,6 +135,7 @@ def _info(row: DocumentRow, collection: str, chunks: int) -> DocumentInfo:
         chunks=chunks,
         created_at=row.created_at,
         updated_at=row.updated_at,
+        origin=row.origin,
     )
 
 

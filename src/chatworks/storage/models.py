@@ -71,7 +71,11 @@ class DocumentRow(Base):
     collection_id: Mapped[int] = mapped_column(
         ForeignKey("collections.id", ondelete="CASCADE"), index=True
     )
-    source: Mapped[str] = mapped_column(String(1024))  # path or upload name: the identity
+    # The identity: a path relative to where it was ingested (`rag/sources.py`) or an upload's
+    # name. Never an absolute path: citations show it to clients (migration 0004).
+    source: Mapped[str] = mapped_column(String(1024))
+    # "file" (ingested from disk: `--prune` may delete it) or "upload" (never pruned).
+    origin: Mapped[str] = mapped_column(String(16), default="upload")
     title: Mapped[str] = mapped_column(String(512))
     content_hash: Mapped[str] = mapped_column(String(64))  # of bytes, metadata and ingest settings
     # `metadata` is reserved on declarative classes, hence the attribute name.
