@@ -8,6 +8,9 @@ PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 # A plain `torch` requirement would pull a multi-GB CUDA build; this pin is a CPU build.
 TORCH := torch==2.13.0
 AVX2 := ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2
+# The tests' temp dirs (the embedded Postgres lives in one) inside the checkout: under
+# /tmp/pytest-of-$USER another pytest session on the machine prunes older sessions' dirs.
+PYTEST := $(BIN)/pytest --basetemp=.pytest-tmp
 
 .PHONY: run run-observed test test-unit lint fmt deploy-check pip-audit system-deps clean
 
@@ -26,14 +29,14 @@ test: $(VENV)/.installed-dev system-deps
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 	@$(MAKE) --no-print-directory deploy-check
-	$(BIN)/pytest -q --ignore=tests/deploy
+	$(PYTEST) -q --ignore=tests/deploy
 	# Again on other CPU kernels (AVX2: no AVX-512, no AMX), the tests that compute with a real
 	# model: one that passes only on this CPU's rounding fails here too (docs/architecture.md,
 	# "How the tests stay true").
-	$(AVX2) $(BIN)/pytest -q -m kernels
+	$(AVX2) $(PYTEST) -q -m kernels
 
 test-unit: $(VENV)/.installed-dev
-	$(BIN)/pytest -q tests/unit
+	$(PYTEST) -q tests/unit
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check src tests bench
@@ -51,7 +54,7 @@ fmt: $(VENV)/.installed-dev
 TOOLS := .venv-deploy
 deploy-check: $(VENV)/.installed-dev $(TOOLS)/.installed
 	PATH="$(CURDIR)/$(TOOLS)/bin:$$PATH" bash scripts/deploy-check.sh
-	$(BIN)/pytest -q tests/deploy
+	$(PYTEST) -q tests/deploy
 
 $(TOOLS)/.installed: deploy/requirements-tools.txt
 	$(PYTHON) -m venv $(TOOLS)
@@ -90,4 +93,4 @@ system-deps:
 	@bash scripts/system-deps.sh
 
 clean:
-	rm -rf $(VENV) $(TOOLS) .pytest_cache .ruff_cache .test-data tests/artifacts
+	rm -rf $(VENV) $(TOOLS) .pytest_cache .pytest-tmp .ruff_cache .test-data tests/artifacts

@@ -137,6 +137,7 @@ def _request(method: str, path: str, name: str) -> dict:
     upload = {"files": {"file": ("note.md", b"# Note\n\nThe gate opens at eight.\n")}}
     return {
         ("GET", "/v1/collections/{name}/documents"): {},
+        ("GET", "/v1/collections/{name}/suggestions"): {},
         ("POST", "/v1/collections/{name}/documents"): upload,
         ("DELETE", "/v1/collections/{name}"): {},
         ("POST", "/v1/collections"): {"json": {"name": name}},

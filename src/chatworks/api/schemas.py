@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from chatworks.providers.base import Message, ResponseFormat, Tool, ToolCall
 from chatworks.providers.base import Usage as TokenCounts
 from chatworks.rag.answer import Citation  # the domain dataclass doubles as the API schema
+from chatworks.rag.suggest import Suggestion
 from chatworks.security.audit import AuditEntry
 from chatworks.security.budgets import Usage
 
@@ -363,6 +364,20 @@ class AskRequest(_Request):
     stream: bool = False
     max_tokens: int = Field(256, ge=1)
     temperature: float = Field(0.0, ge=0.0, le=2.0)
+
+
+class ChatSuggestion(BaseModel):
+    prompt: str
+
+
+class ChatSuggestionList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ChatSuggestion]
+
+
+class GroundedSuggestionList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[Suggestion]  # the domain dataclass doubles as the API schema: question, source
 
 
 class AskResponse(BaseModel):

@@ -50,6 +50,9 @@ class Probe:
     none_of: tuple[str, ...] = ()
     cites: str | None = None
     refuses: bool | None = None
+    # Offered in the chat UI's empty state: a prompt the default model answers well. Chosen by
+    # its answers under both kernel sets (docs/evals.md, "Model probes"), not by taste.
+    suggest: bool = False
 
 
 @dataclass(frozen=True)
@@ -72,6 +75,7 @@ def load_probes(path: Path = MODEL_PROBES) -> list[Probe]:
                 id=raw["id"], kind=raw["kind"], prompt=raw["prompt"],
                 any_of=tuple(raw.get("any_of", ())), none_of=tuple(raw.get("none_of", ())),
                 cites=raw.get("cites"), refuses=raw.get("refuses"),
+                suggest=bool(raw.get("suggest", False)),
             )  # fmt: skip
         except (ValueError, KeyError, TypeError) as exc:
             raise DatasetError(f"{path}:{number}: {exc!r}") from exc
@@ -81,6 +85,11 @@ def load_probes(path: Path = MODEL_PROBES) -> list[Probe]:
             raise DatasetError(f"{path}:{number}: cites/refuses need a grounded probe")
         probes.append(probe)
     return probes
+
+
+def suggested_prompts(path: Path = MODEL_PROBES) -> list[str]:
+    """The chat probes flagged `suggest`: what the UI offers before the first message."""
+    return [p.prompt for p in load_probes(path) if p.suggest and p.kind == "chat"]
 
 
 def judge(probe: Probe, answer: str, grounded: Grounded | None) -> ProbeResult:

@@ -1,11 +1,11 @@
 """The document library a process serves: its database, index and embedder, opened once, and
-the two things callers do with it, ingest and prepare a grounded prompt.
+what callers do with it: ingest, prepare a grounded prompt, suggest questions.
 
-The API and the CLI ingest and retrieve through this (deleting a document and `/v1/embeddings`
-use its index and embedder). The embedder loads on first use (it takes seconds), so a server
-that never sees a document never pays for it. Generation is not here: callers run the prepared
-messages through their provider (the API through its admission gate) and finish with
-`answer.ground`.
+The API and the CLI ingest, retrieve and get suggested questions through this (deleting a
+document and `/v1/embeddings` use its index and embedder). The embedder loads on first use (it
+takes seconds), so a server that never sees a document never pays for it. Generation is not
+here: callers run the prepared messages through their provider (the API through its admission
+gate) and finish with `answer.ground`.
 """
 
 from __future__ import annotations
@@ -30,8 +30,11 @@ from chatworks.rag.evidence import focus
 from chatworks.rag.index_sql import SqlIndex, open_index
 from chatworks.rag.ingest import FileOutcome, IngestContext, ingest_bytes
 from chatworks.rag.retrieve import RetrievalConfig, Retrieved, retrieve
+from chatworks.rag.suggest import Suggestion, suggest
+from chatworks.rag.types import Hit
 from chatworks.settings import Settings
 from chatworks.storage.db import open_database
+from chatworks.storage.documents import collection_version, list_sections
 from chatworks.telemetry import metrics
 from chatworks.telemetry import tracing as t
 
@@ -58,6 +61,7 @@ class Library:
         self._engine = engine
         self._lock = threading.Lock()
         self._floors: dict[tuple[str, int], float] = {}  # (collection, chunks) -> floor
+        self._suggested: dict[tuple[str, str | None, int], list[Suggestion]] = {}
 
     @cached_property
     def engine(self) -> Engine:
@@ -140,6 +144,30 @@ class Library:
         measured = features(question, found.best_similarity, windows, config.min_similarity, terms)
         return Examined(windows, found.best_similarity, measured)
 
+    def answers(self, examined: Examined) -> bool:
+        """Whether the examined passages answer their question: something passed the
+        relevance floor, and the answerability model (when on) says they hold the answer."""
+        check = self.settings.rag_answerability and examined.features is not None
+        return bool(examined.passages) and not (
+            check and not self.answerability.answerable(examined.features)
+        )
+
+    def suggestions(self, collection: str, owner: str | None, count: int) -> list[Suggestion]:
+        """Questions made from the collection's headings that it answers (`rag/suggest.py`),
+        cached until its documents change."""
+        with self.session() as session:
+            version = collection_version(session, collection, owner)
+            sections = list_sections(session, collection, owner)
+        key = (collection, version, count)
+        if key not in self._suggested:
+
+            def answered_from(question: str) -> Hit | None:
+                examined = self.examine(question, collection, owner=owner)
+                return examined.passages[0].hit if self.answers(examined) else None
+
+            self._suggested[key] = suggest(sections, answered_from, count)
+        return self._suggested[key]
+
     def prepare(
         self, question: str, collection: str, top_k: int | None = None, filters=None,
         owner: str | None = None,
@@ -148,10 +176,7 @@ class Library:
         attributes = {t.OPERATION: "retrieval", t.DATA_SOURCE: collection}
         with t.tracer().start_as_current_span(f"retrieval {collection}", attributes=attributes):
             examined = self.examine(question, collection, top_k, filters, owner)
-            check = self.settings.rag_answerability and examined.features is not None
-            refused = not examined.passages or (
-                check and not self.answerability.answerable(examined.features)
-            )
+            refused = not self.answers(examined)
         metrics.RETRIEVAL_LATENCY.labels("total").observe(time.perf_counter() - started)
         if refused:
             metrics.GROUNDED_ANSWERS.labels("refused").inc()

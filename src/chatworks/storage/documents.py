@@ -167,3 +167,24 @@ def delete_document(session: Session, document_id: str, owner: str | None = None
         DocumentRow.id == document_id, DocumentRow.collection_id.in_(owned)
     )
     return session.execute(query).rowcount > 0
+
+
+@dataclass(frozen=True)
+class Section:
+    source: str
+    title: str
+    section: str  # the heading path, "Guide > Install"
+
+
+def list_sections(session: Session, collection: str, owner: str | None = None) -> list[Section]:
+    """Every distinct heading path of a collection's documents, in document (by source) and
+    reading order."""
+    query = (
+        select(DocumentRow.source, DocumentRow.title, ChunkRow.section)
+        .join(ChunkRow, ChunkRow.document_id == DocumentRow.id)
+        .join(CollectionRow, CollectionRow.id == DocumentRow.collection_id)
+        .where(CollectionRow.name == collection, _owned(owner), ChunkRow.section.is_not(None))
+        .group_by(DocumentRow.source, DocumentRow.title, ChunkRow.section)
+        .order_by(DocumentRow.source, func.min(ChunkRow.ordinal))
+    )
+    return [Section(*row) for row in session.execute(query)]

@@ -82,6 +82,18 @@ export async function streamChat({ model, messages, temperature, maxTokens, sign
 }
 
 // ---------------------------------------------------------------------------------------------
+// Suggestions for the empty chat: prompts the model handles, questions a collection answers
+
+export async function chatSuggestions() {
+  const response = await request("/v1/suggestions");
+  return ((await response.json()).data ?? []).map((s) => s.prompt);
+}
+
+export async function collectionSuggestions(name) {
+  const response = await request(`/v1/collections/${encodeURIComponent(name)}/suggestions`);
+  return ((await response.json()).data ?? []).map((s) => s.question);
+}
+
 // Documents: collections, uploads, grounded answers
 
 export async function listCollections() {

@@ -7,6 +7,8 @@
 
 import {
   ApiError,
+  chatSuggestions,
+  collectionSuggestions,
   createCollection,
   listCollections,
   listModels,
@@ -76,11 +78,10 @@ const NEW_COLLECTION = "__new__";
 const COLLECTION_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/; // the server's rule, checked early
 const CHAT_HINT = "Enter to send · Shift+Enter for a new line · answers can be wrong";
 
-const SUGGESTIONS = [
-  "Explain what a KV cache is in two sentences",
-  "Write a Python function that reverses a string",
-  "Give me three tips for writing a good README",
-];
+// What the empty chat offers, from the server: prompts the default model answers well (chosen
+// on the model probes) and, per collection, questions made from its headings that it answers.
+let chatPrompts = [];
+const groundedQuestions = new Map(); // collection name -> questions (absent: not asked yet)
 
 let conversations = loadConversations();
 let current = null; // the open conversation; null until the first message of a new chat
@@ -635,6 +636,7 @@ function forgetApiKey() {
   forgetKey();
   toggleSettings(false);
   loadModels();
+  loadChatSuggestions();
   refreshCollections();
 }
 
@@ -679,12 +681,13 @@ function renderMode() {
   ui.composer.placeholder = name ? `Ask ${name}…` : "Message chatworks";
   ui.hint.textContent = name ? `Answers come only from ${name}, with their sources · Enter to send` : CHAT_HINT;
   ui.emptyTitle.textContent = name ? `Ask ${name}` : "How can I help?";
-  ui.suggestions.hidden = Boolean(name);
+  renderSuggestions();
   ui.upload.title = name ? `Add documents to ${name}` : "Add documents (txt, md, html, pdf, docx)";
   ui.dropTarget.textContent = name ? `to ${name}` : "to a new collection";
 }
 
 async function refreshCollections() {
+  groundedQuestions.clear(); // documents may have changed: ask for fresh questions
   try {
     collections = await listCollections();
   } catch (err) {
@@ -881,22 +884,55 @@ function bindEvents() {
   });
 }
 
+/**
+ * The empty state's chips. In a collection: questions it answers. Without one: the first
+ * collection's questions (a click picks the collection, then asks) and prompts for the model.
+ */
 function renderSuggestions() {
-  ui.suggestions.replaceChildren(
-    ...SUGGESTIONS.map((text) =>
-      el("button", { type: "button", class: "suggestion", onclick: () => !generation && sendMessage(text) }, text),
-    ),
+  const active = activeCollection();
+  const grounded = active || collections[0]?.name || "";
+  const questions = grounded ? groundedQuestions.get(grounded) : [];
+  if (questions === undefined) loadCollectionSuggestions(grounded);
+  const chip = (text, onclick, testid) =>
+    el("button", { type: "button", class: "suggestion", "data-testid": testid, onclick: () => !generation && onclick() }, text);
+  const group = (caption, chips) =>
+    chips.length ? el("div", { class: "suggestion-group" }, el("p", { class: "suggestion-caption" }, caption), el("div", { class: "suggestion-chips" }, ...chips)) : null;
+  const askChips = (questions ?? []).map((q) =>
+    chip(q, () => { if (!active) selectCollection(grounded); sendMessage(q); }, "suggestion-grounded"),
   );
+  const chatChips = active ? [] : chatPrompts.map((p) => chip(p, () => sendMessage(p), "suggestion-chat"));
+  ui.suggestions.replaceChildren(
+    ...[group(`Ask ${grounded}, with sources`, askChips), group("Or chat with the model", chatChips)].filter(Boolean),
+  );
+}
+
+async function loadCollectionSuggestions(name) {
+  groundedQuestions.set(name, null); // asked: render nothing for it until the answer arrives
+  try {
+    groundedQuestions.set(name, await collectionSuggestions(name));
+  } catch {
+    groundedQuestions.set(name, []); // suggestions are a nicety: no error banner for them
+  }
+  renderSuggestions();
+}
+
+async function loadChatSuggestions() {
+  try {
+    chatPrompts = await chatSuggestions();
+  } catch {
+    chatPrompts = [];
+  }
+  renderSuggestions();
 }
 
 function init() {
   bindEvents();
-  renderSuggestions();
   showSettings();
   renderAll();
   autoGrow();
   ui.composer.focus();
   loadModels();
+  loadChatSuggestions();
   refreshCollections();
 }
 
