@@ -39,9 +39,7 @@ def not_found(name: str) -> APIError:
     return APIError(404, f"collection '{name}' not found", "collection_not_found")
 
 
-async def _named(request: Request, where: str, field: str) -> str | None:
-    if where == "path":
-        return request.path_params.get(field)
+async def _named_in_body(request: Request, field: str) -> str | None:
     try:  # the body is parsed (and cached by Starlette) for the handler anyway
         body = await request.json()
     except ValueError:
@@ -56,16 +54,13 @@ Dependency = Callable[..., Coroutine[Any, Any, CollectionAccess | None]]
 def collection_access(
     where: Literal["path", "body"], field: str = "collection", *, claim: bool = False
 ) -> Dependency:
-    """A dependency for the collection named by `field` of the path or the JSON body. In a
-    body the field may be absent (chat completions without `collection`): then it gives None
-    and checks nothing."""
+    """A dependency for the collection named by the path parameter `name`, or by `field` of
+    the JSON body. In a body the field may be absent (chat completions without `collection`):
+    then it gives None and checks nothing."""
 
-    async def dependency(
-        request: Request,
-        principal: Principal = Depends(authenticate),
-        service: Service = Depends(get_service),
+    async def check(
+        name: str | None, principal: Principal, service: Service
     ) -> CollectionAccess | None:
-        name = await _named(request, where, field)
         if name is None:
             return None
         principal.require("documents")
@@ -78,12 +73,28 @@ def collection_access(
             raise not_found(name)
         return access
 
+    # Two signatures: a path parameter must be declared to appear in the OpenAPI schema.
+    async def in_path(
+        name: str,
+        principal: Principal = Depends(authenticate),
+        service: Service = Depends(get_service),
+    ) -> CollectionAccess | None:
+        return await check(name, principal, service)
+
+    async def in_body(
+        request: Request,
+        principal: Principal = Depends(authenticate),
+        service: Service = Depends(get_service),
+    ) -> CollectionAccess | None:
+        return await check(await _named_in_body(request, field), principal, service)
+
+    dependency = in_path if where == "path" else in_body
     dependency.__name__ = f"{'claimed' if claim else 'visible'}_collection_in_{where}"
     dependency.collection_from = where  # read by the access-matrix test
     return dependency
 
 
-collection_in_path = collection_access("path", "name")
+collection_in_path = collection_access("path")
 collection_in_body = collection_access("body")
-claimed_in_path = collection_access("path", "name", claim=True)
+claimed_in_path = collection_access("path", claim=True)
 claimed_in_body = collection_access("body", "name", claim=True)
