@@ -202,6 +202,18 @@ class Settings(BaseSettings):
         False, description="Log prompts and answers (PII redacted); off by default"
     )
 
+    # Agents: the Responses API's tool loop (docs/agents.md)
+    approval_timeout_s: float = Field(
+        600.0, gt=0, description="An unanswered tool approval expires (as denied) after this"
+    )
+    tool_timeout_s: float = Field(30.0, gt=0, description="Longest one MCP tool call may take")
+    agent_max_steps: int = Field(
+        8, ge=1, le=64, description="Generations in one response of the Responses API, at most"
+    )
+    agent_max_seconds: float = Field(
+        300.0, gt=0, description="Wall time of one response's tool loop, at most"
+    )
+
     # Response cache (docs/security/README.md#response-cache)
     cache: bool = Field(
         True, description="Cache answers to deterministic requests (temperature 0); off: false"

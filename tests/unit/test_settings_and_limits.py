@@ -153,6 +153,8 @@ NEUTRAL = {
     "auth", "insecure", "admin_key", "redis_url", "redis_fail_open", "oidc_jwks", "oidc_issuer",
     "oidc_audience", "oidc_algorithms", "oidc_scopes_claim", "oidc_scope_prefix",
     "oidc_owner_claim",
+    # the agent loop's bounds: they end or refuse a run, never change what a step says
+    "approval_timeout_s", "tool_timeout_s", "agent_max_steps", "agent_max_seconds",
     # what is logged, and the cache itself
     "log_content", "cache", "cache_ttl_s", "cache_max_entries",
 }  # fmt: skip

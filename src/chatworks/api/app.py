@@ -16,12 +16,22 @@ from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
 import chatworks
+from chatworks.api import mcp_server
+from chatworks.api.auth import authenticate_request
 from chatworks.api.cache import CacheHit, CacheWriter, hit_response
 from chatworks.api.errors import install_error_handlers
 from chatworks.api.middleware import BodySizeLimit, LocalOnly, RequestContext, SecurityHeaders
 from chatworks.api.openapi import declare_errors
 from chatworks.api.quota import LeaseSettler
-from chatworks.api.routes import admin, documents, moderation, ops, suggestions, usage
+from chatworks.api.routes import (
+    admin,
+    documents,
+    moderation,
+    ops,
+    responses,
+    suggestions,
+    usage,
+)
 from chatworks.api.routes import openai as openai_routes
 from chatworks.api.service import Service
 from chatworks.providers.base import Provider
@@ -39,6 +49,7 @@ STATIC_DIR = files("chatworks.web") / "static"
 # Every API route lives in one of these (the auth-matrix test walks them all).
 ROUTERS = (
     openai_routes.router,
+    responses.router,
     moderation.router,
     documents.router,
     suggestions.router,
@@ -62,10 +73,14 @@ def create_app(settings: Settings | None = None, provider: Provider | None = Non
     configure_tracing()  # OTEL_* variables; a no-op tracer when they ask for nothing
     set_build_info(service.provider.name, settings.model)
 
+    tools_server = mcp_server.build(service)
+    mcp_endpoint = mcp_server.McpEndpoint(service, tools_server, authenticate_request)
+
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         loading = asyncio.create_task(_load(service))
-        yield
+        async with tools_server.session_manager.run():  # /mcp's sessions
+            yield
         loading.cancel()
         await service.provider.close()
         await service.limiter.close()
@@ -88,6 +103,7 @@ def create_app(settings: Settings | None = None, provider: Provider | None = Non
     app.add_exception_handler(CacheHit, hit_response)
     declare_errors(app, ROUTERS, settings)
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
+    app.mount("/mcp", mcp_endpoint, name="mcp")  # chatworks as an MCP server (api/mcp_server.py)
 
     @app.get("/", include_in_schema=False)
     async def index() -> FileResponse:

@@ -40,10 +40,11 @@ def _unauthorized(message: str, code: str) -> APIError:
 
 async def authenticate(request: Request, service: Service = Depends(get_service)) -> Principal:
     with tracer().start_as_current_span("auth"):
-        return await _authenticate(request, service)
+        return await authenticate_request(request, service)
 
 
-async def _authenticate(request: Request, service: Service) -> Principal:
+async def authenticate_request(request: Request, service: Service) -> Principal:
+    """The caller of `request` (401 unless auth is off or its key or token is valid)."""
     client = request.client.host if request.client else None
     if not service.auth_required:
         return Principal(None, client)

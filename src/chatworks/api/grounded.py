@@ -1,13 +1,14 @@
 """The grounded-answer pipeline: a question answered from a collection, with citations.
 
-`/v1/ask`, chat completions with `collection` and the response cache's view of them go through
-here, so what a grounded answer is (the guard on the question, the passages, the refusal, the
-citations, the usage) is decided once. The steps: guard the question; check the model is
-served, before any retrieval work; retrieve and prepare off the event loop; then either the
-answer is known without generating (the refusal when nothing relevant was found, or the
-extractive quote) or the prepared prompt is generated through the admission gate; the text is
-grounded at the end (markers checked, citations resolved, a recited system prompt replaced).
-Usage is charged to the caller's lease as the generation runs (`api/generation.py`).
+`/v1/ask`, chat completions with `collection`, the response cache's view of them and the
+Responses API's file search (`search`) go through here, so what a grounded answer is (the
+guard on the question, the passages, the refusal, the citations, the usage) is decided once.
+The steps: guard the question; check the model is served, before any retrieval work; retrieve
+and prepare off the event loop; then either the answer is known without generating (the
+refusal when nothing relevant was found, or the extractive quote) or the prepared prompt is
+generated through the admission gate; the text is grounded at the end (markers checked,
+citations resolved, a recited system prompt replaced). Usage is charged to the caller's lease
+as the generation runs (`api/generation.py`).
 
 Does not cover: whether the caller may use the collection (the `api/access.py` dependency
 settled that before the handler ran), or the wire format (each route shapes a `GroundedRun`).
@@ -18,6 +19,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
+from typing import Any
 
 from starlette.requests import Request
 
@@ -108,3 +110,28 @@ async def collection_version(service: Service, collection: CollectionAccess) -> 
     if version is None:  # deleted since the access check
         raise not_found(name)
     return version
+
+
+async def search(
+    service: Service, query: str, collections: list[CollectionAccess], limit: int
+) -> list[dict[str, Any]]:
+    """File search for agents (the Responses API's `file_search` tool): the passages that
+    retrieval finds relevant in `collections` (already access-checked), best first, in the
+    shape of OpenAI's file search results (`file_id` is the document's id)."""
+
+    def find() -> list[dict[str, Any]]:
+        found = []
+        for collection in collections:
+            examined = service.library.examine(query, collection.name, top_k=limit,
+                                               owner=collection.owner)  # fmt: skip
+            for passage in examined.passages:
+                hit = passage.hit
+                attributes = {"collection": collection.name, "section": hit.chunk.section,
+                              "page": hit.chunk.page, "start": hit.chunk.start,
+                              "end": hit.chunk.end}  # fmt: skip
+                found.append({"file_id": hit.chunk.document_id, "filename": hit.source,
+                              "score": round(passage.score, 4), "text": hit.chunk.text,
+                              "attributes": attributes})  # fmt: skip
+        return sorted(found, key=lambda f: -f["score"])[:limit]
+
+    return await asyncio.to_thread(find)

@@ -42,6 +42,7 @@ _MEANING = {
     409: "The name is taken",
     413: "Request body, message or prompt too large",
     415: "Unsupported file type",
+    424: "A registered MCP server the request names could not be reached",
     429: "Rate limit or token budget reached; see `Retry-After` and `x-ratelimit-*`",
     502: "The upstream model server failed",
     503: "Overloaded, still loading, or the rate limiter is unavailable; see `Retry-After`",

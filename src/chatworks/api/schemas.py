@@ -405,6 +405,12 @@ class KeyCreate(RateIn):
     )  # fmt: skip
     models: list[str] | None = Field(None, description="Models the key may use (default: all)")
     collections: list[str] | None = Field(None, description="Collections it may use")
+    tools: list[str] | None = Field(
+        None, description='MCP tools its agents may call, as "server:tool" patterns ("notes:*")'
+    )
+    auto_approve: list[str] | None = Field(
+        None, description="Write tools (patterns) it may run without a person's approval"
+    )
     model_limits: dict[str, RateIn] = Field(default_factory=dict, description="Per key x model")
     budget_tokens: int | None = Field(None, ge=1)
     budget_period: Literal["day", "month"] = "month"
@@ -431,6 +437,8 @@ class KeyOut(BaseModel):
     scopes: list[str]
     models: list[str] | None
     collections: list[str] | None
+    tools: list[str] | None = None
+    auto_approve: list[str] = []
     limits: dict[str, Any]
     state: Literal["active", "revoked", "expired"]
     usage: Usage = Field(description="Tokens and requests in the current budget period")

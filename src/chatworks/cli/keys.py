@@ -55,7 +55,7 @@ def _expiry(text: str | None) -> datetime | None:
 
 def create(
     name: Annotated[str, typer.Option(help="A label for the key (who or what uses it).")],
-    scopes: Annotated[str, typer.Option(help="Comma-separated: chat, documents, admin.")],
+    scopes: Annotated[str, typer.Option(help="Comma-separated: chat, documents, tools, admin.")],
     owner: Annotated[
         str | None,
         typer.Option(help="Tenant. Keys with one owner share documents; default: the key."),
@@ -63,6 +63,17 @@ def create(
     models: Annotated[str | None, typer.Option(help="Comma-separated models it may use.")] = None,
     collections: Annotated[
         str | None, typer.Option(help="Comma-separated collections it may use.")
+    ] = None,
+    tools: Annotated[
+        str | None,
+        typer.Option(
+            help='MCP tools its agents may call: "server:tool" patterns, e.g. '
+            '"notes:*,files:read_*" (needs the tools scope; default: any registered).'
+        ),
+    ] = None,
+    auto_approve: Annotated[
+        str | None,
+        typer.Option(help="Write tools (patterns) it may run without a person's approval."),
     ] = None,
     rpm: Annotated[int | None, typer.Option(min=1, help="Requests per minute.")] = None,
     tpm: Annotated[int | None, typer.Option(min=1, help="Tokens per minute.")] = None,
@@ -94,7 +105,8 @@ def create(
         with _session() as session:
             key, secret = keys.create_key(
                 session, name, _csv(scopes) or [], owner=owner, models=_csv(models),
-                collections=_csv(collections), limits=limits, expires_at=_expiry(expires),
+                collections=_csv(collections), tools=_csv(tools),
+                auto_approve=_csv(auto_approve) or (), limits=limits, expires_at=_expiry(expires),
             )  # fmt: skip
             audit.record(session, actor=ACTOR, action="key.create", resource=key.id,
                          detail={"name": name, "scopes": list(key.scopes)})  # fmt: skip

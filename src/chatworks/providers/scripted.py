@@ -1,12 +1,15 @@
-"""The scripted provider: deterministic replies without a model.
+r"""The scripted provider: deterministic replies without a model.
 
 Covers: choosing a reply from a JSON script (the first rule whose regex matches the last user
-message, else an echo of that message), resolving `{cite:TEXT}` in a reply to the `[n]` marker
-of the numbered source that contains TEXT, and streaming the reply piece by piece with the same
-stop-string and `max_tokens` handling as a model. Does not cover: language. It exists so that
-everything around generation (citations, refusals, streams, cancellation, the UI) can be tested
-through the real server with answers that do not depend on a CPU's rounding, and so the UI can
-be worked on without loading a model.
+or tool message, else an echo of that message; `\1` in a reply is what the rule's first group
+matched), resolving `{cite:TEXT}` in a reply to the `[n]` marker of the numbered source that
+contains TEXT, tool calls (when the request offers tools, a reply of `<tool_call>{"name": ...,
+"arguments": ...}</tool_call>` tags is returned as calls: how tests play a model that calls
+tools, or one that obeys an instruction planted in a tool's result), and streaming the reply
+piece by piece with the same stop-string and `max_tokens` handling as a model. Does not cover:
+language. It exists so that everything around generation (citations, refusals, streams,
+cancellation, tools, the UI) can be tested through the real server with answers that do not
+depend on a CPU's rounding, and so the UI can be worked on without loading a model.
 
 A script (`CHATWORKS_SCRIPT_PATH`):
 
@@ -27,7 +30,7 @@ import json
 import re
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from chatworks.engine.textstream import StopMatcher
@@ -39,6 +42,7 @@ from chatworks.providers.base import (
     Usage,
     reject_structured,
 )
+from chatworks.providers.structured import OPEN, parse_calls
 from chatworks.settings import Settings
 
 _PIECE = re.compile(r"\s*\S+\s*|\s+")
@@ -110,16 +114,23 @@ class ScriptedProvider:
             raise ProviderError("the script is still loading", 503, "model_loading")
         if request.messages is None:
             return request.prompt or ""
-        users = [m.content for m in request.messages if m.role == "user"]
-        last = users[-1] if users else ""
+        said = [m.content for m in request.messages if m.role in ("user", "tool")]
+        last = said[-1] if said else ""
         for rule in self._script.rules:
-            if rule.match.search(last):
-                return _cite(rule.reply, last)
+            if found := rule.match.search(last):
+                return _cite(found.expand(rule.reply), last)
         return last
 
     async def stream(self, request: GenerationRequest) -> AsyncIterator[Delta]:
-        reject_structured(request, "scripted")
-        reply = pieces(self.reply(request))
+        reject_structured(replace(request, tools=()), "scripted")  # tools: see the docstring
+        text = self.reply(request)
+        if request.tools and request.tool_choice != "none" and text.lstrip().startswith(OPEN):
+            calls = parse_calls(text)
+            usage = Usage(len(pieces(" ".join(m.content for m in request.messages or ()))),
+                          len(pieces(text)))  # fmt: skip
+            yield Delta("", usage.completion_tokens, "tool_calls", usage, tool_calls=calls)
+            return
+        reply = pieces(text)
         texts = (
             [request.prompt or ""]
             if request.messages is None

@@ -1,9 +1,10 @@
 """The audit log: who did what to which resource, when, from where, and how it ended.
 
-Written for key changes, ingestion, deletion and admin calls, in the same transaction as the
-change when there is one. The table is append-only (database triggers refuse UPDATE and
-DELETE). Entries never hold secrets or document text: a key appears by id, a file by name,
-and personal data in a name (an email in a file name) is redacted before it is written.
+Written for key changes, ingestion, deletion, admin calls and every tool call an agent makes
+(with the response it belongs to), in the same transaction as the change when there is one.
+The table is append-only (database triggers refuse UPDATE and DELETE). Entries never hold
+secrets or document text: a key appears by id, a file by name, and personal data in a name (an
+email in a file name) or in a tool's arguments is redacted before it is written.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ class AuditEntry:
     outcome: str
     client: str | None
     detail: Mapping[str, Any]
+    response_id: str | None = None
 
 
 def record(
@@ -41,6 +43,7 @@ def record(
     outcome: str = "ok",
     client: str | None = None,
     detail: Mapping[str, Any] | None = None,
+    response_id: str | None = None,
 ) -> None:
     # The client address is kept: who called is what an audit log is for.
     detail = {k: redact(v) if isinstance(v, str) else v for k, v in (detail or {}).items()}
@@ -48,31 +51,24 @@ def record(
         AuditRow(
             at=datetime.now(UTC), actor=actor, action=action,
             resource=redact(resource) if resource else resource,
-            outcome=outcome, client=client, detail=detail,
+            outcome=outcome, client=client, detail=detail, response_id=response_id,
         )
     )  # fmt: skip
     session.flush()
 
 
 def entries(
-    session: Session, *, limit: int = 100, before: int | None = None, action: str | None = None
-) -> list[AuditEntry]:
+    session: Session, *, limit: int = 100, before: int | None = None, action: str | None = None,
+    response_id: str | None = None,
+) -> list[AuditEntry]:  # fmt: skip
     """Newest first; page with `before` (an entry id)."""
     query = select(AuditRow).order_by(AuditRow.id.desc()).limit(limit)
     if before is not None:
         query = query.where(AuditRow.id < before)
     if action is not None:
         query = query.where(AuditRow.action == action)
-    return [
-        AuditEntry(
-            r.id,
-            as_utc(r.at),
-            r.actor,
-            r.action,
-            r.resource,
-            r.outcome,
-            r.client,
-            dict(r.detail),
-        )
-        for r in session.scalars(query)
-    ]
+    if response_id is not None:
+        query = query.where(AuditRow.response_id == response_id)
+    rows = session.scalars(query)
+    return [AuditEntry(r.id, as_utc(r.at), r.actor, r.action, r.resource, r.outcome, r.client,
+                       dict(r.detail), r.response_id) for r in rows]  # fmt: skip

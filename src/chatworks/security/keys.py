@@ -39,6 +39,8 @@ class ApiKey:
     scopes: tuple[Scope, ...]
     models: tuple[str, ...] | None = None  # None: every model
     collections: tuple[str, ...] | None = None  # None: every collection of the owner
+    tools: tuple[str, ...] | None = None  # "server:tool" patterns; None: every registered tool
+    auto_approve: tuple[str, ...] = ()  # write tools it may run without a person's approval
     limits: KeyLimits = field(default_factory=KeyLimits)
     created_at: datetime | None = None
     expires_at: datetime | None = None
@@ -66,6 +68,8 @@ def _key(row: ApiKeyRow) -> ApiKey:
         scopes=parse_scopes(row.scopes),
         models=tuple(row.models) if row.models is not None else None,
         collections=tuple(row.collections) if row.collections is not None else None,
+        tools=tuple(row.tools) if row.tools is not None else None,
+        auto_approve=tuple(row.auto_approve or ()),
         limits=KeyLimits.from_json(row.limits or {}),
         created_at=as_utc(row.created_at), expires_at=as_utc(row.expires_at),
         revoked_at=as_utc(row.revoked_at),
@@ -80,6 +84,8 @@ def create_key(
     owner: str | None = None,
     models: Sequence[str] | None = None,
     collections: Sequence[str] | None = None,
+    tools: Sequence[str] | None = None,
+    auto_approve: Sequence[str] = (),
     limits: KeyLimits | None = None,
     expires_at: datetime | None = None,
 ) -> tuple[ApiKey, str]:
@@ -93,6 +99,7 @@ def create_key(
         scopes=list(parse_scopes(scopes)),
         models=list(models) if models else None,
         collections=list(collections) if collections else None,
+        tools=list(tools) if tools else None, auto_approve=list(auto_approve) or None,
         limits=(limits or KeyLimits()).to_json(), expires_at=as_utc(expires_at),
     )  # fmt: skip
     session.add(row)

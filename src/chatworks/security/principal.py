@@ -1,7 +1,8 @@
 """Who is calling: the `Principal` of one request, and what its key lets it do.
 
-Every rule that depends only on the key lives here: scopes, the model and collection allow-lists,
-the tenant (owner) a caller's queries are restricted to. A refusal is `AccessDenied` (the API
+Every rule that depends only on the key lives here: scopes, the model, collection and tool
+allow-lists, the write tools its admin lets run unapproved, the tenant (owner) a caller's
+queries are restricted to. A refusal is `AccessDenied` (the API
 answers 403 with its code); whether a collection *exists* for the caller is a database question,
 answered by the API's collection-access dependency (`api/access.py`).
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from fnmatch import fnmatchcase
 
 from chatworks.security import keys
 from chatworks.security.scopes import Scope, allows
@@ -72,3 +74,17 @@ class Principal:
         if not self.may_use_collection(name):
             message = f"this key may not use collection '{name}'"
             raise AccessDenied(message, "collection_not_allowed")
+
+    def may_use_tool(self, server: str, tool: str) -> bool:
+        """Whether the key's tool list ("notes:*,files:read_*") allows `server:tool`."""
+        allowed = self.key.tools if self.key else None
+        return allowed is None or matches(allowed, server, tool)
+
+    def auto_approves(self, server: str, tool: str) -> bool:
+        """Whether the admin's policy lets this key run the write tool without approval."""
+        return self.key is not None and matches(self.key.auto_approve, server, tool)
+
+
+def matches(patterns: Iterable[str], server: str, tool: str) -> bool:
+    """Shell-style patterns over "server:tool" (`*` any run of characters)."""
+    return any(fnmatchcase(f"{server}:{tool}", pattern) for pattern in patterns)

@@ -1,5 +1,7 @@
-"""Scopes: what a key may do. `chat` generates (chat, completions, embeddings, models),
-`documents` manages collections and asks over them, `admin` does everything plus keys and audit.
+"""Scopes: what a key may do. `chat` generates (chat, completions, embeddings, models, the
+Responses API), `documents` manages collections and asks over them, `tools` lets a key's agents
+call registered MCP tools (those its tool list allows), `admin` does everything plus keys, tool
+servers and audit.
 """
 
 from __future__ import annotations
@@ -7,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Literal
 
-Scope = Literal["chat", "documents", "admin"]
-SCOPES: tuple[Scope, ...] = ("chat", "documents", "admin")
+Scope = Literal["chat", "documents", "tools", "admin"]
+SCOPES: tuple[Scope, ...] = ("chat", "documents", "tools", "admin")
 
 
 def parse_scopes(values: str | Iterable[str]) -> tuple[Scope, ...]:

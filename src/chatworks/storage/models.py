@@ -1,4 +1,5 @@
-"""The relational schema: collections, documents, chunks; API keys, their usage, the audit log.
+"""The relational schema: collections, documents, chunks; API keys, their usage, the audit log;
+agents' registered MCP servers, stored responses and tool approvals.
 
 The search structures that sit next to these tables (a sqlite-vec / pgvector table of chunk
 vectors, an FTS5 table / tsvector column for keywords) are dialect-specific, so they are
@@ -117,6 +118,10 @@ class ApiKeyRow(Base):
     scopes: Mapped[list[str]] = mapped_column(JSON)
     models: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)  # None: every model
     collections: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
+    # "server:tool" patterns ("notes:*", "files:read_*") the key's agents may call (None: any
+    # registered tool), and the write tools among them that run without a person's approval.
+    tools: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
+    auto_approve: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
     # {"rpm", "tpm", "max_parallel", "budget_tokens", "budget_period", "models": {id: {...}}}
     limits: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
@@ -150,6 +155,8 @@ class AuditRow(Base):
     outcome: Mapped[str] = mapped_column(String(16))  # "ok", "denied", "not_found", "failed"
     client: Mapped[str | None] = mapped_column(String(64), nullable=True)  # address it came from
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # The Responses API run a tool call belongs to (`GET /v1/audit?response_id=`).
+    response_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
 
 
 class UsageDailyRow(Base):
@@ -166,3 +173,52 @@ class UsageDailyRow(Base):
     requests: Mapped[int] = mapped_column(BigInteger, default=0)
     prompt_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
     completion_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class McpServerRow(Base):
+    """An MCP server an admin registered: agents call only these (no URL from a request)."""
+
+    __tablename__ = "mcp_servers"
+
+    label: Mapped[str] = mapped_column(String(64), primary_key=True)
+    transport: Mapped[str] = mapped_column(String(16))  # "stdio" | "http"
+    target: Mapped[str] = mapped_column(Text)  # the command line, or the URL
+    # Tools the admin marks as writes whatever their annotations say.
+    write_tools: Mapped[list[str]] = mapped_column(JSON, default=list)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+
+
+class ResponseRow(Base):
+    """A Responses API result, kept for `previous_response_id` and `GET /v1/responses/{id}`."""
+
+    __tablename__ = "responses"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(64), index=True)
+    key_id: Mapped[str] = mapped_column(String(64))
+    previous_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    body: Mapped[dict[str, Any]] = mapped_column(JSON)  # the response object as returned
+    # What continuing it needs: the conversation so far, the tools and the run's state.
+    state: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class ApprovalRow(Base):
+    """A tool call waiting for a person, and what came of it. `status` moves once, from
+    pending to approved, denied or expired (a conditional UPDATE): an approved call runs once
+    however often the approval is sent again, and its `result` is what every resume reuses."""
+
+    __tablename__ = "approvals"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    response_id: Mapped[str] = mapped_column(String(64), index=True)
+    owner: Mapped[str] = mapped_column(String(64))
+    server: Mapped[str] = mapped_column(String(64))
+    tool: Mapped[str] = mapped_column(String(200))
+    arguments: Mapped[str] = mapped_column(Text)  # JSON text, as the model wrote it
+    status: Mapped[str] = mapped_column(String(16))  # pending|approved|denied|expired
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    decided_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)  # once it ran

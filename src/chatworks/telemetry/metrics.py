@@ -239,6 +239,24 @@ UPSTREAM_BREAKER_OPEN = Gauge(
 )
 
 
+# --- Agents: tool calls and approvals --------------------------------------------------------
+
+TOOL_CALLS = Counter(
+    "chatworks_tool_calls_total",
+    "Tool calls by server (file_search for document search) and status: ok, error, invalid, "
+    "blocked, denied, expired.",
+    ["server", "status"],
+    registry=REGISTRY,
+)
+TOOL_APPROVAL_WAIT = Histogram(
+    "chatworks_tool_approval_wait_seconds",
+    "Time from an approval request to its answer, by outcome: approved, denied, expired.",
+    ["outcome"],
+    buckets=(1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 86400),
+    registry=REGISTRY,
+)
+
+
 # --- Documents: ingestion, retrieval, grounded answers, embeddings ---------------------------
 
 INGESTED_DOCUMENTS = Counter(

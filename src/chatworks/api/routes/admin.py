@@ -27,6 +27,8 @@ def key_out(key: keys.ApiKey, usage: budgets.Usage) -> KeyOut:
         id=key.id, name=key.name, prefix=key.prefix, owner=key.owner, scopes=list(key.scopes),
         models=list(key.models) if key.models is not None else None,
         collections=list(key.collections) if key.collections is not None else None,
+        tools=list(key.tools) if key.tools is not None else None,
+        auto_approve=list(key.auto_approve),
         limits=key.limits.to_json(), state=key.state(), created_at=key.created_at,
         expires_at=key.expires_at, revoked_at=key.revoked_at,
     )  # fmt: skip
@@ -48,7 +50,8 @@ async def create_key(
 
     key, secret = await service.db.write(lambda session: keys.create_key(
         session, body.name, body.scopes, owner=body.owner, models=body.models,
-        collections=body.collections, limits=limits, expires_at=body.expires_at,
+        collections=body.collections, tools=body.tools, auto_approve=body.auto_approve or (),
+        limits=limits, expires_at=body.expires_at,
     ))  # fmt: skip
     await service.audit(principal, "key.create", key.id, name=key.name, scopes=list(key.scopes))
     fresh = budgets.Usage(budgets.period_of(datetime.now(UTC), key.limits.budget_period)[0])
@@ -98,11 +101,16 @@ async def audit_log(
         None, ge=1, le=2**63 - 1, description="Entries older than this id (paging)"
     ),
     action: str | None = Query(None, description="Only this action, e.g. key.create"),
+    response_id: str | None = Query(
+        None, max_length=64, description="Only the tool calls of this response (Responses API)"
+    ),
 ) -> AuditList:
     """The audit log, newest first."""
 
     found = await service.db.read(
-        lambda session: audit.entries(session, limit=limit, before=before, action=action)
+        lambda session: audit.entries(
+            session, limit=limit, before=before, action=action, response_id=response_id
+        )
     )
     await service.audit(principal, "audit.read")
     return AuditList(data=found)
