@@ -25,7 +25,8 @@ pytestmark = pytest.mark.e2e
 # Open on purpose (docs/security/README.md): probes, metrics, the UI and the API docs.
 OPEN = {"/healthz", "/readyz", "/metrics", "/", "/docs", "/docs/oauth2-redirect", "/redoc",
         "/openapi.json"}  # fmt: skip
-OTHER_SCOPE = {"chat": ["documents"], "documents": ["chat"], "admin": ["chat", "documents"]}
+OTHER_SCOPE = {"chat": ["documents"], "documents": ["chat"], "tools": ["chat", "documents"],
+               "admin": ["chat", "documents", "tools"]}  # fmt: skip
 
 
 def _routes() -> list[tuple[str, str, str | None]]:
@@ -47,7 +48,7 @@ CASES = ["no key", "unknown key", "revoked", "expired", "wrong scope", "right sc
 @pytest.fixture(scope="module")
 def keys(secured_server) -> dict[str, str]:
     made = {scope: create_key(secured_server, name=f"matrix-{scope}", scopes=[scope])[1]
-            for scope in ("chat", "documents", "admin")}  # fmt: skip
+            for scope in ("chat", "documents", "tools", "admin")}  # fmt: skip
     for scope, others in OTHER_SCOPE.items():
         made[f"not-{scope}"] = create_key(secured_server, name="matrix-other", scopes=others)[1]
     revoked_id, made["revoked"] = create_key(secured_server, name="matrix-revoked",

@@ -1,5 +1,6 @@
 """The Responses API: `POST /v1/responses` (an agent run, stream or not), `GET` and `DELETE
-/v1/responses/{id}` (stored responses, per tenant).
+/v1/responses/{id}` (stored responses, per tenant), and `GET /v1/mcp/servers` (the registered
+MCP servers a request may name).
 
 The run itself is `api/agent_runs.py` over `agents/`; here is only the wire: the response
 object, or OpenAI's stream events (`response.created`, `response.output_item.added|done`,
@@ -16,6 +17,7 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse, Response
 
 from chatworks.agents.loop import Finished, ItemAdded, ItemDone, TextDelta
+from chatworks.agents.mcp_client import registered
 from chatworks.agents.store import delete_response, load_response
 from chatworks.api.agent_runs import AgentRun
 from chatworks.api.auth import require
@@ -129,3 +131,16 @@ async def remove_response(
     if not await service.db.write(lambda s: delete_response(s, response_id, owner)):
         raise _not_found(response_id)
     return JSONResponse({"id": response_id, "object": "response", "deleted": True})
+
+
+@router.get("/mcp/servers")
+async def list_mcp_servers(
+    service: Service = Depends(get_service), principal: Principal = Depends(require("tools"))
+) -> dict:
+    """The MCP servers an admin registered (`chatworks mcp add`): what `server_label` may name.
+    Their command lines and URLs are shown to admins only."""
+    found = await service.db.read(registered)
+    data = [{"label": s.label, "transport": s.transport,
+             **({"target": s.target, "write_tools": list(s.write_tools)}
+                if principal.sees_all else {})} for s in found]  # fmt: skip
+    return {"object": "list", "data": data}

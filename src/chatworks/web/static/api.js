@@ -82,6 +82,39 @@ export async function streamChat({ model, messages, temperature, maxTokens, sign
 }
 
 // ---------------------------------------------------------------------------------------------
+// Agents: registered MCP servers, and agent runs over the Responses API
+
+export async function listToolServers() {
+  const response = await request("/v1/mcp/servers");
+  return ((await response.json()).data ?? []).map((s) => s.label);
+}
+
+/**
+ * One agent run (POST /v1/responses, streamed). Calls onEvent(event) for each of OpenAI's stream
+ * events and resolves to the final response object (completed or incomplete).
+ */
+export async function streamResponse({ model, input, previousResponseId, tools, instructions, maxTokens, signal, onEvent }) {
+  const body = { model, input, tools, stream: true, max_output_tokens: maxTokens };
+  if (previousResponseId) body.previous_response_id = previousResponseId;
+  if (instructions) body.instructions = instructions;
+  const response = await request("/v1/responses", {
+    method: "POST",
+    headers: { "Content-Type": "application/json", Accept: "text/event-stream" },
+    body: JSON.stringify(body),
+    signal,
+  });
+  let final = null;
+  for await (const data of sseData(response.body)) {
+    if (data === "[DONE]") break;
+    const event = JSON.parse(data);
+    if (event.type === "error") throw new ApiError(event.message ?? "The run failed");
+    if (event.type === "response.completed" || event.type === "response.incomplete") final = event.response;
+    onEvent(event);
+  }
+  if (!final) throw new ApiError("The run ended before it finished.");
+  return final;
+}
+
 // Suggestions for the empty chat: prompts the model handles, questions a collection answers
 
 export async function chatSuggestions() {

@@ -16,6 +16,7 @@ import {
   streamChat,
   uploadDocument,
 } from "./api.js";
+import { approvalCard, approvalInput, loadToolServers, runAgent, toolCallsView } from "./agent.js";
 import { citationBlock, linkMarkers } from "./citations.js";
 import { forgetKey, storedKey } from "./keys.js";
 import { el, icon } from "./dom.js";
@@ -70,6 +71,9 @@ const ui = {
   uploadInput: $("upload-input"),
   hint: $("hint"),
   dropOverlay: $("drop-overlay"),
+  toolPicker: $("tool-picker"),
+  toolPickerLabel: $("tool-picker-label"),
+  toolMenu: $("tool-menu"),
   dropTarget: $("drop-target"),
 };
 
@@ -93,6 +97,9 @@ let collections = []; // [{ name, documents }] from the server
 // The collection a new chat will use: the last one picked, so "New chat" stays in the same mode.
 let draftCollection = settings.collection ?? "";
 let pendingFiles = null; // files waiting for the "New collection" form to name their collection
+let toolServers = []; // registered MCP servers the key may use
+// The tool servers a new chat will use; a chat keeps its own (`conversation.tools`).
+let draftTools = settings.tools ?? [];
 
 // ---------------------------------------------------------------------------------------------
 // Small DOM helpers
@@ -298,7 +305,9 @@ function assistantView(message, isLast) {
   const streaming = generation?.message === message;
   // Sources exist only once an answer is complete; a refusal has none by definition.
   const sources = !streaming && message.citations?.length ? citationBlock(message.citations, { onCopy: copyWithFeedback }) : null;
-  const body = el("div", { class: "msg-body" }, content, sources?.node, meta, actions);
+  const calls = toolCallsView(message);
+  const card = approvalCard(message, (choice) => answerApproval(current, message, choice), Boolean(generation));
+  const body = el("div", { class: "msg-body" }, calls, content, card, sources?.node, meta, actions);
   const classes = ["msg", "msg-assistant", message.collection && "grounded", message.refused && "refused"];
   const view = el(
     "article",
@@ -397,7 +406,7 @@ function submitComposer() {
 
 function sendMessage(text) {
   if (!current) {
-    current = { ...newConversation(), collection: draftCollection };
+    current = { ...newConversation(), collection: draftCollection, tools: [...draftTools] };
     conversations.unshift(current);
   }
   if (!current.messages.length) current.title = titleFrom(text);
@@ -421,12 +430,15 @@ function requestMessages(conversation) {
   return system ? [{ role: "system", content: system }, ...turns] : turns;
 }
 
+let pendingApproval = null; // the approval answer the next agent turn sends instead of text
+
 async function generate(conversation) {
   hideError();
   const collection = conversation.collection || null;
+  const agent = !collection && conversation.tools?.length > 0;
   const message = collection
     ? { role: "assistant", content: "", collection }
-    : { role: "assistant", content: "", model: settings.model };
+    : { role: "assistant", content: "", model: settings.model, agent };
   conversation.messages.push(message);
   conversation.updatedAt = Date.now();
   generation = {
@@ -450,6 +462,7 @@ async function generate(conversation) {
   };
   try {
     if (collection) await ask(conversation, run, onDelta);
+    else if (agent) await act(conversation, run, onDelta, pendingApproval);
     else await chat(conversation, run, onDelta);
   } catch (err) {
     if (err.name === "AbortError") {
@@ -473,6 +486,35 @@ async function chat(conversation, run, onDelta) {
   });
   run.message.finishReason = result.finishReason;
   run.message.stats = statsFrom(result.usage, run);
+}
+
+/** An agent turn (/v1/responses): the new user text, or the answer to a waiting approval. */
+async function act(conversation, run, onDelta, approvalAnswer) {
+  pendingApproval = null;
+  const question = conversation.messages.findLast((m) => m.role === "user")?.content ?? "";
+  const usage = await runAgent({
+    conversation,
+    message: run.message,
+    input: approvalAnswer ?? question,
+    model: settings.model,
+    maxTokens: settings.maxTokens,
+    instructions: settings.systemPrompt.trim() || undefined,
+    signal: run.controller.signal,
+    onDelta,
+    onChange: () => {
+      renderThread(); // a tool call or an approval card: new blocks, not just text
+      if (stickToBottom) scrollToBottom();
+    },
+  });
+  run.message.stats = statsFrom(usage, run);
+}
+
+/** A person's answer to a waiting tool call: a new agent turn continues the run with it. */
+function answerApproval(conversation, message, choice) {
+  if (generation || !message.approval || message.approval.answer) return;
+  message.approval.answer = choice;
+  pendingApproval = approvalInput(message.approval, choice);
+  generate(conversation);
 }
 
 /** A grounded answer: the question alone goes to /v1/ask, since answers come from the documents. */
@@ -514,7 +556,8 @@ function statsFrom(usage, run) {
 function finishGeneration(run) {
   const { conversation, message } = run;
   // An answer that never produced text is noise in the history; the user can Retry instead.
-  if (!message.content) conversation.messages = conversation.messages.filter((m) => m !== message);
+  const acted = message.toolCalls?.length || message.approval;
+  if (!message.content && !acted) conversation.messages = conversation.messages.filter((m) => m !== message);
   generation = null;
   conversation.updatedAt = Date.now();
   persist();
@@ -638,6 +681,7 @@ function forgetApiKey() {
   loadModels();
   loadChatSuggestions();
   refreshCollections();
+  refreshToolServers();
 }
 
 function resetSettings() {
@@ -673,9 +717,49 @@ function renderCollectionPicker() {
 }
 
 /** Everything that says which mode the composer is in: picker, placeholder, hint, empty state. */
+/** The tool servers questions may use: the open chat's own, or the ones for a new chat. */
+function activeTools() {
+  return current ? current.tools ?? [] : draftTools;
+}
+
+function renderToolPicker() {
+  ui.toolPicker.hidden = toolServers.length === 0;
+  const active = activeTools();
+  ui.toolPickerLabel.textContent = active.length ? `Tools (${active.length})` : "Tools";
+  ui.toolPicker.classList.toggle("active", active.length > 0);
+  ui.toolMenu.replaceChildren(
+    el("p", { class: "popover-note" }, "The assistant may use these tools; anything that changes something asks you first."),
+    ...toolServers.map((label) => {
+      const box = el("input", { type: "checkbox", value: label, "data-testid": `tool-${label}`, checked: active.includes(label) });
+      box.addEventListener("change", () => toggleTool(label, box.checked));
+      return el("label", { class: "tool-option" }, box, label);
+    }),
+  );
+}
+
+function toggleTool(label, on) {
+  const chosen = new Set(activeTools());
+  if (on) chosen.add(label);
+  else chosen.delete(label);
+  draftTools = [...chosen];
+  settings.tools = draftTools;
+  saveSettings(settings);
+  if (current) {
+    current.tools = draftTools;
+    persist();
+  }
+  renderToolPicker();
+}
+
+async function refreshToolServers() {
+  toolServers = await loadToolServers();
+  renderToolPicker();
+}
+
 function renderMode() {
   const name = activeCollection();
   renderCollectionPicker();
+  renderToolPicker();
   ui.collectionPicker.parentElement.classList.toggle("active", Boolean(name));
   ui.form.classList.toggle("grounded", Boolean(name));
   ui.composer.placeholder = name ? `Ask ${name}…` : "Message chatworks";
@@ -934,6 +1018,7 @@ function init() {
   loadModels();
   loadChatSuggestions();
   refreshCollections();
+  refreshToolServers();
 }
 
 init();

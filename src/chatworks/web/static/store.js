@@ -9,6 +9,7 @@ export const DEFAULT_SETTINGS = Object.freeze({
   maxTokens: 512,
   systemPrompt: "",
   collection: "", // documents for new chats ("" = plain chat); each chat keeps its own choice
+  tools: [], // MCP servers new chats may use (agent runs); each chat keeps its own choice
 });
 
 const NEW_TITLE = "New chat";
