@@ -18,6 +18,7 @@ from chatworks.rag.answer import Citation  # the domain dataclass doubles as the
 from chatworks.rag.suggest import Suggestion
 from chatworks.security.audit import AuditEntry
 from chatworks.security.budgets import Usage
+from chatworks.security.scopes import Scope
 
 
 class _Request(BaseModel):
@@ -398,7 +399,7 @@ class RateIn(_Request):
 
 class KeyCreate(RateIn):
     name: str = Field(min_length=1, max_length=200)
-    scopes: list[Literal["chat", "documents", "admin"]] = Field(min_length=1)
+    scopes: list[Scope] = Field(min_length=1)
     owner: str | None = Field(
         None, max_length=64, description="Tenant; keys with one owner share documents. "
         "Default: the key's own id",

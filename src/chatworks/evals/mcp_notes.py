@@ -1,6 +1,9 @@
-"""A notes-and-files MCP server for the agent tests and scenarios (the `mcp` SDK, stdio).
+"""A notes-and-files MCP server for the agent scenarios, the tests and trying agents out (the
+`mcp` SDK, stdio):
 
-    python tests/mcp_notes_server.py --store DIR     # DIR/notes.json, DIR/files/, DIR/calls.jsonl
+    python -m chatworks.evals.mcp_notes --store DIR   # DIR/notes.json, DIR/files/, DIR/calls.jsonl
+    chatworks mcp add notes --command "python -m chatworks.evals.mcp_notes --store DIR"
+    python -m chatworks.evals.mcp_notes --store DIR --port 9100   # streamable HTTP on loopback
 
 Read tools: `list_notes`, `read_note`, `list_files`, `read_file`. Write tools: `write_note`
 (not read-only), `delete_note` and `send_email` (destructive). Every call that changes
@@ -84,4 +87,11 @@ def build(store: Path) -> MCPServer:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--store", type=Path, required=True)
-    build(parser.parse_args().store).run("stdio")
+    parser.add_argument("--port", type=int, help="serve streamable HTTP on 127.0.0.1:PORT/mcp")
+    args = parser.parse_args()
+    server = build(args.store)
+    if args.port is None:
+        server.run("stdio")
+    else:
+        server.run("streamable-http", host="127.0.0.1", port=args.port, stateless_http=True,
+                   json_response=True)  # fmt: skip
