@@ -3,8 +3,9 @@
 the SQLite index and the default native model.
 
 The bounds live in `src/chatworks/evals/suites.toml`: the `python-docs` suite's retrieval
-bounds over all 78 questions, and the `gate` suite (8 answerable and 4 unanswerable questions)
-run end to end as `chatworks eval run gate` runs it. They sit a little below what was measured
+bounds over all 104 questions (26 of them paraphrases), and the `gate` suite (12 answerable and
+6 unanswerable questions, 6 of them paraphrases) run end to end as `chatworks eval run gate`
+runs it. They sit a little below what was measured
 (docs/evals.md), so a change that makes retrieval or grounding worse fails `make test`, and a
 retriever that returns irrelevant passages fails it with a message naming the metrics.
 """
@@ -126,6 +127,12 @@ def test_the_gate_suite_meets_its_bounds(library: Library) -> None:
     assert outcome.report.metrics["invalid_citations"] == 0
     # In process a record keeps what the model was given, for the report's failures.
     assert all(r.passages for r in results.values() if not r.refused)
+    # Paraphrases: of the 4 answerable ones, each with a word the docs never use, at most one
+    # is refused; the 2 naming what the docs never mention (tkinter, the GIL) are refused.
+    paraphrases = [r for qid, r in results.items() if qid.startswith("para-")]
+    assert len(paraphrases) == 6
+    assert sum(r.refused for r in paraphrases if r.answerable) <= 1
+    assert all(r.refused for r in paraphrases if not r.answerable)
     assert not outcome.failures, (
         "the eval gate failed (suite `gate` in src/chatworks/evals/suites.toml):\n  "
         + "\n  ".join(outcome.failures) + f"\nreport: {outcome.files['html']}"
@@ -170,9 +177,9 @@ def test_a_broken_retriever_fails_the_gate_naming_the_metrics(
     outcome = _run_gate(BrokenLibrary(library), tmp_path)
     failed = {f.split(" ")[0] for f in outcome.failures}
     # Measured: recall@10, MRR, nDCG, containment and gold passage cited 0; the answerability
-    # check refuses 7 of the 8 answerable questions (the wrong windows do not look like answers).
+    # check refuses 8 of the 12 answerable questions (the wrong windows do not look like answers).
     assert {"recall@10", "mrr", "containment"} <= failed, outcome.failures
-    assert any(f.startswith("recall@10 = ") and "below the minimum 0.625" in f
+    assert any(f.startswith("recall@10 = ") and "below the minimum 0.66" in f
                for f in outcome.failures)  # fmt: skip
     html = outcome.files["html"].read_text()
     assert "FAILED: " in html and "recall@10 = " in html

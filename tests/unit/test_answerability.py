@@ -1,5 +1,6 @@
 """The answerability check: feature arithmetic by hand, the fitted threshold rule, the bundled
-model file, and the calibrated floor on a real SQLite index with the real MiniLM embedder."""
+model file, and, on a real SQLite index with the real MiniLM embedder, the calibrated floor and
+which words the collection lacks count against an answer (topic words, not paraphrase words)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from chatworks.rag.answerability import (
     features,
     fit,
     question_terms,
+    topic_weights,
 )
 from chatworks.rag.library import Library
 from chatworks.rag.retrieve import Retrieved
@@ -42,6 +44,22 @@ def test_features_weigh_question_words_by_their_rarity_in_the_collection() -> No
     assert found.window_coverage == pytest.approx((idf["lunch"] + idf["office"]) / total)
     assert found.unknown_share == pytest.approx(idf["parking"] / total)
     assert found.context_coverage == pytest.approx(found.window_coverage)
+
+
+def test_unknown_words_count_by_their_topic_weight() -> None:
+    counts = (10, {"lunch": 1, "roughly": 0, "parking": 0, "gym": 0})
+    idf = {w: math.log(11 / (n + 0.5)) for w, n in counts[1].items()}
+    total = sum(idf.values())
+    topic = {"roughly": 0.0, "parking": 0.5}  # "gym" is not given: it counts in full
+    found = features("q", 0.6, [window("Lunch.", 0.7)], floor=0.25, term_counts=counts,
+                     topic=topic)  # fmt: skip
+    assert found.unknown_share == pytest.approx((0.5 * idf["parking"] + idf["gym"]) / total)
+    # The coverage features do not depend on it.
+    plain = features("q", 0.6, [window("Lunch.", 0.7)], floor=0.25, term_counts=counts)
+    assert plain.window_coverage == found.window_coverage
+    assert plain.unknown_share == pytest.approx(
+        (idf["roughly"] + idf["parking"] + idf["gym"]) / total
+    )
 
 
 def test_question_terms_drop_stop_words() -> None:
@@ -96,11 +114,44 @@ def test_questions_the_documents_do_not_answer_are_refused(library: Library) -> 
     assert library.prepare("How do I tune a guitar to drop D?", "handbook").sources == []  # floor
     answered = library.prepare("When is lunch served in the Zephyr office?", "handbook")
     assert answered.sources and "noon" in answered.answer.answer
-    # On topic, above the floor, but nothing in the handbook says it (probability 0.16 against
-    # a threshold of 0.32 when written): the answerability check refuses it ...
+    # On topic, above the floor, but nothing in the handbook says it (probability 0.09 against
+    # a threshold of 0.26 when written): the answerability check refuses it ...
     unanswerable = "Is there bicycle parking at the Zephyr office?"
     refused = library.prepare(unanswerable, "handbook")
     assert refused.sources == [] and refused.answer.refused
     # ... and without the check the best window is quoted anyway.
     unchecked = Library(library.settings.model_copy(update={"rag_answerability": False}))
     assert unchecked.prepare(unanswerable, "handbook").sources
+
+
+def test_topic_weights_count_what_the_question_is_about(library: Library) -> None:
+    embedder = library.context.embedder
+    # A common word in a purpose clause carries none of the topic; a service the question asks
+    # about carries most of it; a name (mixed case, or capitalised after the first word) all.
+    keys = topic_weights("How do I turn on API keys so strangers cannot use my server?",
+                         ["strangers", "turn"], embedder)  # fmt: skip
+    assert keys == {"strangers": 0.0, "turn": 0.0}
+    cost = topic_weights("How much does a chatworks subscription cost?", ["subscription", "does"],
+                         embedder)  # fmt: skip
+    assert cost["subscription"] > 0.5 and cost["does"] == 0.0
+    assert topic_weights("Is there an iPhone app?", ["iphone"], embedder) == {"iphone": 1.0}
+    assert topic_weights("Tell me about Grafana", ["grafana"], embedder) == {"grafana": 1.0}
+    assert topic_weights("anything", [], embedder) == {}
+
+
+def test_paraphrase_words_the_collection_lacks_do_not_count_but_topic_words_do(
+    library: Library,
+) -> None:
+    # "time" and "usually" (and "roughly") occur nowhere in the handbook, and weigh nothing: the
+    # paraphrases are answered from the lunch section like the handbook's own wording.
+    for paraphrase in ("What time do they usually serve lunch at the Zephyr office?",
+                       "When is lunch served in the Zephyr office, roughly?"):  # fmt: skip
+        examined = library.examine(paraphrase, "handbook")
+        assert examined.features is not None and examined.features.unknown_share == 0.0
+        answered = library.prepare(paraphrase, "handbook")
+        assert answered.sources and "noon" in answered.answer.answer
+    # A gym is what the question is about, and the handbook never mentions one: it still counts,
+    # and the question is refused.
+    gym = library.examine("Is there a gym in the Zephyr office?", "handbook")
+    assert gym.features is not None and gym.features.unknown_share > 0.5
+    assert library.prepare("Is there a gym in the Zephyr office?", "handbook").sources == []

@@ -186,16 +186,29 @@ def eval_probes(
 def eval_calibrate(
     max_false_refusals: Annotated[
         float, typer.Option(help="Share of answerable training questions the model may refuse.")
-    ] = 0.05,
+    ] = 0.01,
+    threshold: Annotated[
+        float | None,
+        typer.Option(
+            help="Use this threshold instead of the --max-false-refusals rule (read it "
+            "off the trade-off table)."
+        ),
+    ] = None,
     out: Annotated[
         Path | None, typer.Option(help="Where to write the model; default: the bundled one.")
     ] = None,
+    report: Annotated[
+        Path, typer.Option(help="Directory for the trade-off table (Markdown) and plot (PNG).")
+    ] = Path("eval-reports/calibrate"),
 ) -> None:
-    """Fit the answerability model (when to refuse) on the bundled Python-docs set and the
-    `dev` parts of the BBC News and demo sets; report it on their held-out parts too."""
+    """Fit the answerability model (when to refuse) on the bundled Python-docs, BBC News and
+    demo sets, leaving out their held-out questions and paraphrases; report the refusal rates
+    of every part and the trade-off curve over thresholds."""
+    from dataclasses import replace
+
     from rich.table import Table
 
-    from chatworks.evals.calibrate import calibrate, collect, refusal_rates
+    from chatworks.evals import calibrate as cal
     from chatworks.evals.datasets import (
         BBC_NEWS_DEV,
         CHATWORKS_DEMO,
@@ -206,33 +219,45 @@ def eval_calibrate(
     )
     from chatworks.rag.answerability import MODEL_PATH
 
-    sets = {  # name: (dataset, collection, corpus root, tag)
-        "python-docs": (PYTHON_DOCS_DEV, "python-docs-dev", PYTHON_DOCS_ROOT, None),
-        "bbc-news dev": (BBC_NEWS_DEV, "bbc-news-dev", bbc_news_root(), "dev"),
-        "demo dev": (CHATWORKS_DEMO, "chatworks-docs", REPOSITORY_ROOT, "dev"),
-        "bbc-news heldout": (BBC_NEWS_DEV, "bbc-news-dev", bbc_news_root(), "heldout"),
-        "demo heldout": (CHATWORKS_DEMO, "chatworks-docs", REPOSITORY_ROOT, "heldout"),
+    sets = {  # name: (dataset, collection, corpus root)
+        "python-docs": (PYTHON_DOCS_DEV, "python-docs-dev", PYTHON_DOCS_ROOT),
+        "bbc-news": (BBC_NEWS_DEV, "bbc-news-dev", bbc_news_root()),
+        "demo": (CHATWORKS_DEMO, "chatworks-docs", REPOSITORY_ROOT),
     }
-    examples = {}
-    for name, (dataset, collection, root, tag) in sets.items():
-        items, library = _eval_library(dataset, collection, root, tag)
-        with console.status(f"examining {len(items)} questions of {name}..."):
-            examples[name] = collect(items, library, collection)
-    training = [examples[name] for name in ("python-docs", "bbc-news dev", "demo dev")]
-    model = calibrate(training, max_false_refusals, "python-docs + bbc-news dev + demo dev")
+    examples: dict[tuple[str, str], cal.Examples] = {}
+    for name, (dataset, collection, root) in sets.items():
+        items, library = _eval_library(dataset, collection, root, None)
+        for part, chosen in cal.split(items).items():
+            with console.status(f"examining {len(chosen)} questions of {name} {part}..."):
+                examples[name, part] = cal.collect(chosen, library, collection)
+
+    def pool(*parts: str) -> cal.Examples:
+        return cal.pooled([e for (_, part), e in examples.items() if part in parts])
+
+    training = pool(cal.TRAINING)
+    model = cal.calibrate([training], max_false_refusals, "python-docs + bbc-news + demo, "
+                          "without held-out questions and paraphrases")  # fmt: skip
+    if threshold is not None:
+        model = replace(model, threshold=threshold)
     model.save(out or MODEL_PATH)
+
     table = Table(title=f"answerability model (threshold {model.threshold})")
-    for column in (
-        "set",
-        "examples",
-        "floor refused",
-        "answerable refused",
-        "unanswerable refused",
-    ):
+    for column in ("set", "part", "questions", "floor refused", "answerable refused",
+                   "unanswerable refused"):  # fmt: skip
         table.add_column(column)
-    for name, found in examples.items():
-        rates = refusal_rates(model, found)
-        shown = [f"{v:.3f}" if v is not None else "n/a" for v in rates.values()]
-        table.add_row(name, str(len(found.features)), str(found.floor_refused), *shown)
+    judged = pool(cal.HELDOUT, cal.PARAPHRASE)
+    for (name, part), found in [*examples.items(), (("all", "held out + paraphrases"), judged)]:
+        rates = cal.refusal_rates(model, found)
+        shown = [f"{v:.3f}" if v is not None else "n/a"
+                 for v in (rates.false_refusals, rates.unanswerable_refused)]  # fmt: skip
+        questions = len(found.features) + found.floor_refused
+        table.add_row(name, part, str(questions), str(found.floor_refused), *shown)
     console.print(table)
     console.print(f"weights {model.weights}, bias {model.bias}; wrote {out or MODEL_PATH}")
+
+    curves = cal.tradeoff(model, {"training": training, "held out": pool(cal.HELDOUT),
+                                  "paraphrases": pool(cal.PARAPHRASE),
+                                  "held out + paraphrases": judged})  # fmt: skip
+    console.print(cal.tradeoff_table(curves, model.threshold), highlight=False)
+    written = cal.write_tradeoff(curves, model.threshold, report)
+    console.print(f"trade-off: {' '.join(map(str, written))}", highlight=False)

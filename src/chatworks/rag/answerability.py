@@ -12,7 +12,9 @@ Two steps, both measured per collection rather than fixed cosine constants:
    shipped as `answerability.json`: how far the best passage and the best sentence window sit
    above the floor, how much of the question's rare words the quoted window and all windows
    contain (IDF-weighted, IDF from the collection's own full-text index), and how much of the
-   question's weight is on words the collection never uses ("Is there an *iPhone* app?").
+   question's weight is on *topic* words the collection never uses ("Is there an *iPhone*
+   app?"). A word the collection lacks counts only as far as it carries the question's topic
+   (`topic_weights`): "so *strangers* cannot use my server" is a paraphrase, not a new topic.
 
 Not covered: reading comprehension. The features are similarity and word statistics, so a
 question about a person the documents mention, asking a fact they do not give ("How old is
@@ -23,7 +25,8 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -75,7 +78,48 @@ class Features:
     window_margin: float  # best sentence-window score - floor
     window_coverage: float  # IDF share of the question's words in the quoted (first) window
     context_coverage: float  # ... in all the windows given to the answer
-    unknown_share: float  # IDF share of the question's words that occur nowhere in the collection
+    # IDF share of the question's words that occur nowhere in the collection, each counted as
+    # far as it carries the question's topic (`topic_weights`; all of it when not given)
+    unknown_share: float
+
+
+# A word's topicality is its cosine with the whole question (both embedded alone). Measured with
+# MiniLM on the golden sets' words that their collection lacks (docs/log.md, 2026-12-05): filler
+# and function words ("actually", "got", "friend") sit at -0.03-0.2, common verbs and adjectives
+# ("slow", "visit", "strangers") at 0.1-0.35, the thing a question is about ("subscription",
+# "license", "tkinter", "constituency") at 0.4-0.7. Below the ramp a word counts for nothing,
+# above it in full, linearly between.
+TOPIC_RAMP = (0.3, 0.5)
+_NAME = re.compile(r"\w+")
+
+
+def _looks_like_name(question: str, word: str) -> bool:
+    """`word` is written as a name or identifier in `question`: capitalised after the first
+    word ("an iPhone app", "with Grafana") or with an inner capital ("iPhone", "CPython")."""
+    for m in _NAME.finditer(question):
+        token = m.group(0)
+        if token.lower() == word and (
+            (m.start() > 0 and token[0].isupper()) or any(c.isupper() for c in token[1:])
+        ):
+            return True
+    return False
+
+
+def topic_weights(question: str, words: Sequence[str], embedder: Embedder) -> dict[str, float]:
+    """How far each of `words` (lower-cased content words of `question`) carries the question's
+    topic, 0..1: by its similarity to the question, through `TOPIC_RAMP`, except for names.
+    A name the collection never mentions is the topic by construction (the question is about a
+    thing the documents do not know), whatever its cosine says: "iphone" alone scores 0.42
+    with its question, and at that weight the demo collection answered it (docs/log.md)."""
+    if not words:
+        return {}
+    vectors = embedder.embed([question, *words])
+    low, high = TOPIC_RAMP
+    weights = {}
+    for word, vector in zip(words, vectors[1:], strict=True):
+        ramp = (float(vector @ vectors[0]) - low) / (high - low)
+        weights[word] = 1.0 if _looks_like_name(question, word) else min(max(ramp, 0.0), 1.0)
+    return weights
 
 
 def features(
@@ -84,8 +128,11 @@ def features(
     windows: Sequence[Retrieved],
     floor: float,
     term_counts: tuple[int, dict[str, int]],
+    topic: Mapping[str, float] | None = None,
 ) -> Features:
-    """`term_counts` is `Index.term_counts(sorted(content_words(question)), collection)`."""
+    """`term_counts` is `Index.term_counts(sorted(content_words(question)), collection)`;
+    `topic` is `topic_weights` of the words it counts 0 times (missing words weigh 1)."""
+    topic = topic or {}
     total, counts = term_counts
     # Robertson-Sparck Jones IDF with +0.5 smoothing: a word in no chunk weighs the most.
     idf = {w: math.log((total + 1) / (n + 0.5)) for w, n in counts.items()}
@@ -101,12 +148,17 @@ def features(
         window_margin=(windows[0].score if windows else 0.0) - floor,
         window_coverage=coverage(first),
         context_coverage=coverage(" ".join(w.hit.chunk.text for w in windows)),
-        unknown_share=sum(v for w, v in idf.items() if counts[w] == 0) / weight,
+        unknown_share=sum(v * topic.get(w, 1.0) for w, v in idf.items() if not counts[w]) / weight,
     )
 
 
 def question_terms(question: str) -> list[str]:
     return sorted(content_words(question))
+
+
+def unknown_terms(term_counts: tuple[int, dict[str, int]]) -> list[str]:
+    """The counted words that occur nowhere in the collection."""
+    return [w for w, n in term_counts[1].items() if n == 0]
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,8 @@ from chatworks.rag.answerability import (
     features,
     question_terms,
     relevance_floor,
+    topic_weights,
+    unknown_terms,
 )
 from chatworks.rag.evidence import focus
 from chatworks.rag.index_sql import SqlIndex, open_index
@@ -141,7 +143,11 @@ class Library:
             return Examined(found.passages, found.best_similarity, None)
         windows = focus(question, found.passages, ctx.embedder, keep=s.rag_focus_windows,
                         neighbours=s.rag_focus_neighbours)  # fmt: skip
-        measured = features(question, found.best_similarity, windows, config.min_similarity, terms)
+        # Words the collection never uses count against answering only as far as they carry the
+        # question's topic: one more embedding call, and only for questions that have such words.
+        topic = topic_weights(question, unknown_terms(terms), ctx.embedder)
+        measured = features(question, found.best_similarity, windows, config.min_similarity, terms,
+                            topic)  # fmt: skip
         return Examined(windows, found.best_similarity, measured)
 
     def answers(self, examined: Examined) -> bool:
