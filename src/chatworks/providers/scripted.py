@@ -124,7 +124,12 @@ class ScriptedProvider:
     async def stream(self, request: GenerationRequest) -> AsyncIterator[Delta]:
         reject_structured(replace(request, tools=()), "scripted")  # tools: see the docstring
         text = self.reply(request)
-        if request.tools and request.tool_choice != "none" and text.lstrip().startswith(OPEN):
+        calling = text.lstrip().startswith(OPEN)
+        if request.tools and request.tool_choice not in ("auto", "none") and not calling:
+            # It cannot make a reply a call: refuse what it cannot honour, as for formats.
+            message = f"tools with tool_choice={request.tool_choice!r}: the reply is no call"
+            raise ProviderError(message, 400, "unsupported_parameter")
+        if request.tools and request.tool_choice != "none" and calling:
             calls = parse_calls(text)
             usage = Usage(len(pieces(" ".join(m.content for m in request.messages or ()))),
                           len(pieces(text)))  # fmt: skip
