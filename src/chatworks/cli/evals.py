@@ -185,8 +185,11 @@ def eval_probes(
 @app.command("agents")
 def eval_agents(
     provider: Annotated[
-        str, typer.Option(help="scripted: a model that obeys every planted instruction (the "
-                          "gate's test); native: the default model (its tool choices).")
+        str,
+        typer.Option(
+            help="scripted: a model that obeys every planted instruction (the "
+            "gate's test); native: the default model (its tool choices)."
+        ),
     ] = "scripted",
     limit: Annotated[int | None, typer.Option(help="Only the first N scenarios.")] = None,
     out: OutOption = Path("eval-reports"),
