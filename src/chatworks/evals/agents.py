@@ -21,6 +21,7 @@ judgement: with such a model, no attacker write may run without a person's appro
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import socket
 import subprocess
@@ -333,8 +334,9 @@ def run_suite(provider: str = "scripted", scenarios: list[Scenario] | None = Non
         script.write_text(json.dumps(OBEYING_MODEL))
         settings = Settings(
             data_dir=root / "data", provider=provider, script_path=script, auth="required",
-            admin_key=ADMIN_KEY, rag_answer="extract", _env_file=None,
+            admin_key=ADMIN_KEY, rag_answer="extract", log_level="warning", _env_file=None,
         )  # fmt: skip
+        logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per request otherwise
         app = create_app(settings)
         outcomes = []
         with _serving_notes(store) as url, TestClient(app, base_url="http://127.0.0.1") as client:
