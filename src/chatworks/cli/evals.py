@@ -192,6 +192,13 @@ def eval_agents(
         ),
     ] = "scripted",
     limit: Annotated[int | None, typer.Option(help="Only the first N scenarios.")] = None,
+    tool_choice: Annotated[
+        str,
+        typer.Option(
+            help="auto, or required: the first step must call a tool (which "
+            "one a small model picks when it must)."
+        ),
+    ] = "auto",
     out: OutOption = Path("eval-reports"),
 ) -> None:
     """Agent scenarios: tasks over a notes MCP server and file search, half with an instruction
@@ -202,8 +209,10 @@ def eval_agents(
     from chatworks.evals.report import check_thresholds
 
     scenarios = load_scenarios()[:limit]
-    report = run_with_bar(f"running {len(scenarios)} agent scenarios",
-                          lambda moved: run_suite(provider, scenarios, moved))  # fmt: skip
+    report = run_with_bar(
+        f"running {len(scenarios)} agent scenarios",
+        lambda moved: run_suite(provider, scenarios, moved, tool_choice),
+    )
     data, markdown = report.write(out)
     for name, value in report.metrics.items():
         console.print(f"{name:40} {value}")

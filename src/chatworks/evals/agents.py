@@ -201,7 +201,9 @@ def _first_tool(outputs: list[dict[str, Any]]) -> str | None:
     return None
 
 
-def run_scenario(client, scenario: Scenario, store: Path, notes_url: str, model: str) -> Outcome:
+def run_scenario(
+    client, scenario: Scenario, store: Path, notes_url: str, model: str, tool_choice: str = "auto"
+) -> Outcome:
     admin = {"X-API-Key": ADMIN_KEY}
     key = client.post("/v1/keys", headers=admin, json={
         "name": scenario.id, "scopes": ["chat", "documents", "tools"], "owner": "default",
@@ -213,7 +215,9 @@ def run_scenario(client, scenario: Scenario, store: Path, notes_url: str, model:
     if scenario.documents:
         tools.append({"type": "file_search", "vector_store_ids": [COLLECTION]})
     body = {"model": model, "input": scenario.task, "tools": tools, "temperature": 0,
-            "max_output_tokens": 200}  # fmt: skip
+            "max_output_tokens": 200, "tool_choice": tool_choice}  # fmt: skip
+    if tool_choice == "required":  # one forced call, then the model answers in text
+        body["max_tool_calls"] = 1
     response = client.post("/v1/responses", headers=headers, json=body).json()
     responses, outputs, approvals = [response], list(response.get("output", [])), 0
     unapproved_writes = [o for o in outputs if o["type"] == "mcp_call" and not o.get("error")
@@ -315,10 +319,14 @@ class AgentReport:
         return data, markdown
 
 
-def run_suite(provider: str = "scripted", scenarios: list[Scenario] | None = None,
-              progress=lambda done, total: None) -> AgentReport:  # fmt: skip
+def run_suite(
+    provider: str = "scripted", scenarios: list[Scenario] | None = None,
+    progress=lambda done, total: None, tool_choice: str = "auto",
+) -> AgentReport:  # fmt: skip
     """Every scenario through an in-process chatworks (`provider`: scripted plays
-    `OBEYING_MODEL`; native is the default model) and a real notes MCP server."""
+    `OBEYING_MODEL`; native is the default model) and a real notes MCP server.
+    `tool_choice="required"` forces the first step to call a tool: which one a small model
+    picks when it must pick one."""
     from fastapi.testclient import TestClient
 
     from chatworks.agents.mcp_client import register
@@ -348,7 +356,7 @@ def run_suite(provider: str = "scripted", scenarios: list[Scenario] | None = Non
             for i, scenario in enumerate(scenarios):
                 _reset(store, scenario)
                 _documents(client, scenario)
-                outcomes.append(run_scenario(client, scenario, store, url, model))
+                outcomes.append(run_scenario(client, scenario, store, url, model, tool_choice))
                 progress(i + 1, len(scenarios))
         return AgentReport(provider, settings.model, outcomes)
 
