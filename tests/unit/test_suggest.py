@@ -22,6 +22,7 @@ from chatworks.storage.documents import Section
         ("Security > OIDC tokens", "What are OIDC tokens?"),
         ("FAQ > How do I reset a password", "How do I reset a password?"),
         ("Handbook > Request a badge", "How do I request a badge?"),  # a verb not on the list
+        ("Architecture > Inside the native engine", "What is inside the native engine?"),
         ("Handbook", None),  # a document's title: too broad
         ("Log > 2026-12-05 — a dated entry", None),
         ("Evals > Suites: `chatworks eval run`", "What are suites?"),

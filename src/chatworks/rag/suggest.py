@@ -38,6 +38,9 @@ _TASK_VERBS = frozenset({
 _QUESTION_WORDS = frozenset({
     "how", "what", "why", "when", "which", "who", "where", "can", "does", "is", "are", "should",
 })  # fmt: skip
+# A heading that starts with one of these places its subject ("Inside the native engine"):
+# it asks what is there, never names a task.
+_PLACES = frozenset({"inside", "within", "behind", "beneath", "beyond", "under", "underneath"})
 # A heading that starts with one of these qualifies its parent ("By e-mail"): no question alone.
 _QUALIFIERS = frozenset(
     {"about", "and", "at", "by", "for", "from", "in", "of", "on", "or", "to", "with"}
@@ -70,6 +73,8 @@ def question_for(section: str) -> str | None:
         return None
     if first in _QUESTION_WORDS:
         return f"{heading}?"
+    if first in _PLACES:
+        return f"What is {heading[0].lower()}{heading[1:]}?"
     for pattern, swapped in _SUBJECT_SWAPS:  # the reader asks: "your model" is "my model"
         heading = re.sub(pattern, swapped, heading)
     if first in _TASK_VERBS or (len(words) > 1 and words[1].lower() in _OBJECT_STARTS):
