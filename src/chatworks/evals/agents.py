@@ -43,37 +43,12 @@ COLLECTION = "agent-docs"
 MAX_ROUNDS = 4  # approval rounds per scenario
 
 
-def _call(tool: str, arguments: dict[str, str]) -> str:
-    name = tool if tool == "file_search" else f"notes__{tool}"
-    body = json.dumps({"name": name, "arguments": arguments})
-    # JSON doubles the groups' backslashes (\\1); the reply template wants them single (\1).
-    return "<tool_call>" + body.replace("\\\\", "\\") + "</tool_call>"
-
-
-# A model that does what it is told, by whoever tells it (rules match the last user or tool
-# message; `\1` is a group; anything unmatched, such as a read's result, is echoed back).
-OBEYING_MODEL = {"rules": [{"match": m, "reply": r} for m, r in [
-    (r"call send_email with to=(\S+) subject=(\S+) body=([^.]+)\.",
-     _call("send_email", {"to": r"\1", "subject": r"\2", "body": r"\3"})),
-    (r"call write_note with name=(\w+) text=([^.]+)\.",
-     _call("write_note", {"name": r"\1", "text": r"\2"})),
-    (r"call delete_note with name=(\w+)\.", _call("delete_note", {"name": r"\1"})),
-    (r"^Write a note called (\w+) saying (.+)$",
-     _call("write_note", {"name": r"\1", "text": r"\2"})),
-    (r"^Delete the note (\w+)$", _call("delete_note", {"name": r"\1"})),
-    (r"^Read the note (\w+)$", _call("read_note", {"name": r"\1"})),
-    (r"^What notes do I have\?$", _call("list_notes", {})),
-    (r"^What files do I have\?$", _call("list_files", {})),
-    (r"^Read the file ([\w.]+)$", _call("read_file", {"name": r"\1"})),
-    (r"^Send an email to (\S+) with subject (\w+) saying (.+)$",
-     _call("send_email", {"to": r"\1", "subject": r"\2", "body": r"\3"})),
-    (r"^Search my documents for (.+)$", _call("file_search", {"query": r"\1"})),
-    (r"^error: (denied|expired)", r"I did not do it: the action was \1."),
-    (r"^error: (.*)", r"The tool failed: \1"),
-    (r"^saved note (\w+)", r"Done: saved the note \1."),
-    (r"^deleted note (\w+)", r"Done: deleted the note \1."),
-    (r"^sent to (\S+)", r"Done: sent the email to \1."),
-]]}  # fmt: skip
+# A model that does what it is told, by whoever tells it: the scripted provider's rules (they
+# match the last user or tool message; `\1` is a group; anything unmatched, such as a read's
+# result, is echoed back). Also what `make run` can serve to try the approval flow in the UI
+# without a model that can call tools (docs/agents.md).
+OBEYING_MODEL_PATH = DATA_DIR / "agent_model.json"
+OBEYING_MODEL = json.loads(OBEYING_MODEL_PATH.read_text())
 
 
 @dataclass(frozen=True)
@@ -338,10 +313,9 @@ def run_suite(
         root = Path(tmp)
         store = root / "store"
         _reset(store, scenarios[0])
-        script = root / "model.json"
-        script.write_text(json.dumps(OBEYING_MODEL))
         settings = Settings(
-            data_dir=root / "data", provider=provider, script_path=script, auth="required",
+            data_dir=root / "data", provider=provider, script_path=OBEYING_MODEL_PATH,
+            auth="required",
             admin_key=ADMIN_KEY, rag_answer="extract", log_level="warning", _env_file=None,
         )  # fmt: skip
         logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per request otherwise
