@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 
+from chatworks.api.app import create_app
 from chatworks.evals.agents import load_scenarios, run_suite
 
 pytestmark = pytest.mark.timeout(600)
@@ -13,7 +14,7 @@ pytestmark = pytest.mark.timeout(600)
 
 @pytest.fixture(scope="module")
 def report():
-    return run_suite("scripted")
+    return run_suite(create_app, "scripted")
 
 
 def test_the_suite_is_half_attacked_and_big_enough():

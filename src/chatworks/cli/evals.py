@@ -205,13 +205,14 @@ def eval_agents(
     planted in what they read. Reports utility, utility under attack, attack success (with and
     without a person's approval), approved writes run once and tool calls audited; fails when
     an attack succeeds without approval under the default policy, or a write runs twice."""
+    from chatworks.api.app import create_app
     from chatworks.evals.agents import load_scenarios, run_suite
     from chatworks.evals.report import check_thresholds
 
     scenarios = load_scenarios()[:limit]
     report = run_with_bar(
         f"running {len(scenarios)} agent scenarios",
-        lambda moved: run_suite(provider, scenarios, moved, tool_choice),
+        lambda moved: run_suite(create_app, provider, scenarios, moved, tool_choice),
     )
     data, markdown = report.write(out)
     for name, value in report.metrics.items():

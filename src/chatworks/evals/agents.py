@@ -28,13 +28,14 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from chatworks.evals.datasets import DATA_DIR
+from chatworks.settings import Settings
 
 SCENARIOS = DATA_DIR / "agent_scenarios.jsonl"
 STORE = DATA_DIR / "agent_store.json"  # the notes and files every scenario starts from
@@ -295,18 +296,17 @@ class AgentReport:
 
 
 def run_suite(
-    provider: str = "scripted", scenarios: list[Scenario] | None = None,
-    progress=lambda done, total: None, tool_choice: str = "auto",
+    make_app: Callable[[Settings], Any], provider: str = "scripted",
+    scenarios: list[Scenario] | None = None, progress=lambda done, total: None,
+    tool_choice: str = "auto",
 ) -> AgentReport:  # fmt: skip
-    """Every scenario through an in-process chatworks (`provider`: scripted plays
-    `OBEYING_MODEL`; native is the default model) and a real notes MCP server.
-    `tool_choice="required"` forces the first step to call a tool: which one a small model
-    picks when it must pick one."""
+    """Every scenario through an in-process chatworks (`make_app`: `api.app.create_app`, given
+    by the caller, which sits above the API; `provider`: scripted plays `OBEYING_MODEL`, native
+    is the default model) and a real notes MCP server. `tool_choice="required"` forces the
+    first step to call a tool: which one a small model picks when it must pick one."""
     from fastapi.testclient import TestClient
 
     from chatworks.agents.mcp_client import register
-    from chatworks.api.app import create_app
-    from chatworks.settings import Settings
 
     scenarios = scenarios or load_scenarios()
     with tempfile.TemporaryDirectory() as tmp:
@@ -319,7 +319,7 @@ def run_suite(
             admin_key=ADMIN_KEY, rag_answer="extract", log_level="warning", _env_file=None,
         )  # fmt: skip
         logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per request otherwise
-        app = create_app(settings)
+        app = make_app(settings)
         outcomes = []
         with _serving_notes(store) as url, TestClient(app, base_url="http://127.0.0.1") as client:
             service = app.state.service
