@@ -486,6 +486,22 @@ def test_provider_close_cancels_and_full_queue_is_503(provider):
     asyncio.run(scenario())
 
 
+def test_each_refusal_of_the_engine_has_its_own_code(provider):
+    """The engine raises typed refusals; the provider names each (never one code for all)."""
+    # A KV budget of one megabyte holds ~22 positions of this fp32 model: a request for 100
+    # tokens can never fit (never started: submit refuses before the engine's thread sees it).
+    small = NativeProvider(Settings(_env_file=None))
+    small._engine = Engine(provider._engine.model, slots=1, kv_cache_mb=1)
+    small._tokenizer = provider._tokenizer
+    cases = [(provider, _request(prompt=""), "empty_prompt"),
+             (provider, _request(prompt="word " * 5000, max_tokens=1), "context_length_exceeded"),
+             (small, _request(prompt="Hi", max_tokens=100), "request_too_large")]  # fmt: skip
+    for served, request, code in cases:
+        with pytest.raises(ProviderError) as refused:
+            asyncio.run(_deltas(served, request))
+        assert (refused.value.status_code, refused.value.code) == (400, code), code
+
+
 def test_compile_where_it_cannot_run_is_off_by_default_and_an_error_when_forced(monkeypatch):
     monkeypatch.setattr(compiled, "unavailable_reason", lambda: "no C++ compiler")
     assert NativeProvider(Settings(_env_file=None))._compile() is False
