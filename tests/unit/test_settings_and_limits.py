@@ -155,6 +155,8 @@ NEUTRAL = {
     "oidc_owner_claim",
     # what is logged, and the cache itself
     "log_content", "cache", "cache_ttl_s", "cache_max_entries",
+    # lab models: /v1/classify is never cached, and chat answers do not depend on them
+    "lab_store", "classify_alias",
 }  # fmt: skip
 
 

@@ -21,7 +21,7 @@ from chatworks.api.errors import install_error_handlers
 from chatworks.api.middleware import BodySizeLimit, LocalOnly, RequestContext, SecurityHeaders
 from chatworks.api.openapi import declare_errors
 from chatworks.api.quota import LeaseSettler
-from chatworks.api.routes import admin, documents, moderation, ops, suggestions, usage
+from chatworks.api.routes import admin, classify, documents, moderation, ops, suggestions, usage
 from chatworks.api.routes import openai as openai_routes
 from chatworks.api.service import Service
 from chatworks.providers.base import Provider
@@ -40,6 +40,7 @@ STATIC_DIR = files("chatworks.web") / "static"
 ROUTERS = (
     openai_routes.router,
     moderation.router,
+    classify.router,
     documents.router,
     suggestions.router,
     admin.router,

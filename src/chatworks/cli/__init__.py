@@ -7,7 +7,17 @@ from __future__ import annotations
 
 import typer
 
-from chatworks.cli import database, documents, eval_suites, evals, keys, serving, training, usage
+from chatworks.cli import (
+    database,
+    documents,
+    eval_suites,
+    evals,
+    keys,
+    lab,
+    serving,
+    training,
+    usage,
+)
 
 app = typer.Typer(
     help="chatworks: train, serve, ground and observe a chat model.", no_args_is_help=True
@@ -24,6 +34,7 @@ evals.app.command("judge-agreement")(eval_suites.judge_agreement)
 app.add_typer(evals.app, name="eval")
 app.add_typer(training.app, name="train")
 app.add_typer(keys.app, name="keys")
+app.add_typer(lab.app, name="lab")
 app.command("export")(training.export_model)
 app.command("usage")(usage.usage)
 app.command()(database.migrate)
