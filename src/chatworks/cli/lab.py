@@ -127,6 +127,28 @@ def promote(
     _log(f"{name}@{alias} -> version {version}")
 
 
+@app.command("injection")
+def injection(
+    out: Annotated[Path, typer.Option(help="Run folder.")] = Path("runs/lab/injection"),
+    methods: Annotated[
+        str,
+        typer.Option(help="Methods compared beside tfidf-chars-logreg (the one the guard ships)."),
+    ] = "tfidf-logreg,tfidf-svm",
+    folds: Annotated[int, typer.Option(min=2, max=20)] = 5,
+    write_model: Annotated[
+        bool, typer.Option(help="Write src/chatworks/rag/injection_model.json (the guard's model).")
+    ] = False,
+) -> None:
+    """Train and compare the prompt-injection classifier on its training data (bastioncorpus,
+    templates, Python docs; never garak or PyRIT) and, if asked, ship it to the guard."""
+    from chatworks.lab.injection import MODEL_PATH, train_guard
+
+    names = [m.strip() for m in methods.split(",") if m.strip()]
+    measured = train_guard(out, names, folds, MODEL_PATH if write_model else None, _log)
+    for key, value in measured.items():
+        _log(f"{key}: {value:.4f}" if isinstance(value, float) else f"{key}: {value}")
+
+
 @app.command("sample")
 def sample(
     which: Annotated[str, typer.Argument(help="bbc-news or penguins.")],

@@ -21,7 +21,7 @@ from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassif
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.pipeline import FeatureUnion, Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
 from sklearn.svm import LinearSVC
 from sklearn.utils.class_weight import compute_sample_weight
@@ -40,6 +40,17 @@ def _tfidf() -> TfidfVectorizer:
 def tfidf_logreg(_: Columns, seed: int, balanced: bool) -> BaseEstimator:
     clf = LogisticRegression(C=10.0, max_iter=2000, class_weight="balanced" if balanced else None)
     return make_pipeline(_tfidf(), clf)
+
+
+def tfidf_chars_logreg(_: Columns, seed: int, balanced: bool) -> BaseEstimator:
+    """Character 3-5-grams (within word boundaries) beside word 1-2-grams: robust to spelling
+    games and rephrasings, at the cost of a larger model. The prompt-injection guard's shape."""
+    chars = TfidfVectorizer(analyzer="char_wb", ngram_range=(3, 5), sublinear_tf=True, min_df=2,
+                            max_features=6000)  # fmt: skip
+    words = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, max_features=3000)
+    clf = LogisticRegression(C=4.0, max_iter=2000, class_weight="balanced" if balanced else None)
+    return Pipeline([("features", FeatureUnion([("chars", chars), ("words", words)])),
+                     ("clf", clf)])  # fmt: skip
 
 
 def tfidf_svm(_: Columns, seed: int, balanced: bool) -> BaseEstimator:
