@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -22,11 +23,16 @@ F1_TAG = "cv_macro_f1"
 
 
 def client(store: Path):
+    store.mkdir(parents=True, exist_ok=True)
+    return _client(str(store.resolve()))
+
+
+@cache  # opening a store checks its schema (a second or more): once per process
+def _client(store: str):
     import mlflow
 
     logging.getLogger("mlflow").setLevel(logging.WARNING)
-    store.mkdir(parents=True, exist_ok=True)
-    uri = f"sqlite:///{store.resolve()}/mlflow.db"
+    uri = f"sqlite:///{store}/mlflow.db"
     return mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 

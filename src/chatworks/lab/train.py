@@ -80,22 +80,32 @@ def train(data: Dataset, out: Path, options: TrainOptions, command: str,
 
 
 def _track(outcome: TrainOutcome, options: TrainOptions, data: Dataset) -> str:
-    from chatworks.training.tracking import MlflowTracker
-
-    tracker = MlflowTracker(options.store, "chatworks-lab", f"lab-{Path(data.source).stem}")
-    tracker.log_params({"data": data.source, "rows": len(data), "target": data.target,
-                        "folds": options.folds, "seed": options.seed,
-                        "class_weight": "balanced" if options.balanced else "none",
-                        "budget_s": options.budget_s or "none",
-                        "best": outcome.comparison.best.method.name})  # fmt: skip
+    """One MLflow run in experiment `chatworks-lab`: settings as params, every method's means
+    as metrics, the report and the model as artifacts."""
+    c = registry.client(options.store)
+    found = c.get_experiment_by_name("chatworks-lab")
+    experiment = found.experiment_id if found else c.create_experiment(
+        "chatworks-lab", artifact_location=(options.store / "artifacts").resolve().as_uri()
+    )  # fmt: skip
+    run_id = c.create_run(experiment, run_name=f"lab-{Path(data.source).stem}").info.run_id
+    params = {"data": data.source, "rows": len(data), "target": data.target,
+              "folds": options.folds, "seed": options.seed,
+              "class_weight": "balanced" if options.balanced else "none",
+              "budget_s": options.budget_s or "none",
+              "best": outcome.comparison.best.method.name}  # fmt: skip
+    for key, value in params.items():
+        c.log_param(run_id, key, value)
     for r in outcome.comparison.results:
         if r.done:
-            tracker.log_metrics({f"{r.method.name}.accuracy": r.mean("accuracy"),
-                                 f"{r.method.name}.macro_f1": r.mean("macro_f1"),
-                                 f"{r.method.name}.train_s": r.mean("train_s"),
-                                 f"{r.method.name}.p50_ms": r.p50_ms or 0.0}, step=0)  # fmt: skip
+            for name, value in (
+                ("accuracy", r.mean("accuracy")),
+                ("macro_f1", r.mean("macro_f1")),
+                ("train_s", r.mean("train_s")),
+                ("p50_ms", r.p50_ms or 0.0),
+            ):
+                c.log_metric(run_id, f"{r.method.name}.{name}", value)  # fmt: skip
     for path in outcome.files.values():
-        tracker.log_artifact(path)
-    tracker.client.log_artifacts(tracker.run_id, str(outcome.model_dir), "model")
-    tracker.close()
-    return tracker.run_id
+        c.log_artifact(run_id, str(path))
+    c.log_artifacts(run_id, str(outcome.model_dir), "model")
+    c.set_terminated(run_id)
+    return run_id
