@@ -124,6 +124,8 @@ _IP = re.compile(
     r"|(?<![:\w])(?:[0-9A-Fa-f]{1,4}:){2,7}[0-9A-Fa-f:]*[0-9A-Fa-f](?![:\w])"
     r"|(?<![:\w])::(?:[0-9A-Fa-f]{1,4}:){0,6}[0-9A-Fa-f]{1,4}(?![:\w])"
 )
+# +39 054996727, +44(0)292018320: a country code, then the rest unbroken.
+_INTERNATIONAL_PHONE = re.compile(r"(?<![\w+])\+\d{1,3}(?:\s?\(0\))?[ .-]?\d{6,12}\b")
 # An optional country code (+NN, 00NN, 1-), then digit groups with separators: at least 9
 # digits in all (checked in `_phone`), so dates (2024-01-02) and versions are never phones.
 _PHONE = re.compile(
@@ -131,6 +133,7 @@ _PHONE = re.compile(
     r"(?:\(\d{1,5}\)[ .-]?|\d{1,5}[ .-])(?:\d{1,5}[ .-]){0,4}\d{2,11}"
     r"(?:\s?(?:x|ext\.?)\s?\d{1,5})?(?![\w-])"
     r"|(?<![\w+])\+\d{9,14}\b"
+    r"|" + _INTERNATIONAL_PHONE.pattern
 )
 # Nine to eleven bare digits are a phone number only after a word that says so: without it
 # they are as likely an order or account number.
@@ -163,7 +166,12 @@ def find(text: str, ner: bool = True) -> list[Span]:
     checksums only (no names, no places, no libphonenumber)."""
     taken: list[Span] = []
     found = pii_ner.find(text) if ner and text.strip() else []
+    for m in _INTERNATIONAL_PHONE.finditer(text):  # before ids: "+39 054996727" is no BSN
+        if _phone(m.group(0)):
+            taken.append(Span(PHONE, m.start(), m.end(), m.group(0)))
     for start, end in pii_places.id_spans(text):  # checksummed national ids, before phones
+        if _overlaps(taken, start, end):
+            continue
         taken.append(Span(ID, start, end, text[start:end]))
     places = [(f.start, f.end) for f in found if f.kind == LOCATION]
     for start, end in pii_places.address_spans(text, places):

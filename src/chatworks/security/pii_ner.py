@@ -128,13 +128,16 @@ def _bare_number_without_context(text: str, result) -> bool:
 
 
 def _name_like(ent) -> bool:
-    """An ORG that is probably a person's name: proper nouns only, no organisation word, no
-    acronym."""
+    """An entity that is probably a person's name after all: an ORG of proper nouns with no
+    organisation word and no acronym, or a DATE that is one proper noun ("August Lorch")."""
+    words = [t for t in ent if not t.is_punct or t.text in ("-", "'")]
+    if ent.label_ == "DATE":
+        return len(words) == 1 and words[0].pos_ == "PROPN"
     return ent.label_ == "ORG" and all(
         (t.pos_ == "PROPN" and t.lower_ not in ORG_WORDS and not (t.is_upper and len(t) > 1))
         or t.text in ("-", "'")
         or t.lower_ in PARTICLES
-        for t in ent
+        for t in words
     )
 
 

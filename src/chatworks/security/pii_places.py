@@ -8,9 +8,9 @@ German and Dutch), a postcode followed by a town, a US state with its ZIP, a mil
 address. Pieces (and the NER's places) separated only by commas, blanks and up to four
 capitalised words (the town) become one address, so no part of it is left behind.
 Ids: the UK National Insurance number (any letter pair, as test data uses ZZ), the French NIR
-(mod-97 key), the Dutch BSN (11-check), the Brazilian CPF (two check digits), Spanish DNI/NIE
-(check letter). Not covered: addresses without a street word or house number ("the old mill
-near Lyon"), countries whose street words are not listed here.
+(mod-97 key), the US ITIN, the Dutch BSN (11-check), the Brazilian CPF (two check digits),
+Spanish DNI/NIE (check letter). Not covered: addresses without a street word or house number
+("the old mill near Lyon"), countries whose street words are not listed here.
 """
 
 from __future__ import annotations
@@ -26,18 +26,20 @@ _STREET_BEFORE = (
     r"rue|avenue|av\.|boulevard|bd\.?|chemin|place|allée|impasse|quai|route|cours|via|viale|"
     r"piazza|piazzale|corso|vicolo|largo|strada|contrada|borgo|incrocio|rotonda|stretto|"
     r"canale|calle|avenida|avda\.|plaza|paseo|camino|carrera|ronda|rambla|pasaje|glorieta|"
-    r"cuesta|vía|alameda|urbanización|acceso|callejón|cañada|carretera|travesía|"
+    r"cuesta|vía|vial|alameda|urbanización|acceso|callejón|cañada|carretera|travesía|pasadizo|"
+    r"paseo|ramal|senda|subida|bajada|polígono|muelle|arroyo|barrio|"
     r"ul\.|al\.|pl\.|os\.|ulica|aleja|plac|osiedle|rynek|rua|praça|travessa|estrada"
 )
 _STREET_AFTER = (
     r"stra(?:ß|ss)e|str\.|weg|gasse|platz|allee|ring|damm|ufer|chaussee|straat|laan|plein|"
     r"gracht|kade|singel|dijk|steeg|hof|pad|markt|baan|dreef|kanaal|wal|lei|pfad|stieg|"
-    r"berg|feld|tor"
+    r"berg|feld|tor|boulevard|plantsoen|erf|hoeve|veld"
 )
 _ENGLISH_TYPES = (
     r"Street|St\.?|Road|Rd\.?|Avenue|Ave\.?|Lane|Ln\.?|Drive|Dr\.?|Court|Ct\.?|Place|Pl\.?|"
     r"Boulevard|Blvd\.?|Way|Run|Square|Sq\.?|Terrace|Crescent|Close|Park|Parkway|Circle|"
-    r"Trail|Highway|Hill|Row|Walk|Grove|Gardens|Mews|Green|Heights|View|Ridge|Creek|Path|"
+    r"Trail|Highway|Hills?|Row|Walk|Grove|Gardens|Mews|Green|Heights|View|Ridge|Creek|Path|"
+    r"Mountains?|Locks?|Mission|Ports?|Ferry|Lane|Stravenue|Squares?|Courts?|Drives?|"
     r"Plaza|Point|Port|Route|Village|Vista|Loop|Pass|Pike|Alley|Bypass|Causeway|Crossing|"
     r"Estates?|Expressway|Freeway|Junction|Knolls?|Landing|Meadows?|Mills?|Mounts?|Orchard|"
     r"Passage|Prairie|Ranch|Rapids?|Rest|Shoals?|Shores?|Springs?|Stations?|Streets?|Summit|"
@@ -152,6 +154,8 @@ def _any(_: str) -> bool:
 
 
 ID_PATTERNS: tuple[tuple[re.Pattern[str], object], ...] = (
+    # US ITIN: 9xx-xx-xxxx with the middle groups the IRS issues (an SSN never starts with 9)
+    (re.compile(r"(?<![\w-])9\d{2}-(?:5\d|6[0-5]|7\d|8[0-8]|9[0-24-9])-\d{4}(?![\w-])"), _any),
     # NINO: two letters, six digits, a letter (A-D when issued; test data uses others)
     (re.compile(r"\b[A-CEGHJ-PR-TW-Z]{2}\s?\d{2}\s?\d{2}\s?\d{2}\s?[A-Z]\b"), _any),
     (re.compile(r"\b[12]\s?\d{2}\s?\d{2}\s?(?:\d{2}|2[AB])\s?\d{3}\s?\d{3}\s?\d{2}\b"), _nir_ok),
