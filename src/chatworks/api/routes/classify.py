@@ -11,6 +11,7 @@ import uuid
 from fastapi import APIRouter, Depends, Request
 
 from chatworks.api.errors import APIError
+from chatworks.api.openapi import errors
 from chatworks.api.quota import quota
 from chatworks.api.schemas import Classification, ClassifyRequest, ClassifyResponse
 from chatworks.api.service import Service, get_service
@@ -33,7 +34,12 @@ async def classifier_name(request: Request, _: Service) -> str | None:
 classify_quota = quota("chat", classifier_name)
 
 
-@router.post("/classify", response_model=ClassifyResponse, dependencies=[Depends(classify_quota)])
+@router.post(
+    "/classify",
+    response_model=ClassifyResponse,
+    dependencies=[Depends(classify_quota)],
+    responses=errors(404, 413),  # no such registered model / version / alias; input too long
+)
 async def classify(
     body: ClassifyRequest, service: Service = Depends(get_service)
 ) -> ClassifyResponse:
