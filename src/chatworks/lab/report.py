@@ -222,7 +222,7 @@ def write(comparison: Comparison, folder: Path, title: str, command: str) -> dic
         return f'<img alt="{alt}" src="data:image/png;base64,{encoded}">'
 
     body = [f"<h1>{html.escape(title)}</h1><ul>"
-            + "".join(f"<li>{html.escape(f)}</li>" for f in facts) + "</ul>",
+            + "".join(f"<li>{html.escape(f.replace('`', ''))}</li>" for f in facts) + "</ul>",
             "<h2>Leaderboard</h2>", _html_table(LEADERBOARD_HEAD, leaderboard_rows(comparison)),
             f"<h2>Best: {html.escape(best.method.name)} ({html.escape(best.method.title)})</h2>",
             img(plots["confusion"], "confusion matrix"), img(plots["calibration"], "calibration"),
