@@ -29,7 +29,7 @@ test: $(VENV)/.installed-dev system-deps
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 	@$(MAKE) --no-print-directory deploy-check
-	$(PYTEST) -q --ignore=tests/deploy --durations=30
+	$(PYTEST) -q --ignore=tests/deploy -m "not slow" --durations=30
 	# Again on other CPU kernels (AVX2: no AVX-512, no AMX), the tests that compute with a real
 	# model: one that passes only on this CPU's rounding fails here too (docs/architecture.md,
 	# "How the tests stay true").

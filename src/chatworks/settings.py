@@ -214,6 +214,14 @@ class Settings(BaseSettings):
         300.0, gt=0, description="Wall time of one response's tool loop, at most"
     )
 
+    # Lab models served by /v1/classify (chatworks lab train registers them)
+    lab_store: Path = Field(
+        Path("mlruns"), description="MLflow store whose registry /v1/classify loads models from"
+    )
+    classify_alias: str = Field(
+        "champion", description="Alias served when a request names a lab model without @alias"
+    )
+
     # Response cache (docs/security/README.md#response-cache)
     cache: bool = Field(
         True, description="Cache answers to deterministic requests (temperature 0); off: false"

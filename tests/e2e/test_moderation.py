@@ -47,16 +47,29 @@ def guarded_server(tmp_path_factory) -> LiveServer:
     server.stop()
 
 
+LOCALES = ("en_US", "de_DE", "it_IT")
+
+
 def identities(seed: int, n: int = 3) -> list[dict[str, str]]:
-    fake = Faker("en_US")
-    fake.seed_instance(seed)
-    return [{"EMAIL": fake.email(), "PHONE": fake.phone_number(), "CARD": fake.credit_card_number(),
-             "IBAN": fake.iban(), "SSN": fake.ssn()} for _ in range(n)]  # fmt: skip
+    """Faker identities, a locale each in turn: a name and a postal address (found by the NER
+    and the address patterns) besides the numbers."""
+    people = []
+    for i in range(n):
+        fake = Faker(LOCALES[i % len(LOCALES)])
+        fake.seed_instance(seed + i)
+        us = Faker("en_US")
+        us.seed_instance(seed + i)
+        people.append({"PERSON": fake.name(), "LOCATION": ", ".join(fake.address().splitlines()),
+                       "EMAIL": fake.email(), "PHONE": fake.phone_number(),
+                       "CARD": fake.credit_card_number(), "IBAN": fake.iban(),
+                       "SSN": us.ssn()})  # fmt: skip
+    return people
 
 
 def sentence(who: dict[str, str]) -> str:
-    return (f"Update my profile: email {who['EMAIL']}, phone {who['PHONE']}, card "
-            f"{who['CARD']}, IBAN {who['IBAN']} and SSN {who['SSN']}.")  # fmt: skip
+    return (f"Hello, this is {who['PERSON']}. I moved to {who['LOCATION']}; please update my "
+            f"profile: email {who['EMAIL']}, phone {who['PHONE']}, card {who['CARD']}, IBAN "
+            f"{who['IBAN']} and SSN {who['SSN']}.")  # fmt: skip
 
 
 def test_moderations_endpoint(guarded_server: LiveServer) -> None:
@@ -150,7 +163,7 @@ def test_no_pii_in_logs_traces_or_audit(logging_server: LiveServer, receiver) ->
         for kind, value in who.items():
             assert value not in log, (kind, "in the server log")
             assert value not in audit, (kind, "in the audit log")
-    for kind in ("EMAIL", "PHONE", "CARD", "IBAN", "SSN"):  # logged, redacted: prompt and answer
+    for kind in ("PERSON", "LOCATION", "EMAIL", "PHONE", "CARD", "IBAN", "SSN"):  # redacted
         assert all(f"[{kind}]" in g["prompt"][0]["content"] and f"[{kind}]" in g["answer"]
                    for g in generations), kind  # fmt: skip
     assert "c0/[EMAIL]" in audit  # the file name, redacted

@@ -157,6 +157,8 @@ NEUTRAL = {
     "approval_timeout_s", "tool_timeout_s", "agent_max_steps", "agent_max_seconds",
     # what is logged, and the cache itself
     "log_content", "cache", "cache_ttl_s", "cache_max_entries",
+    # lab models: /v1/classify is never cached, and chat answers do not depend on them
+    "lab_store", "classify_alias",
 }  # fmt: skip
 
 

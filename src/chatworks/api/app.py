@@ -25,6 +25,7 @@ from chatworks.api.openapi import declare_errors
 from chatworks.api.quota import LeaseSettler
 from chatworks.api.routes import (
     admin,
+    classify,
     documents,
     moderation,
     ops,
@@ -36,6 +37,7 @@ from chatworks.api.routes import openai as openai_routes
 from chatworks.api.service import Service
 from chatworks.providers.base import Provider
 from chatworks.providers.registry import create_provider
+from chatworks.security import pii_ner
 from chatworks.security.exposure import keyless_loopback
 from chatworks.settings import Settings, get_settings
 from chatworks.telemetry import multiprocess
@@ -51,6 +53,7 @@ ROUTERS = (
     openai_routes.router,
     responses.router,
     moderation.router,
+    classify.router,
     documents.router,
     suggestions.router,
     admin.router,
@@ -61,6 +64,9 @@ ROUTERS = (
 
 async def _load(service: Service) -> None:
     try:
+        # The PII recognizers' NER model first (1-2 s, more on a busy machine): the guard,
+        # content logs and the audit log need it, and the server is not ready without it.
+        await asyncio.to_thread(pii_ner.analyzer)
         await service.provider.load()
     except Exception as exc:  # keep serving /healthz and /readyz, which reports the failure
         service.load_error = f"{type(exc).__name__}: {exc}"

@@ -484,6 +484,38 @@ class ModerationResponse(BaseModel):
     results: list[ModerationResult]
 
 
+Record = dict[str, str | int | float | bool | None]
+
+
+class ClassifyRequest(_Request):
+    model: str = Field(
+        description="A registered lab model: NAME (its champion), NAME@ALIAS or NAME@VERSION",
+        min_length=1, max_length=200,
+    )  # fmt: skip
+    input: str | Annotated[list[str | Record], Field(min_length=1, max_length=2048)] = Field(
+        description="A text, or a list of texts or of records (column -> value)"
+    )
+
+    def records(self) -> list[str | Record]:
+        return [self.input] if isinstance(self.input, str) else self.input
+
+
+class Classification(BaseModel):
+    index: int
+    label: str = Field(description="The most probable class")
+    score: float = Field(description="Its probability")
+    probabilities: dict[str, float] = Field(description="Every class's probability")
+
+
+class ClassifyResponse(BaseModel):
+    id: str
+    object: Literal["list"] = "list"
+    model: str
+    version: str = Field(description="The registry version that answered")
+    method: str
+    data: list[Classification]
+
+
 class UsageDayOut(BaseModel):
     """One key's use of one model on one UTC day."""
 

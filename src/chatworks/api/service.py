@@ -23,6 +23,7 @@ from chatworks.api.admission import AdmissionGate
 from chatworks.api.errors import APIError
 from chatworks.api.schemas import ChatCompletionRequest, CompletionRequest
 from chatworks.cache import ResponseCache, config_fingerprint, open_cache
+from chatworks.lab.serving import ClassifierStore
 from chatworks.providers.base import GenerationRequest, Provider
 from chatworks.rag.library import Library
 from chatworks.security import audit
@@ -56,6 +57,15 @@ class Service:
     tokens: TokenVerifier | None = None  # OIDC/JWT bearer tokens, when a JWKS is configured
     started_at: int = field(default_factory=lambda: int(time.time()))
     load_error: str | None = None
+    _classifiers: Any = None
+
+    @property
+    def classifiers(self) -> ClassifierStore:
+        """The lab models of `CHATWORKS_LAB_STORE`'s registry, loaded on first use."""
+        if self._classifiers is None:
+            self._classifiers = ClassifierStore(self.settings.lab_store,
+                                                self.settings.classify_alias)  # fmt: skip
+        return self._classifiers
 
     @classmethod
     def create(cls, settings: Settings, provider: Provider) -> Service:

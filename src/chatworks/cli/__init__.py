@@ -13,6 +13,7 @@ from chatworks.cli import (
     eval_suites,
     evals,
     keys,
+    lab,
     mcp,
     serving,
     training,
@@ -34,6 +35,7 @@ evals.app.command("judge-agreement")(eval_suites.judge_agreement)
 app.add_typer(evals.app, name="eval")
 app.add_typer(training.app, name="train")
 app.add_typer(keys.app, name="keys")
+app.add_typer(lab.app, name="lab")
 app.add_typer(mcp.app, name="mcp")
 app.command("export")(training.export_model)
 app.command("usage")(usage.usage)

