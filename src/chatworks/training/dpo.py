@@ -191,6 +191,8 @@ def dpo(
         return held_out_accuracy(model, val, reference["val"], beta, world.device, pad)
 
     preset, rates = fine_tuning_rates(preset, base, adapter is not None)
+    # A tenth of the run warms up (the presets' 10-20 steps would be most of a short DPO run).
+    preset = preset.override(warmup_steps=min(preset.warmup_steps, max(1, steps // 10)))
     loop = Loop(
         preset, model, tokenizer, out, world, tracker or Tracker(), "dpo", steps,
         learning_rates=rates, meta=meta, on_eval=evaluate, objective=objective(beta),

@@ -44,6 +44,8 @@ def _batch(
     cfg, device = model.cfg, model.embed_tokens.weight.device
     dtype = model.embed_tokens.weight.dtype
     n = len(prompts)
+    if max(len(p) for p in prompts) >= cfg.max_seq_len:
+        raise ValueError(f"a prompt leaves no room in the model's context ({cfg.max_seq_len})")
     # Row r reads the prefill of unique prompt `source[r]`: 16 samples of a question cost one.
     unique: list[Sequence[int]] = []
     source = []
