@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/lora.py --out runs/lora-bench [--ranks 4,16,64] [--steps 12]
         [--batch 4] [--seq-len 256] [--conversations 400] [--threads 1] [--probes]
+        [--bf16-ranks 16]   # also LoRA on a bfloat16 frozen base
 
 Each configuration is one `chatworks train sft` process (so its peak resident memory is its
 own, read with `wait4`), from the bundled SmolLM2-135M-Instruct on the same ShareGPT
@@ -32,12 +33,14 @@ import torch
 BIN = Path(sys.executable).parent
 
 
-def run_config(out: Path, args: argparse.Namespace, adapter: str, rank: int) -> dict:
+def run_config(
+    out: Path, args: argparse.Namespace, adapter: str, rank: int, base_dtype: str
+) -> dict:
     cmd = [
         str(BIN / "chatworks"), "train", "sft", "--out", str(out), "--steps", str(args.steps),
         "--batch", str(args.batch), "--seq-len", str(args.seq_len),
         "--max-conversations", str(args.conversations), "--threads", str(args.threads),
-        "--adapter", adapter, "--rank", str(rank), "--no-track",
+        "--adapter", adapter, "--rank", str(rank), "--base-dtype", base_dtype, "--no-track",
     ]  # fmt: skip
     started = time.perf_counter()
     process = subprocess.Popen(cmd)
@@ -99,19 +102,24 @@ def main() -> None:
     parser.add_argument("--seq-len", type=int, default=256)
     parser.add_argument("--conversations", type=int, default=400)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--bf16-ranks", default="", help="LoRA ranks on a bfloat16 frozen base")
     parser.add_argument("--probes", action="store_true")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     results_path = args.out / "results.json"
     results = json.loads(results_path.read_text()) if results_path.exists() else {}
     ranks = [int(r) for r in args.ranks.split(",")]
-    configs = [("full", "full", 0)] + [(f"lora r{r}", "lora", r) for r in ranks]
+    configs = [("full", "full", 0, "float32")] + [
+        (f"lora r{r}", "lora", r, "float32") for r in ranks
+    ]
+    configs += [(f"lora r{r} bf16 base", "lora", int(r), "bfloat16")
+                for r in filter(None, args.bf16_ranks.split(","))]  # fmt: skip
     if "baseline" not in results:
         results["baseline"] = baseline(args)
-    for name, adapter, rank in configs:
+    for name, adapter, rank, base_dtype in configs:
         if name not in results:
             run_dir = args.out / name.replace(" ", "-")
-            results[name] = run_config(run_dir, args, adapter, rank)
+            results[name] = run_config(run_dir, args, adapter, rank, base_dtype)
             results_path.write_text(json.dumps(results, indent=2))
         if args.probes and "probes" not in results[name]:
             results[name]["probes"] = probes(str(args.out / name.replace(" ", "-")))

@@ -119,6 +119,7 @@ def frontier(runs: Sequence[dict[str, Any]]) -> list[tuple[float, float]]:
 
 def plot_sweep(result: dict[str, Any], path: Path) -> Path:
     import matplotlib
+    import matplotlib.ticker
 
     matplotlib.use("Agg")  # files only, no display
     import matplotlib.pyplot as plt
@@ -144,6 +145,9 @@ def plot_sweep(result: dict[str, Any], path: Path) -> Path:
     right.set(xscale="log", yscale="log", xlabel="parameters (matmul)", ylabel="final val bpb")
     for ax in (left, right):
         ax.grid(alpha=0.3, which="both")
+        # Plain numbers on the bpb axis: a log axis would label 2.3 as "2.3 x 10^0".
+        ax.yaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+        ax.yaxis.set_minor_formatter(matplotlib.ticker.FormatStrFormatter("%.2f"))
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
