@@ -4,6 +4,7 @@ and the sampler the rollouts use."""
 from __future__ import annotations
 
 import random
+import re
 
 import pytest
 import torch
@@ -12,7 +13,7 @@ from chatworks.engine.sampling import SamplingParams
 from chatworks.model import load_pretrained
 from chatworks.training import tasks
 from chatworks.training.evaluate import greedy
-from chatworks.training.rl import group_advantages, pass_at_k, policy_gradient_loss
+from chatworks.training.rl import evaluate, group_advantages, pass_at_k, policy_gradient_loss
 from chatworks.training.rollout import generate
 from tests.unit.training_corpus import micro_checkpoint, one_thread
 
@@ -92,3 +93,12 @@ def test_batched_sampler_matches_one_by_one(tmp_path):
     group = generate(model, [prompts[1]] * 3, seeded)
     alone = [generate(model, [prompts[1]], [p])[0] for p in seeded]
     assert group == alone and len({tuple(g) for g in group}) > 1
+
+
+def test_evaluation_numbers_are_rates_under_names_mlflow_takes(tmp_path):
+    model, tokenizer = load_pretrained(micro_checkpoint(tmp_path))
+    short = [tasks.Task("toy", [{"role": "user", "content": "Hi"}], lambda a: {"ok": "a" in a})]
+    numbers = evaluate(model, tokenizer, short * 2, k=2, max_tokens=4, seed=0)
+    assert set(numbers) == {"pass_at_1", "pass_at_2"}
+    assert all(re.fullmatch(r"[\w\-./ :]+", name) for name in numbers)  # MLflow's rule: no "@"
+    assert all(0 <= v <= 1 for v in numbers.values())

@@ -103,7 +103,8 @@ def evaluate(
         [tasks[q].correct(tokenizer.decode(a)) for a in many[q * k : (q + 1) * k]]
         for q in range(len(tasks))
     ]
-    return {"pass@1": sum(first) / len(first), f"pass@{k}": pass_at_k(correct)}
+    # MLflow allows no "@" in metric names: pass@k is logged as pass_at_k.
+    return {"pass_at_1": sum(first) / len(first), f"pass_at_{k}": pass_at_k(correct)}
 
 
 def rl(
