@@ -39,13 +39,17 @@ def _log(message: str) -> None:
     console.print(message, markup=False, highlight=False)  # "[sft]" is text, not rich markup
 
 
-def _preset(name: str, threads: int | None = None, **overrides):
+def _threads(threads: int | None) -> None:
     import torch
-
-    from chatworks.training.presets import get_preset
 
     if threads:
         torch.set_num_threads(threads)
+
+
+def _preset(name: str, threads: int | None = None, **overrides):
+    from chatworks.training.presets import get_preset
+
+    _threads(threads)
     return get_preset(name).override(**overrides)
 
 
@@ -227,7 +231,7 @@ def train_pairs(
     from chatworks.training.preferences import build_pairs
     from chatworks.training.tasks import make_tasks
 
-    _preset("tiny", threads)
+    _threads(threads)
     model, tokenizer = load_pretrained(base or bundled_model_path())
     items = make_tasks(tasks.split(","), n, seed)
     pairs, infos = build_pairs(model, tokenizer, items, samples, temperature, max_tokens, seed,
