@@ -1,7 +1,7 @@
 """Seconds per training step, full fine-tuning against LoRA ranks, interleaved in one process.
 
     .venv/bin/python bench/lora_speed.py [--ranks 4,16,64] [--rounds 4] [--batch 4]
-        [--seq-len 256] [--threads 1]
+        [--seq-len 256] [--threads 1] [--bf16-ranks 16]  # LoRA on a bfloat16 frozen base too
 
 `bench/lora.py` runs each configuration in its own process, one after the other, so on a shared
 machine their step times see different loads. Here every configuration is built from the same
@@ -42,15 +42,19 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--seq-len", type=int, default=256)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--bf16-ranks", default="")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     preset = get_preset("tiny").override(optimizer="adamw")
-    configs = {"full": None} | {f"lora r{r}": int(r) for r in args.ranks.split(",")}
+    configs = {"full": None} | {f"lora r{r}": (int(r), "float32") for r in args.ranks.split(",")}
+    configs |= {
+        f"lora r{r} bf16 base": (int(r), "bfloat16") for r in args.bf16_ranks.split(",") if r
+    }
     models = {}
-    for name, rank in configs.items():
+    for name, lora in configs.items():
         model, tokenizer = load_pretrained()
-        if rank is not None:
-            add_lora(model, AdapterSpec(rank=rank))
+        if lora is not None:
+            add_lora(model, AdapterSpec(rank=lora[0], base_dtype=lora[1]))
         params = [p for p in model.parameters() if p.requires_grad]
         rates = dict.fromkeys(preset.learning_rates(), 1e-5)
         models[name] = (model.train(), params, build_optimizers(model, preset, rates))
