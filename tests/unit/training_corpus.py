@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
+import torch
 
 from chatworks.model.tokenizer import Tokenizer
 from chatworks.training.corpus import prepare_corpus, split_texts
-from chatworks.training.presets import Preset
+from chatworks.training.presets import Preset, get_preset
 from chatworks.training.tokenizer_train import train_tokenizer
 
 NOUNS = ["cat", "dog", "bird", "list", "file", "river", "king", "function", "garden", "robot"]
@@ -58,3 +62,35 @@ def conversations(n: int = 40, seed: int = 0) -> list[list[dict[str, str]]]:
             ]
         )
     return chats
+
+
+def micro_checkpoint(root: Path, seed: int = 0) -> Path:
+    """A micro model straight from PyTorch's default initialisation (no pretraining: seconds,
+    not the half minute `pretrain` takes), saved as a checkpoint with a tokenizer trained on the
+    corpus above. Its logits are far from uniform, so adapters and losses have work to do."""
+    from chatworks.model import checkpoint_io
+    from chatworks.model.llama import Llama
+
+    preset = get_preset("micro")
+    corpus = write_corpus(root)
+    texts = split_texts([corpus], preset.corpus_bytes, preset.val_fraction, "train")
+    tokenizer = train_tokenizer(texts, preset.vocab_size, root / "tokenizer")
+    cfg = preset.model_config(
+        tokenizer.vocab_size, tokenizer.bos_token_id or 0, tokenizer.eos_token_ids
+    )
+    torch.manual_seed(seed)
+    model = Llama(cfg)
+    out = root / "init" / "checkpoint"
+    out.mkdir(parents=True)
+    checkpoint_io.write(out, model, tokenizer, {"stage": "init"})
+    return out
+
+
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """Micro models' small ops run several times faster on one thread than on two on a busy
+    2-core machine (a sweep test: 70 s on two threads, 10 s on one); restored afterwards."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -1,7 +1,8 @@
 """The network and its files: a Llama-compatible decoder, its tokenizer, checkpoint readers.
 
 `load_pretrained(path)` is the one entry point: a `.gguf` file, a Hugging Face directory, or one
-of our own checkpoints (or the run directory holding it) in; a float32 `Llama` in eval mode and
+of our own checkpoints (or the run directory holding it; an adapter checkpoint is merged into
+its base) in; a float32 `Llama` in eval mode and
 its `Tokenizer` out. Nothing here downloads anything.
 """
 
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from chatworks.model import checkpoint_io, gguf_io, hf_io
+from chatworks.model import adapters, checkpoint_io, gguf_io, hf_io
 from chatworks.model.config import ModelConfig
 from chatworks.model.llama import Llama, rope_tables
 from chatworks.model.tokenizer import Tokenizer
@@ -50,6 +51,12 @@ def load_pretrained(path: str | Path | None = None) -> tuple[Llama, Tokenizer]:
         cfg = gguf_io.read_config(reader)
         state, tokenizer = gguf_io.read_state_dict(reader, cfg), gguf_io.read_tokenizer(reader)
     elif (checkpoint := checkpoint_io.find_checkpoint(path)) is not None:
+        if adapters.is_adapter(checkpoint):  # LoRA weights: merged into the base they adapt
+            spec, weights = adapters.read(checkpoint)
+            model, _ = load_pretrained(spec.base)
+            cfg = model.cfg
+            tokenizer = Tokenizer.from_dir(checkpoint, eos_token_ids=cfg.eos_token_ids)
+            return adapters.merge(model, weights, spec), tokenizer
         cfg = checkpoint_io.read_config(checkpoint)
         state = checkpoint_io.read_state_dict(checkpoint)
         tokenizer = Tokenizer.from_dir(checkpoint, eos_token_ids=cfg.eos_token_ids)

@@ -1,7 +1,8 @@
 """Training checkpoints: the model's own format plus what resuming needs, swapped in atomically.
 
 A checkpoint directory is `chatworks.model.checkpoint_io`'s (weights, config, tokenizer: what
-`load_pretrained` serves) with `state.pt` beside it (optimizer, step, data position, RNG).
+`load_pretrained` serves) with `state.pt` beside it (optimizer, step, data position, RNG). A
+model training a LoRA adapter checkpoints the adapter alone (`model/adapters.py`).
 Does not cover: the Hugging Face and GGUF formats (`export.py`).
 """
 
@@ -13,7 +14,8 @@ from typing import Any
 
 import torch
 
-from chatworks.model import checkpoint_io
+from chatworks.model import adapters, checkpoint_io
+from chatworks.model.adapters import AdapterSpec
 from chatworks.model.llama import Llama
 from chatworks.model.tokenizer import Tokenizer
 
@@ -26,13 +28,22 @@ def save_checkpoint(
     tokenizer: Tokenizer,
     meta: dict[str, Any],
     state: dict[str, Any],
+    adapter: AdapterSpec | None = None,
 ) -> None:
-    """Write to a temporary directory, then swap it in: a crash never leaves half a checkpoint."""
+    """Write to a temporary directory, then swap it in: a crash never leaves half a checkpoint.
+
+    With `adapter`, `model` carries peft's LoRA layers and only their weights are written."""
     out = Path(out_dir)
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    checkpoint_io.write(tmp, model, tokenizer, meta)
+    if adapter is None:
+        checkpoint_io.write(tmp, model, tokenizer, meta)
+    else:
+        from chatworks.training.lora import lora_weights
+
+        adapters.write(tmp, lora_weights(model), adapter)
+        checkpoint_io.write_meta(tmp, model.cfg, tokenizer, {**meta, "adapter": adapter})
     torch.save(state, tmp / STATE)
     old = out.with_name(out.name + ".old")
     if out.exists():

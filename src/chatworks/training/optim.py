@@ -18,11 +18,12 @@ from chatworks.training.presets import Preset
 
 
 def param_groups(model: Llama, lrs: dict[str, float]) -> dict[str, list[nn.Parameter]]:
-    """Every trainable parameter in exactly one named group (tied weights count once)."""
+    """Every trainable parameter in exactly one named group (tied weights count once; frozen
+    ones, such as the base under a LoRA adapter, in none)."""
     groups: dict[str, list[nn.Parameter]] = {name: [] for name in lrs}
     seen: set[int] = set()
     for name, p in model.named_parameters():
-        if id(p) in seen:
+        if id(p) in seen or not p.requires_grad:
             continue
         seen.add(id(p))
         if name.startswith("embed_tokens"):

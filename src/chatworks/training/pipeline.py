@@ -53,7 +53,7 @@ def timed(timings: dict[str, float], stage: str, log: Callable[[str], None]) -> 
 
 
 def tokenizer_stage(
-    preset: Preset, sources: Sequence[Path], out: Path
+    preset: Preset, sources: Sequence[Path], out: Path, compare: bool = True
 ) -> tuple[Tokenizer, dict[str, float]]:
     """Train (or reuse) the tokenizer; compare its compression with the default model's."""
     if (out / "tokenizer.json").exists():
@@ -61,6 +61,8 @@ def tokenizer_stage(
     else:
         texts = corpus.split_texts(sources, preset.corpus_bytes, preset.val_fraction, "train")
         tokenizer = train_tokenizer(texts, preset.vocab_size, out)
+    if not compare:
+        return tokenizer, {}
     held_out = list(corpus.split_texts(sources, preset.corpus_bytes, preset.val_fraction, "val"))
     results = {"tokenizer bytes/token (val)": bytes_per_token(tokenizer, held_out)}
     try:

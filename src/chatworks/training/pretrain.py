@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from chatworks.model import checkpoint_io
+from chatworks.model.adapters import AdapterSpec
 from chatworks.model.llama import Llama
 from chatworks.model.tokenizer import Tokenizer
 from chatworks.training import checkpoint as ckpt
@@ -69,31 +70,63 @@ def loss_fn(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits.flatten(0, 1), y.flatten(), ignore_index=-1)
 
 
+@dataclasses.dataclass(frozen=True)
+class Objective:
+    """What a training step minimises, for one micro-batch of any shape.
+
+    `loss(model, batch, device)` returns the loss and the numbers to log beside it (DPO's reward
+    accuracy, RL's mean reward); `tokens(batch)` counts the tokens it trained on, for tokens/s.
+    Pretraining and SFT use `NEXT_TOKEN`; `dpo.py` and `rl.py` bring their own.
+    """
+
+    loss: Callable[[nn.Module, Any, torch.device], tuple[torch.Tensor, dict[str, float]]]
+    tokens: Callable[[Any], int]
+
+
+def _next_token_loss(
+    model: nn.Module, batch: Batch, device: torch.device
+) -> tuple[torch.Tensor, dict[str, float]]:
+    x, y = batch
+    return loss_fn(model, x.to(device), y.to(device)), {}
+
+
+NEXT_TOKEN = Objective(_next_token_loss, lambda batch: int((batch[1] >= 0).sum()))
+
+
 def optimizer_step(
     model: nn.Module,
     params: list[nn.Parameter],
     optimizers: list[torch.optim.Optimizer],
-    micro_batches: Sequence[Batch],
+    micro_batches: Sequence[Any],
     grad_clip: float,
     world: World,
-) -> float:
+    objective: Objective = NEXT_TOKEN,
+) -> tuple[float, dict[str, float]]:
     """Accumulate gradients over micro-batches, average across processes, clip, step.
 
-    Returns the step's mean loss over all micro-batches and processes.
+    Returns the step's mean loss over all micro-batches and processes, and the means of the
+    objective's other numbers (over micro-batches, then processes).
     """
     total = torch.zeros((), device=world.device)
-    for x, y in micro_batches:
+    logged: dict[str, float] = {}
+    for batch in micro_batches:
         with autocast(world.device):
-            loss = loss_fn(model, x.to(world.device), y.to(world.device))
+            loss, numbers = objective.loss(model, batch, world.device)
         (loss / len(micro_batches)).backward()
         total += loss.detach()
+        for key, value in numbers.items():
+            logged[key] = logged.get(key, 0.0) + value / len(micro_batches)
     all_reduce_grads(params, world)
     if grad_clip > 0:
         torch.nn.utils.clip_grad_norm_(params, grad_clip)
     for opt in optimizers:
         opt.step()
     model.zero_grad(set_to_none=True)
-    return all_reduce_mean(total / len(micro_batches), world).item()
+    if logged:
+        keys = sorted(logged)
+        means = all_reduce_mean(torch.tensor([logged[k] for k in keys], device=world.device), world)
+        logged = dict(zip(keys, means.tolist(), strict=True))
+    return all_reduce_mean(total / len(micro_batches), world).item(), logged
 
 
 class MetricsLog:
@@ -135,6 +168,9 @@ class Loop:
     learning_rates: dict[str, float] | None = None  # default: the preset's pretraining rates
     meta: dict[str, Any] = dataclasses.field(default_factory=dict)  # recorded in checkpoints
     on_eval: Callable[[int], dict[str, float]] | None = None
+    objective: Objective = NEXT_TOKEN
+    # With an adapter, checkpoints hold only its weights (plus the base's name): `adapters.py`.
+    adapter: AdapterSpec | None = None
 
     def run(
         self, batches: Callable[[int, Any], tuple[list[Batch], Any]], position: Any,
@@ -166,14 +202,17 @@ class Loop:
             started = time.perf_counter()
             micro_batches, position = batches(step, position)
             self.model.train()
-            loss = optimizer_step(model, params, optimizers, micro_batches, preset.grad_clip, world)
+            loss, numbers = optimizer_step(
+                model, params, optimizers, micro_batches, preset.grad_clip, world, self.objective
+            )
             elapsed = time.perf_counter() - started
-            tokens = sum(int((y >= 0).sum()) for _, y in micro_batches) * world.size
+            tokens = sum(self.objective.tokens(b) for b in micro_batches) * world.size
             if step > 0:  # the first step pays for allocation (and compilation): not timed
                 tokens_done, timed = tokens_done + tokens, timed + elapsed
             losses.append(loss)
             step += 1
-            metrics.log(step, loss=loss, lr_multiplier=multiplier, tokens_per_s=tokens / elapsed)
+            metrics.log(step, loss=loss, lr_multiplier=multiplier, tokens_per_s=tokens / elapsed,
+                        step_s=elapsed, **numbers)  # fmt: skip
             if step % preset.eval_every == 0 or step == last:
                 if self.on_eval is not None:
                     self.model.eval()
@@ -200,10 +239,15 @@ class Loop:
             **self.meta, "stage": self.stage, "step": step,
             "preset": dataclasses.asdict(self.preset),
         }  # fmt: skip
-        ckpt.save_checkpoint(path, self.model, self.tokenizer, meta, state)
+        ckpt.save_checkpoint(path, self.model, self.tokenizer, meta, state, self.adapter)
 
     def _restore(self, path: Path, optimizers: list[torch.optim.Optimizer]) -> tuple[int, Any]:
-        self.model.load_state_dict(checkpoint_io.read_state_dict(path))
+        if self.adapter is None:
+            self.model.load_state_dict(checkpoint_io.read_state_dict(path))
+        else:
+            from chatworks.training.lora import load_lora_weights
+
+            load_lora_weights(self.model, path)
         state = ckpt.load_state(path)
         for opt, saved in zip(optimizers, state["optimizers"], strict=True):
             opt.load_state_dict(saved)

@@ -4,25 +4,33 @@ Covers: reading conversations (the offline ShareGPT dump in the `sharegpt-datase
 any JSONL of OpenAI-style `{"messages": [...]}`), rendering them with the model's own chat
 template while marking which tokens the assistant wrote, padded batches, and the training run
 (the loop itself is `pretrain.Loop`). The model is one we pretrained, or one imported from a
-GGUF file or a Hugging Face directory (the default SmolLM2 included). Does not cover: preference
-tuning, packing several conversations into one row, adapters (LoRA), or tool-call formats.
+GGUF file or a Hugging Face directory (the default SmolLM2 included), fine-tuned whole or
+through a LoRA adapter (`lora.py`). Validation reports loss and bits per byte of the held-out
+answers. Does not cover: preference tuning (`dpo.py`), packing several conversations into one
+row, or tool-call formats.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import random
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 
-from chatworks.model import checkpoint_io, load_pretrained
+from chatworks.model import bundled_model_path, checkpoint_io, load_pretrained
+from chatworks.model.adapters import AdapterSpec
 from chatworks.model.tokenizer import Tokenizer
 from chatworks.training.ddp import World
+from chatworks.training.lora import count_parameters
 from chatworks.training.presets import DEFAULT_FINETUNE_LR, Preset
-from chatworks.training.pretrain import Batch, Loop, loss_fn
+from chatworks.training.pretrain import Batch, Loop
+from chatworks.training.tokenizer_train import token_bytes
 from chatworks.training.tracking import Tracker
 
 Message = dict[str, str]
@@ -136,18 +144,20 @@ def sft(
     world: World = World(),
     tracker: Tracker | None = None,
     log: Callable[[str], None] = print,
+    adapter: AdapterSpec | None = None,
 ) -> list[float]:
-    """Fine-tune `base` (anything `load_pretrained` reads) on `conversations`; resumes from
-    `out_dir/checkpoint` like pretraining."""
+    """Fine-tune `base` (anything `load_pretrained` reads) on `conversations`, whole or through
+    `adapter` (its `base` field is filled in here); resumes from `out_dir/checkpoint` like
+    pretraining."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     model, tokenizer = load_pretrained(base)
+    meta: dict[str, Any] = {"base": str(base)}
+    if adapter is not None:
+        adapter, _ = prepare_adapter(model, adapter, base)
+    meta["trainable_parameters"] = count_parameters(model)[0]
     model = model.to(world.device)
-    order = list(conversations)
-    random.Random(preset.seed).shuffle(order)
-    n_val = max(1, len(order) // 20)
-    val = build_examples(tokenizer, order[:n_val], preset.seq_len)
-    train = build_examples(tokenizer, order[n_val:], preset.seq_len)
+    train, val = split_examples(tokenizer, conversations, preset)
     if not train:
         raise ValueError("no usable training conversations")
     pad = tokenizer.pad_token_id or 0
@@ -162,37 +172,88 @@ def sft(
         ]
         return micro, cursor + preset.sft_batch
 
-    @torch.no_grad()
-    def evaluate(step: int) -> dict[str, float]:
-        losses = [
-            loss_fn(model, x.unsqueeze(0).to(world.device), y.unsqueeze(0).to(world.device)).item()
-            for x, y in val
-        ]
-        return {"val_loss": sum(losses) / len(losses)}
+    sizes = torch.tensor(token_bytes(tokenizer), dtype=torch.float64)
 
-    preset, rates = fine_tuning_rates(preset, base)
+    def evaluate(step: int) -> dict[str, float]:
+        return answer_loss(model, val, sizes, world.device)
+
+    preset, rates = fine_tuning_rates(preset, base, adapter is not None)
     loop = Loop(
         preset, model, tokenizer, out, world, tracker or Tracker(), "sft", preset.sft_steps,
-        learning_rates=rates, meta={"base": str(base)}, on_eval=evaluate,
+        learning_rates=rates, meta=meta, on_eval=evaluate, adapter=adapter,
     )  # fmt: skip
     return loop.run(batches, 0, log=log)
 
 
-def fine_tuning_rates(preset: Preset, base: str | Path) -> tuple[Preset, dict[str, float]]:
+def split_examples(
+    tokenizer: Tokenizer, conversations: Sequence[Sequence[Message]], preset: Preset
+) -> tuple[list[Batch], list[Batch]]:
+    """(train, held-out) examples: a seeded shuffle, then 1 in 20 conversations held out."""
+    order = list(conversations)
+    random.Random(preset.seed).shuffle(order)
+    n_val = max(1, len(order) // 20)
+    val = build_examples(tokenizer, order[:n_val], preset.seq_len)
+    return build_examples(tokenizer, order[n_val:], preset.seq_len), val
+
+
+def prepare_adapter(model: Any, spec: AdapterSpec, base: str | Path) -> tuple[AdapterSpec, int]:
+    """Inject `spec`'s LoRA layers into `model`; the spec names its base as loading will find
+    it: an absolute path, or None for the bundled model (wherever it is installed next)."""
+    from chatworks.training.lora import add_lora
+
+    try:
+        bundled = Path(base).resolve() == bundled_model_path().resolve()
+    except FileNotFoundError:  # the default model is not installed
+        bundled = False
+    spec = replace(spec, base=None if bundled else str(Path(base).resolve()))
+    return spec, add_lora(model, spec)
+
+
+@torch.no_grad()
+def answer_loss(
+    model: Any, examples: Sequence[Batch], token_sizes: torch.Tensor, device: torch.device
+) -> dict[str, float]:
+    """Mean loss per answer token and bits per byte of the answers' text, over `examples`.
+
+    Bits per byte sums every answer token's nats and divides by the UTF-8 bytes they spell
+    (special tokens such as the end of turn count as loss but spell no bytes), so models
+    with different tokenizers compare."""
+    nats = n_bytes = n_tokens = 0.0
+    for x, y in examples:
+        logits = model(x.unsqueeze(0).to(device))[0]
+        kept = y >= 0
+        losses = F.cross_entropy(logits[kept], y[kept].to(device), reduction="sum")
+        nats += float(losses)
+        n_bytes += float(token_sizes[y[kept]].sum())
+        n_tokens += int(kept.sum())
+    return {"val_loss": nats / n_tokens, "val_bpb": nats / math.log(2) / max(n_bytes, 1.0)}
+
+
+def fine_tuning_rates(
+    preset: Preset, base: str | Path, adapter: bool = False
+) -> tuple[Preset, dict[str, float]]:
     """The preset and peak learning rates for fine-tuning `base`.
+
+    An adapter trains with AdamW at `LORA_LR_FACTOR` times the imported-model rate (or at
+    `finetune_lr`): its A and B are fresh low-rank matrices, not the pretrained ones.
 
     A base model pretrained here continues from a fraction of the rates it was pretrained with.
     For any other model (imported, or already fine-tuned) those rates are unknown or too large
     for a trained network: AdamW at one small rate, as chat fine-tunes do. `finetune_lr` set
     in the preset (`--lr`) means that one rate, whatever the base.
     """
+    adamw = preset.override(optimizer="adamw")
+    if adapter:
+        from chatworks.training.lora import LORA_LR_FACTOR
+
+        rate = preset.finetune_lr or LORA_LR_FACTOR * DEFAULT_FINETUNE_LR
+        return adamw, dict.fromkeys(adamw.learning_rates(), rate)
     checkpoint = checkpoint_io.find_checkpoint(base)
     meta = checkpoint_io.read_meta(checkpoint) if checkpoint else {}
     if preset.finetune_lr is None and meta.get("stage") == "base":
         pretrained_with = Preset(**meta["preset"])
         scaled = {k: v * preset.sft_lr_frac for k, v in pretrained_with.learning_rates().items()}
         return preset, scaled
-    adamw = preset.override(optimizer="adamw")
     return adamw, dict.fromkeys(adamw.learning_rates(), preset.finetune_lr or DEFAULT_FINETUNE_LR)
 
 
