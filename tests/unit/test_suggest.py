@@ -23,10 +23,20 @@ from chatworks.storage.documents import Section
         ("FAQ > How do I reset a password", "How do I reset a password?"),
         ("Handbook > Request a badge", "How do I request a badge?"),  # a verb not on the list
         ("Architecture > Inside the native engine", "What is inside the native engine?"),
+        ("Bench > Serving the default model (transformers provider)",
+         "How do I serve the default model?"),
+        ("Guide > Running your tests", "How do I run my tests?"),
+        ("Operations > Logging", "What is logging?"),  # a gerund that is no task verb: a topic
+        ("Design > Sharding the index", None),
+        ("Bench > Training: the tiny preset", "What is training?"),
+        ("Bench > Scaling sweep", "What is scaling sweep?"),
+        ("Evals > Running them", None),
+        ("Deploy > Settings a deployment needs", "What are settings a deployment needs?"),
         ("Handbook", None),  # a document's title: too broad
         ("Log > 2026-12-05 — a dated entry", None),
         ("Evals > Suites: `chatworks eval run`", "What are suites?"),
         ("FAQ > Reset a password > By e-mail", None),  # not a subject of its own
+        ("Benchmarks > Through the HTTP API: concurrent streams", None),
         ("Guide > One heading that goes on for far too many words to ask", None),
     ],
 )  # fmt: skip

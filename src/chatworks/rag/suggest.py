@@ -42,9 +42,14 @@ _QUESTION_WORDS = frozenset({
 # it asks what is there, never names a task.
 _PLACES = frozenset({"inside", "within", "behind", "beneath", "beyond", "under", "underneath"})
 # A heading that starts with one of these qualifies its parent ("By e-mail"): no question alone.
-_QUALIFIERS = frozenset(
-    {"about", "and", "at", "by", "for", "from", "in", "of", "on", "or", "to", "with"}
-)
+_QUALIFIERS = frozenset({
+    "about", "across", "after", "against", "along", "among", "and", "around", "as", "at",
+    "before", "beside", "between", "by", "during", "for", "from", "in", "into", "of", "on", "or",
+    "over", "past", "per", "since", "than", "through", "to", "toward", "towards", "until", "upon",
+    "versus", "via", "vs", "with", "without",
+})  # fmt: skip
+# "Run them": a pronoun whose meaning is in the text before the heading.
+_ELSEWHERE = frozenset({"them", "these", "those", "this", "one"})
 _SUBJECT_SWAPS = ((r"\byour\b", "my"), (r"\byou\b", "I"), (r"\byours\b", "mine"))
 MAX_WORDS = 8  # longer headings make clumsy questions
 PER_DOCUMENT = 2
@@ -64,7 +69,7 @@ def question_for(section: str) -> str | None:
     path = section.split(" > ")
     if len(path) < 2:
         return None  # the document's title: too broad to answer from one passage
-    heading = re.split(r":|,| — | - ", path[-1])[0].strip().rstrip("?.")
+    heading = re.split(r":|,| — | - | \(", path[-1])[0].strip().rstrip("?.")  # no asides
     words = heading.split()
     if not 0 < len(words) <= MAX_WORDS or re.search(r"[\d`]", heading):
         return None
@@ -77,12 +82,26 @@ def question_for(section: str) -> str | None:
         return f"What is {heading[0].lower()}{heading[1:]}?"
     for pattern, swapped in _SUBJECT_SWAPS:  # the reader asks: "your model" is "my model"
         heading = re.sub(pattern, swapped, heading)
-    if first in _TASK_VERBS or (len(words) > 1 and words[1].lower() in _OBJECT_STARTS):
+    takes_object = len(words) > 1 and words[1].lower() in _OBJECT_STARTS
+    if takes_object and len(words) == 2 and words[1].lower() in _ELSEWHERE:
+        return None  # "Run them": what they are is in the text before
+    if takes_object and first.endswith("ing"):  # "Serving the model": how do I serve it?
+        if (verb := _infinitive(first)) is None:
+            return None  # "Sharding the index": a verb not known, no clean question
+        heading, first = verb + heading[len(first) :], verb
+    plural = first.endswith("s") and not first.endswith("ss")  # "Settings a deployment needs"
+    if first in _TASK_VERBS or (takes_object and not plural):
         task = re.sub(r"\bit\b", path[0], heading)  # "Deploy it" names the document's subject
         return f"How do I {first}{task[len(first) :]}?"
     noun = heading if heading[:2].isupper() else heading[0].lower() + heading[1:]  # not "OIDC"
     plural = words[-1].endswith("s") and not words[-1].endswith("ss")
     return f"What {'are' if plural else 'is'} {noun}?"
+
+
+def _infinitive(gerund: str) -> str | None:
+    """The task verb of a gerund ("serving" -> "serve", "running" -> "run"), if it is one."""
+    stem = gerund[:-3]
+    return next((v for v in (stem, stem + "e", stem[:-1]) if v in _TASK_VERBS), None)
 
 
 def _order(section: Section) -> tuple[int, int]:
