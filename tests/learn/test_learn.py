@@ -97,9 +97,12 @@ class Outcome:
     outputs: list[str]
 
 
-def run_blocks(blocks: list[Block], data_dir: Path, timeout_s: float) -> Outcome:
+def run_blocks(
+    blocks: list[Block], data_dir: Path, timeout_s: float, log: Path | None = None
+) -> Outcome:
     """Runs `blocks` in one bash shell and checks each block's `#>` patterns. The shell prints
-    a random marker before each block so the combined output can be split per block."""
+    a random marker before each block so the combined output can be split per block. `log`
+    gets the whole output, so a passing run's numbers can be read afterwards."""
     marker = f"@@learn-block-{secrets.token_hex(8)}"
     parts = ["set -euo pipefail"]
     for n, block in enumerate(blocks):
@@ -127,6 +130,9 @@ def run_blocks(blocks: list[Block], data_dir: Path, timeout_s: float) -> Outcome
         timed_out = True
         os.killpg(proc.pid, signal.SIGKILL)
         out, _ = proc.communicate()
+    if log is not None:
+        log.parent.mkdir(parents=True, exist_ok=True)
+        log.write_text(out)
     outputs: list[str] = []
     last = -1
     pieces = re.split(rf"^{re.escape(marker)} (\d+|end)$", out, flags=re.MULTILINE)
@@ -170,7 +176,8 @@ FULL_CHAPTERS = [p for p in chapter_files() if blocks_of(p)]
 @pytest.mark.parametrize("path", FAST_CHAPTERS, ids=lambda p: p.stem)
 def test_fast_blocks(path: Path, tmp_path: Path) -> None:
     blocks = [b for b in blocks_of(path) if b.fast]
-    outcome = run_blocks(blocks, tmp_path / "data", FAST_TIMEOUT_S)
+    log = ROOT / "runs" / "learn" / f"{path.stem}.fast.log"
+    outcome = run_blocks(blocks, tmp_path / "data", FAST_TIMEOUT_S, log)
     assert outcome.ok, f"{path.relative_to(ROOT)} (fast blocks only): {outcome.message}"
 
 
@@ -178,7 +185,8 @@ def test_fast_blocks(path: Path, tmp_path: Path) -> None:
 @pytest.mark.timeout(FULL_TIMEOUT_S + 60)
 @pytest.mark.parametrize("path", FULL_CHAPTERS, ids=lambda p: p.stem)
 def test_chapter(path: Path, tmp_path: Path) -> None:
-    outcome = run_blocks(blocks_of(path), tmp_path / "data", FULL_TIMEOUT_S)
+    log = ROOT / "runs" / "learn" / f"{path.stem}.log"
+    outcome = run_blocks(blocks_of(path), tmp_path / "data", FULL_TIMEOUT_S, log)
     assert outcome.ok, f"{path.relative_to(ROOT)}: {outcome.message}"
 
 
