@@ -12,7 +12,7 @@ AVX2 := ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2
 # /tmp/pytest-of-$USER another pytest session on the machine prunes older sessions' dirs.
 PYTEST := $(BIN)/pytest --basetemp=.pytest-tmp
 
-.PHONY: run run-observed test test-unit lint fmt deploy-check pip-audit system-deps clean
+.PHONY: run run-observed test test-unit learn-check lint fmt deploy-check pip-audit system-deps clean
 
 # The project's own docs become the demo collection, so the first question gets a cited answer.
 # Ingestion is idempotent: unchanged files are skipped on later runs.
@@ -29,7 +29,7 @@ test: $(VENV)/.installed-dev system-deps
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 	@$(MAKE) --no-print-directory deploy-check
-	$(PYTEST) -q --ignore=tests/deploy -m "not slow" --durations=30
+	$(PYTEST) -q --ignore=tests/deploy -m "not slow and not learn" --durations=30
 	# Again on other CPU kernels (AVX2: no AVX-512, no AMX), the tests that compute with a real
 	# model: one that passes only on this CPU's rounding fails here too (docs/architecture.md,
 	# "How the tests stay true").
@@ -37,6 +37,11 @@ test: $(VENV)/.installed-dev system-deps
 
 test-unit: $(VENV)/.installed-dev
 	$(PYTEST) -q tests/unit
+
+# Every command of the guided path (docs/learn) as a reader would run it, one chapter per test;
+# minutes per chapter. `make test` runs only the chapters' `bash learn fast` blocks.
+learn-check: $(VENV)/.installed-dev
+	$(PYTEST) -q tests/learn -m learn
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check src tests bench

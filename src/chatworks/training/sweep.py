@@ -135,7 +135,7 @@ def plot_sweep(result: dict[str, Any], path: Path) -> Path:
     if "alpha_flops" in result:
         xs = sorted(r["flops"] for r in runs)
         fit = [result["a_flops"] * x ** -result["alpha_flops"] for x in xs]
-        left.plot(xs, fit, "r:", label=f"fit: bpb ~ C^-{result['alpha_flops']:.3f}")
+        left.plot(xs, fit, "r:", label=f"fit: bpb ~ C^{-result['alpha_flops']:.3f}")
     left.set(xscale="log", yscale="log", xlabel="training FLOPs (6ND)",
              ylabel="validation bits per byte")  # fmt: skip
     left.legend(fontsize=7)
@@ -166,8 +166,8 @@ def write_sweep_report(out: Path, result: dict[str, Any], preset: Preset, tokens
         "",
     ]  # fmt: skip
     if "alpha_flops" in result:
-        lines += [f"Fit over the final points: bpb ~ FLOPs^-{result['alpha_flops']:.3f}, "
-                  f"bpb ~ params^-{result['alpha_params']:.3f}.", ""]  # fmt: skip
+        lines += [f"Fit over the final points: bpb ~ FLOPs^{-result['alpha_flops']:.3f}, "
+                  f"bpb ~ params^{-result['alpha_params']:.3f}.", ""]  # fmt: skip
     lines += ["![sweep](sweep.png)", ""]
     path = out / "report.md"
     path.write_text("\n".join(lines))
