@@ -8,6 +8,7 @@ from __future__ import annotations
 import typer
 
 from chatworks.cli import (
+    bench,
     database,
     documents,
     eval_suites,
@@ -37,6 +38,7 @@ app.add_typer(training.app, name="train")
 app.add_typer(keys.app, name="keys")
 app.add_typer(lab.app, name="lab")
 app.add_typer(mcp.app, name="mcp")
+app.add_typer(bench.app, name="bench")
 app.command("export")(training.export_model)
 app.command("usage")(usage.usage)
 app.command()(database.migrate)

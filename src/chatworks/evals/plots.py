@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 
-def _pyplot():
+def pyplot():
     """matplotlib's pyplot drawing to files only, or None when matplotlib is not installed."""
     try:
         import matplotlib
@@ -23,7 +23,7 @@ def _pyplot():
 
 def latency_histogram(latencies: Sequence[float], path: Path, title: str) -> Path | None:
     """Writes the histogram with the p50 and p95 marked; None without matplotlib or data."""
-    plt = _pyplot() if latencies else None
+    plt = pyplot() if latencies else None
     if plt is None:
         return None
     from chatworks.evals.metrics import percentile
@@ -52,7 +52,7 @@ def refusal_tradeoff(
     """Answerable questions refused against unanswerable ones refused, one line per set of
     questions (points are (threshold, false refusals, unanswerable refused)), the point at the
     `chosen` threshold circled and the goal (<= 0.2 at >= 0.5) dashed. None without matplotlib."""
-    plt = _pyplot()
+    plt = pyplot()
     if plt is None:
         return None
     fig, ax = plt.subplots(figsize=(6, 4.5))
