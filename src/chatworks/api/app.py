@@ -105,7 +105,8 @@ def create_app(settings: Settings | None = None, provider: Provider | None = Non
     app.state.service = service
     for router in ROUTERS:
         app.include_router(router)
-    install_error_handlers(app, [route for router in ROUTERS for route in router.routes])
+    routes = [route for router in ROUTERS for route in router.routes]
+    install_error_handlers(app, routes, settings.retry_after_s)
     app.add_exception_handler(CacheHit, hit_response)
     declare_errors(app, ROUTERS, settings)
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")

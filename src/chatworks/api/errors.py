@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import BaseRoute, Route
 
@@ -76,8 +77,11 @@ def _allowed_methods(routes: Iterable[BaseRoute], path: str) -> str:
     return ", ".join(sorted(methods))
 
 
-def install_error_handlers(app: FastAPI, routes: Iterable[BaseRoute]) -> None:
-    """`routes`: the app's routes, so a 405 can list every method of its path."""
+def install_error_handlers(
+    app: FastAPI, routes: Iterable[BaseRoute], retry_after_s: int = 2
+) -> None:
+    """`routes`: the app's routes, so a 405 can list every method of its path; `retry_after_s`
+    is what a 503 for an unreachable database tells the client to wait."""
     routes = list(routes)
 
     @app.exception_handler(APIError)
@@ -92,6 +96,16 @@ def install_error_handlers(app: FastAPI, routes: Iterable[BaseRoute]) -> None:
     @app.exception_handler(ProviderError)
     async def _provider_error(_: Request, exc: ProviderError) -> JSONResponse:
         return error_response(from_provider_error(exc))
+
+    @app.exception_handler(OperationalError)
+    @app.exception_handler(InterfaceError)
+    async def _database_down(_: Request, exc: OperationalError | InterfaceError) -> JSONResponse:
+        # The database refused or dropped the connection: the request may succeed once it is
+        # back (the pool checks connections before use), so it is a 503, not a server bug.
+        log.warning("database_unavailable", error=type(exc.orig).__name__)
+        return error_response(APIError(503, "the database is unavailable; retry shortly",
+                                       "database_unavailable",
+                                       headers={"Retry-After": str(retry_after_s)}))  # fmt: skip
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
