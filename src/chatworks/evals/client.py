@@ -32,10 +32,11 @@ def api_base(url: str) -> str:
     return url if url.endswith("/v1") else f"{url}/v1"
 
 
-def _headers(api_key: str | None) -> dict[str, str]:
-    # no-cache: an eval measures answering, not the server's response cache (docs/security/).
-    auth = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-    return {"Cache-Control": "no-cache", **auth}
+def request_headers(api_key: str | None, use_cache: bool = False) -> dict[str, str]:
+    """Bearer auth when a key is given; `Cache-Control: no-cache` unless `use_cache`, so a
+    measurement sees answering, not the server's response cache (docs/security/)."""
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    return headers if use_cache else {"Cache-Control": "no-cache", **headers}
 
 
 class RemoteAsker:
@@ -44,7 +45,7 @@ class RemoteAsker:
         timeout_s: float = 300.0,
     ):  # fmt: skip
         self.base, self.collection, self.max_tokens = api_base(url), collection, max_tokens
-        self.headers, self.timeout_s = _headers(api_key), timeout_s
+        self.headers, self.timeout_s = request_headers(api_key), timeout_s
         self.client: httpx.AsyncClient | None = None
 
     async def start(self) -> None:
@@ -106,7 +107,7 @@ def upload_corpus(
     Re-uploading an unchanged file is a no-op on the server."""
     base = api_base(url)
     try:
-        with httpx.Client(headers=_headers(api_key), timeout=300.0) as client:
+        with httpx.Client(headers=request_headers(api_key), timeout=300.0) as client:
             client.post(f"{base}/collections", json={"name": collection}).raise_for_status()
             for path in files:
                 name = Path(path).relative_to(root).as_posix()

@@ -11,6 +11,7 @@ SLO given. Not covered: running the load (`runner.py`).
 from __future__ import annotations
 
 import json
+from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -40,27 +41,25 @@ class SLO:
 
 
 def summarize(run: Run, slo: SLO) -> dict[str, Any]:
-    ok = [r for r in run.results if r.ok]
-    errors: dict[str, int] = {}
-    for r in run.results:
-        if not r.ok:
-            errors[r.outcome] = errors.get(r.outcome, 0) + 1
+    ok = run.succeeded
+    errors = Counter(r.outcome for r in run.results if not r.ok)
+    met = sum(map(slo.met, ok))
     seconds = run.elapsed or float("inf")
     return {
         "load": run.load.label,
         "requests": len(run.results),
         "succeeded": len(ok),
-        "errors": errors,
+        "errors": dict(errors),
         "late_starts": run.late,
         "seconds": round(run.elapsed, 3),
-        "requests_per_s": len(ok) / seconds,
+        "requests_per_s": run.request_rate,
         "output_tokens_per_s": sum(r.output_tokens for r in ok) / seconds,
         "ttft_ms": _spread([r.ttft for r in ok]),
         "tpot_ms": _spread([r.tpot for r in ok]),
         "itl_ms": _spread([gap for r in ok for gap in r.gaps]),
         "e2e_ms": _spread([r.latency for r in ok]),
-        "goodput": {"slo": asdict(slo), "requests_per_s": sum(map(slo.met, ok)) / seconds,
-                    "share": sum(map(slo.met, ok)) / len(run.results) if run.results else 0.0},
+        "goodput": {"slo": asdict(slo), "requests_per_s": met / seconds,
+                    "share": met / len(run.results) if run.results else 0.0},
     }  # fmt: skip
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import httpx
 
+from chatworks.evals.client import request_headers
 from chatworks.loadtest.client import Result, send
 from chatworks.loadtest.schedule import Load, arrivals, sweep_rates
 from chatworks.loadtest.workload import Workload
@@ -30,9 +31,7 @@ class Target:
     use_cache: bool = False  # by default ask the server not to answer from its response cache
 
     def client(self, connections: int) -> httpx.AsyncClient:
-        headers = {} if self.use_cache else {"Cache-Control": "no-cache"}
-        if self.api_key:
-            headers["Authorization"] = f"Bearer {self.api_key}"
+        headers = request_headers(self.api_key, self.use_cache)
         limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
         return httpx.AsyncClient(base_url=self.base_url.rstrip("/") + "/", headers=headers,
                                  timeout=self.timeout, limits=limits)  # fmt: skip
@@ -50,6 +49,15 @@ class Run:
     results: list[Result] = field(default_factory=list)
     elapsed: float = 0.0
     late: int = 0  # open-loop arrivals that waited for a free slot under the concurrency cap
+
+    @property
+    def succeeded(self) -> list[Result]:
+        return [r for r in self.results if r.ok]
+
+    @property
+    def request_rate(self) -> float:
+        """Successful requests per second of the run's wall time."""
+        return len(self.succeeded) / self.elapsed if self.elapsed else 0.0
 
 
 async def run_load(target: Target, workload: Workload, load: Load, bounds: Bounds,
@@ -122,13 +130,8 @@ async def run_sweep(target: Target, workload: Workload, concurrency: int, points
         progress(runs[-1])
         return runs[-1]
 
-    low = _request_rate(await measure(Load("synchronous")))
-    high = _request_rate(await measure(Load("concurrent", concurrency)))
+    low = (await measure(Load("synchronous"))).request_rate
+    high = (await measure(Load("concurrent", concurrency))).request_rate
     for rate in sweep_rates(low, high, points):
         await measure(Load("constant", concurrency, rate))
     return runs
-
-
-def _request_rate(run: Run) -> float:
-    done = sum(r.ok for r in run.results)
-    return done / run.elapsed if run.elapsed else 0.0
