@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 
+import httpx
 import pytest
 
 from tests.e2e.conftest import scripted_env
@@ -72,3 +73,21 @@ def test_a_sweep_runs_synchronous_concurrent_and_rates_between(scripted_server, 
     assert all(label.startswith("constant ") for label in labels[2:])
     assert all(s["succeeded"] == 4 for s in report["summaries"])
     assert (tmp_path / "load.png").stat().st_size > 0
+
+
+def test_the_mix_and_ingest_scenarios_reach_every_route_they_name(scripted_server, tmp_path):
+    api = scripted_server.api_url
+    assert httpx.post(f"{api}/collections", json={"name": "loadkit"}).status_code == 201
+    handbook = {"file": ("handbook.md", b"# Badges\n\nBadges are issued at the front desk.\n",
+                         "text/markdown")}  # fmt: skip
+    assert httpx.post(f"{api}/collections/loadkit/documents", files=handbook,
+                      timeout=120).status_code == 201  # fmt: skip
+    mix = bench_load(scripted_server, tmp_path / "mix", "--scenario", "mix", "--mode", "poisson",
+                     "--rate", "20", "--requests", "12", "--collection", "loadkit")  # fmt: skip
+    (summary,) = mix["summaries"]
+    assert summary["succeeded"] == 12, summary["errors"]
+    assert {r["scenario"] for r in mix["requests"][0]} == {"stream", "ask", "embeddings"}
+    bench_load(scripted_server, tmp_path / "ingest", "--scenario", "ingest", "--requests", "3",
+               "--collection", "loadkit")  # fmt: skip
+    documents = httpx.get(f"{api}/collections/loadkit/documents").json()["data"]
+    assert len(documents) == 4, "three generated documents beside the handbook"
