@@ -108,7 +108,7 @@ def test_a_full_data_disk_refuses_ingestion_cleanly_and_loses_nothing(tmp_path):
             assert httpx.post(f"{api}/collections", json={"name": "drill"}).status_code == 201
             assert upload(api, "first.md", DOC.decode()).status_code == 201
             filler = fill(disk)
-            long_doc = "# Second\n\n" + "A paragraph that needs room on the disk. " * 4000
+            long_doc = "# Second\n\n" + "A paragraph that needs room on the disk. " * 800
             refused = upload(api, "second.md", long_doc)
             assert refused.status_code == 507, refused.text
             assert refused.json()["error"]["code"] == "insufficient_storage"
