@@ -24,6 +24,7 @@ Not covered: golden-set retrieval and answer metrics (`runner.py`).
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
@@ -87,9 +88,11 @@ def load_probes(path: Path = MODEL_PROBES) -> list[Probe]:
     return probes
 
 
-def suggested_prompts(path: Path = MODEL_PROBES) -> list[str]:
-    """The chat probes flagged `suggest`: what the UI offers before the first message."""
-    return [p.prompt for p in load_probes(path) if p.suggest and p.kind == "chat"]
+@functools.cache
+def suggested_prompts(path: Path = MODEL_PROBES) -> tuple[str, ...]:
+    """The chat probes flagged `suggest`: what the UI offers before the first message (read
+    once: the file ships with the package)."""
+    return tuple(p.prompt for p in load_probes(path) if p.suggest and p.kind == "chat")
 
 
 def judge(probe: Probe, answer: str, grounded: Grounded | None) -> ProbeResult:

@@ -163,9 +163,10 @@ class Library:
         cached until its documents change."""
         with self.session() as session:
             version = collection_version(session, collection, owner)
-            sections = list_sections(session, collection, owner)
         key = (collection, version, count)
-        if key not in self._suggested:
+        if key not in self._suggested:  # the sections are read only when the answer is not known
+            with self.session() as session:
+                sections = list_sections(session, collection, owner)
 
             def answered_from(question: str) -> Hit | None:
                 examined = self.examine(question, collection, owner=owner)

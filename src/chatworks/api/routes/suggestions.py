@@ -22,8 +22,7 @@ router = APIRouter(prefix="/v1", tags=["suggestions"])
 
 @router.get("/suggestions", response_model=ChatSuggestionList)
 async def chat_suggestions(_: Principal = Depends(require("chat"))) -> ChatSuggestionList:
-    prompts = await asyncio.to_thread(suggested_prompts)
-    return ChatSuggestionList(data=[ChatSuggestion(prompt=p) for p in prompts])
+    return ChatSuggestionList(data=[ChatSuggestion(prompt=p) for p in suggested_prompts()])
 
 
 @router.get(
