@@ -48,6 +48,22 @@ async def _named_in_body(request: Request, field: str) -> str | None:
     return name if isinstance(name, str) else None
 
 
+async def checked_collection(
+    name: str, principal: Principal, service: Service, *, claim: bool = False
+) -> CollectionAccess:
+    """The check itself, for a name known to the caller (the dependencies below, and the
+    Responses API's file search tool): 403, 404, or the access."""
+    principal.require("documents")
+    principal.check_collection(name)
+    access = CollectionAccess(name, principal.owner_filter)
+    if claim:
+        return access
+    found = await service.db.read(lambda s: docs.collection_id(s, name, access.owner))
+    if found is None:
+        raise not_found(name)
+    return access
+
+
 Dependency = Callable[..., Coroutine[Any, Any, CollectionAccess | None]]
 
 
@@ -63,15 +79,7 @@ def collection_access(
     ) -> CollectionAccess | None:
         if name is None:
             return None
-        principal.require("documents")
-        principal.check_collection(name)
-        access = CollectionAccess(name, principal.owner_filter)
-        if claim:
-            return access
-        found = await service.db.read(lambda s: docs.collection_id(s, name, access.owner))
-        if found is None:
-            raise not_found(name)
-        return access
+        return await checked_collection(name, principal, service, claim=claim)
 
     # Two signatures: a path parameter must be declared to appear in the OpenAPI schema.
     async def in_path(

@@ -26,7 +26,7 @@ from chatworks.agents.loop import Event, Finished, ItemDone, Limits, Run, State,
 from chatworks.agents.mcp_client import Registered, Sessions, find
 from chatworks.agents.policy import ApprovalRule
 from chatworks.agents.store import get_approval, load_response, save_response
-from chatworks.api.access import CollectionAccess, not_found
+from chatworks.api.access import CollectionAccess, checked_collection
 from chatworks.api.errors import APIError
 from chatworks.api.generation import start_generation
 from chatworks.api.grounded import search
@@ -43,7 +43,6 @@ from chatworks.api.schemas_responses import (
 from chatworks.api.service import Service
 from chatworks.providers.base import Delta, GenerationRequest, Tool
 from chatworks.security.principal import Principal
-from chatworks.storage import documents as docs
 
 _TOOLS = TypeAdapter(list[ToolIn])
 
@@ -56,15 +55,7 @@ async def _collections(
     service: Service, principal: Principal, tool: FileSearchToolIn
 ) -> list[CollectionAccess]:
     """The file search tool's collections, checked as every collection route checks them."""
-    principal.require("documents")
-    owner = principal.owner_filter
-    found = []
-    for name in tool.vector_store_ids:
-        principal.check_collection(name)
-        if await service.db.read(lambda s, n=name: docs.collection_id(s, n, owner)) is None:
-            raise not_found(name)
-        found.append(CollectionAccess(name, owner))
-    return found
+    return [await checked_collection(n, principal, service) for n in tool.vector_store_ids]
 
 
 def _tool_choice(choice: Any, toolbox: Toolbox) -> str:
