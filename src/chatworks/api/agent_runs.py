@@ -47,6 +47,11 @@ from chatworks.security.principal import Principal
 _TOOLS = TypeAdapter(list[ToolIn])
 
 
+def response_not_found(response_id: str, param: str | None = None) -> APIError:
+    """A stored response the caller cannot see: missing, deleted or another tenant's."""
+    return APIError(404, f"response '{response_id}' not found", "response_not_found", param)
+
+
 def _bad(message: str, param: str | None = None, code: str = "invalid_request") -> APIError:
     return APIError(400, message, code, param)
 
@@ -100,8 +105,7 @@ class AgentRun:
             owner = self.principal.owner_filter
             previous = await service.db.read(lambda s: load_response(s, previous_id, owner))
             if previous is None:
-                raise APIError(404, f"response '{previous_id}' not found",
-                               "response_not_found", "previous_response_id")  # fmt: skip
+                raise response_not_found(previous_id, "previous_response_id")
             tools = self._state.tools
             self._state = State.from_json(previous.state)
             if body.tools:  # tools are sent again with each request; else the last ones hold

@@ -19,7 +19,7 @@ from fastapi.responses import JSONResponse, Response
 from chatworks.agents.loop import Finished, ItemAdded, ItemDone, TextDelta
 from chatworks.agents.mcp_client import registered
 from chatworks.agents.store import delete_response, load_response
-from chatworks.api.agent_runs import AgentRun
+from chatworks.api.agent_runs import AgentRun, response_not_found
 from chatworks.api.auth import require
 from chatworks.api.errors import APIError, error_body
 from chatworks.api.generation import GenerationResponse
@@ -104,10 +104,6 @@ async def _stream(run: AgentRun) -> AsyncIterator[bytes]:
     yield DONE
 
 
-def _not_found(response_id: str) -> APIError:
-    return APIError(404, f"response '{response_id}' not found", "response_not_found")
-
-
 @router.get("/responses/{response_id}", responses=errors(404))
 async def get_response(
     response_id: str,
@@ -117,7 +113,7 @@ async def get_response(
     owner = principal.owner_filter
     found = await service.db.read(lambda s: load_response(s, response_id, owner))
     if found is None:
-        raise _not_found(response_id)
+        raise response_not_found(response_id)
     return JSONResponse(found.body)
 
 
@@ -129,7 +125,7 @@ async def remove_response(
 ) -> JSONResponse:
     owner = principal.owner_filter
     if not await service.db.write(lambda s: delete_response(s, response_id, owner)):
-        raise _not_found(response_id)
+        raise response_not_found(response_id)
     return JSONResponse({"id": response_id, "object": "response", "deleted": True})
 
 
