@@ -21,6 +21,7 @@ the response (the route does, with `state`), or tools of any other kind.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -43,6 +44,7 @@ from chatworks.storage.db import Database
 from chatworks.telemetry import metrics
 from chatworks.telemetry import tracing as t
 
+RESULT_POLL_S = 0.1  # how often a retried resume looks for the first resume's recorded outcome
 FILE_SEARCH = "file_search"
 _FILE_SEARCH_TOOL = Tool(FILE_SEARCH, "Search the user's documents for passages about a query.",
                          {"type": "object", "properties": {"query": {"type": "string"}},
@@ -331,11 +333,19 @@ class Run:
         return [ItemDone(item), *self._tool_turn(call, _result_text(item))]
 
     async def _ran(self, approval_id: str, tool: McpTool, arguments: str) -> dict[str, Any]:
-        found = await self.db.read(lambda s: get_approval(s, approval_id))
-        if found is not None and found.result is not None:
-            return found.result
-        return items.mcp_call(tool.server, tool.name, arguments, approval_request_id=approval_id,
-                              error="already approved; its outcome is not known yet")  # fmt: skip
+        """The outcome a resume that decided first recorded; while that resume (here or on
+        another replica) is still running the call, wait for it, at most the tool timeout that
+        bounds the call."""
+        deadline = time.monotonic() + self.limits.tool_timeout_s
+        while True:
+            found = await self.db.read(lambda s: get_approval(s, approval_id))
+            if found is not None and found.result is not None:
+                return found.result
+            if time.monotonic() >= deadline:
+                unknown = "already approved; its outcome is not known yet"
+                return items.mcp_call(tool.server, tool.name, arguments,
+                                      approval_request_id=approval_id, error=unknown)  # fmt: skip
+            await asyncio.sleep(RESULT_POLL_S)
 
     async def _call(
         self, tool: McpTool, call: ToolCall, approval_id: str | None, approved_by: str | None
