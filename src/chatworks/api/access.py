@@ -39,7 +39,9 @@ def not_found(name: str) -> APIError:
     return APIError(404, f"collection '{name}' not found", "collection_not_found")
 
 
-async def _named_in_body(request: Request, field: str) -> str | None:
+async def string_in_body(request: Request, field: str) -> str | None:
+    """A string field of the JSON body, read before the handler (for access checks and
+    limits); None when absent or not a string."""
     try:  # the body is parsed (and cached by Starlette) for the handler anyway
         body = await request.json()
     except ValueError:
@@ -94,7 +96,7 @@ def collection_access(
         principal: Principal = Depends(authenticate),
         service: Service = Depends(get_service),
     ) -> CollectionAccess | None:
-        return await check(await _named_in_body(request, field), principal, service)
+        return await check(await string_in_body(request, field), principal, service)
 
     dependency = in_path if where == "path" else in_body
     dependency.__name__ = f"{'claimed' if claim else 'visible'}_collection_in_{where}"

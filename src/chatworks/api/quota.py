@@ -18,6 +18,7 @@ from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 from starlette.types import Message, Receive, Scope, Send
 
+from chatworks.api.access import string_in_body
 from chatworks.api.auth import require
 from chatworks.api.errors import APIError
 from chatworks.api.middleware import HttpMiddleware
@@ -90,14 +91,8 @@ def _too_many(reason: str, message: str, retry_after_s: int, headers: dict[str, 
 
 
 async def model_in_body(request: Request, _: Service) -> str | None:
-    """The `model` of a JSON body. FastAPI has already parsed the body for the handler and
-    Starlette caches it, so this costs no second parse."""
-    try:
-        body = await request.json()
-    except ValueError:
-        return None
-    model = body.get("model") if isinstance(body, dict) else None
-    return model if isinstance(model, str) else None
+    """The `model` of a JSON body."""
+    return await string_in_body(request, "model")
 
 
 async def served_model(_: Request, service: Service) -> str | None:

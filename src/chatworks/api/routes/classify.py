@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends, Request
 
 from chatworks.api.errors import APIError
 from chatworks.api.openapi import errors
-from chatworks.api.quota import quota
+from chatworks.api.quota import model_in_body, quota
 from chatworks.api.schemas import Classification, ClassifyRequest, ClassifyResponse
 from chatworks.api.service import Service, get_service
 from chatworks.telemetry import metrics
@@ -21,14 +21,10 @@ from chatworks.telemetry import tracing as t
 router = APIRouter(prefix="/v1", tags=["lab"])
 
 
-async def classifier_name(request: Request, _: Service) -> str | None:
+async def classifier_name(request: Request, service: Service) -> str | None:
     """Limits and a key's model list see the registered name, whatever alias is asked."""
-    try:
-        body = await request.json()
-    except ValueError:
-        return None
-    model = body.get("model") if isinstance(body, dict) else None
-    return model.partition("@")[0] if isinstance(model, str) else None
+    model = await model_in_body(request, service)
+    return model.partition("@")[0] if model else None
 
 
 classify_quota = quota("chat", classifier_name)
