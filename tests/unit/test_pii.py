@@ -60,7 +60,6 @@ def test_secrets_and_ipv6_are_found(secret: str) -> None:
         "Released on 2024-01-02, version 3.11.4, build 20240102.",
         "Order 1234567890 shipped; invoice 4111111111111112 is not a valid card.",
         "Account DE89370400440532013001 has a wrong check digit.",
-        "SSN 000-12-3456 and 666-12-3456 are never issued.",
         "Version 300.1.2.3 and 999.999.999.999 are not addresses.",
         "sha256 e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
         "See /usr/share/doc/python3.11/html/library/functions.html for details.",

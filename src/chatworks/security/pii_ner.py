@@ -44,10 +44,9 @@ DEGREES = {"mba", "mba.", "phd", "ph.d.", "b.sc.", "m.sc.", "b.a.", "m.a.", "ba"
            "bsc", "msc", "jr", "jr.", "ii", "iii", "iv", "md", "dds", "dvm", "b.eng.",
            "m.eng."}  # fmt: skip
 PARTICLES = {"de", "del", "della", "dei", "di", "da", "du", "des", "la", "le", "van", "der",
-             "den", "von", "zu", "y", "dos", "das", "ten", "ter", "'t", "op"}  # fmt: skip
-# Words that make an organisation an organisation. The small model calls most names it does not
-# know (Italian, Dutch, Polish...) ORG: an ORG of proper nouns without such a word, and no
-# acronym, is read as a name.
+             "den", "von", "zu", "y", "dos", "das", "ten", "ter", "'t", "t", "op"}  # fmt: skip
+# Words that make an organisation (or an event, a product) what it is: an entity with one is
+# never read as a misread name (`_may_be_a_name`).
 ORG_WORDS = {"inc", "inc.", "ltd", "ltd.", "llc", "gmbh", "ag", "sa", "s.a.", "spa", "s.p.a.",
              "srl", "bv", "b.v.", "nv", "corp", "corp.", "corporation", "company", "co", "co.",
              "group", "bank", "university", "college", "school", "institute", "foundation",
@@ -55,7 +54,16 @@ ORG_WORDS = {"inc", "inc.", "ltd", "ltd.", "llc", "gmbh", "ag", "sa", "s.a.", "s
              "committee", "club", "fc", "team", "union", "commission", "court", "office",
              "services", "systems", "technologies", "labs", "studio", "studios", "records",
              "press", "news", "times", "post", "airlines", "motors", "hospital",
-             "church"}  # fmt: skip
+             "church", "government", "airways", "line", "cup", "games", "awards",
+             "league", "championship", "festival", "conference", "marathon", "series",
+             "edition", "cloud", "server"}  # fmt: skip
+# Labels the small model gives to names it does not know (see `_may_be_a_name`).
+MISREAD = {"ORG", "PRODUCT", "WORK_OF_ART", "EVENT", "NORP", "DATE"}
+WEEKDAYS = {"monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"}
+CALENDAR = WEEKDAYS | {"january", "february", "march", "april", "may", "june", "july",
+                       "august", "september", "october", "november", "december", "christmas",
+                       "easter", "eve", "day", "new", "year", "week", "weekend", "holiday",
+                       "night", "morning"}  # fmt: skip
 # Entities whose proper nouns are no person's: left alone by the proper-noun rule below.
 NOT_PEOPLE = {"ORG", "PRODUCT", "WORK_OF_ART", "EVENT", "LAW", "LANGUAGE", "NORP", "DATE",
               "TIME", "MONEY", "PERCENT", "QUANTITY", "CARDINAL", "ORDINAL"}  # fmt: skip
@@ -127,26 +135,42 @@ def _bare_number_without_context(text: str, result) -> bool:
             and result.score <= MIN_SCORE)  # fmt: skip
 
 
-def _name_like(ent) -> bool:
-    """An entity that is probably a person's name after all: an ORG of proper nouns with no
-    organisation word and no acronym, or a DATE that is one proper noun ("August Lorch")."""
-    words = [t for t in ent if not t.is_punct or t.text in ("-", "'")]
-    if ent.label_ == "DATE":
-        return len(words) == 1 and words[0].pos_ == "PROPN"
-    return ent.label_ == "ORG" and all(
-        (t.pos_ == "PROPN" and t.lower_ not in ORG_WORDS and not (t.is_upper and len(t) > 1))
-        or t.text in ("-", "'")
-        or t.lower_ in PARTICLES
+def _may_be_a_name(ent) -> bool:
+    """Whether an entity the small model did not call a person may still be one. It labels
+    names it does not know as almost anything (Italian and Polish names as ORG, "Twan Guit" as
+    a work of art, "Klara Szczerek" as a DATE, "Christian" of "Christian Jones" as NORP): such
+    an entity is read as a name when every word of it, up to a colon or comma the model ran
+    over, is shaped like a name's (capitalised, or a title, particle or degree), none makes an
+    organisation, event or date what it is, and none is an acronym. "the International
+    Monetary Fund" keeps its label: names take no article."""
+    words = []
+    for t in ent:
+        if t.is_punct and t.text not in ("-", "'", "."):
+            break
+        words.append(t)
+    if ent.label_ == "DATE" and len(words) == 1:  # "August" of "August Lorch"
+        return words[0].pos_ == "PROPN" and words[0].lower_ not in WEEKDAYS
+    return ent.label_ in MISREAD and all(
+        (t.text[:1].isupper() and t.pos_ in ("PROPN", "NOUN") and t.lower_ not in ORG_WORDS
+         and t.lower_ not in CALENDAR and not (t.is_upper and len(t) > 1))
+        or t.lower_ in TITLES | PARTICLES | DEGREES
+        or t.text in ("-", "'", ".")
         for t in words
-    )
+    )  # fmt: skip
 
 
-def _in_name(token, current: list) -> bool:
+def _name_word(token, in_entity: set[int]) -> bool:
+    """A capitalised proper noun, or a capitalised noun inside an entity ("Didier" of
+    "Geneviève-Margaud Didier", which the tagger takes for a common noun)."""
+    if not token.text[:1].isupper() or any(c.isdigit() for c in token.text):
+        return False
+    return token.pos_ == "PROPN" or (token.pos_ == "NOUN" and token.i in in_entity)
+
+
+def _in_name(token, current: list, in_entity: set[int]) -> bool:
     """Whether `token` continues (or starts) a run of name words."""
     word = token.lower_
-    if token.pos_ == "PROPN" and token.text[:1].isupper():
-        return not any(c.isdigit() for c in token.text)
-    if word in TITLES:
+    if _name_word(token, in_entity) or word in TITLES:
         return True
     if not current:
         return False
@@ -158,28 +182,31 @@ def _in_name(token, current: list) -> bool:
 def _name_runs(doc, people: list[tuple[int, int]]) -> list[tuple[int, int]]:
     """Names as runs of proper nouns, with titles, particles and degrees: the NER's people
     widened to the whole run ("Marcel" -> "M. Marcel de Evrard"), and runs of two or more
-    proper nouns the NER left unlabelled (names it does not know, such as many Italian or
-    Polish ones), unless it labelled them as something else (an organisation, a product)."""
-    other = {t.i for ent in doc.ents if ent.label_ in NOT_PEOPLE and not _name_like(ent)
+    proper nouns the NER left unlabelled or mislabelled (names it does not know, such as many
+    Italian or Polish ones), unless it labelled them as something else (an organisation, a
+    product) for a reason the words show."""
+    other = {t.i for ent in doc.ents if ent.label_ in NOT_PEOPLE and not _may_be_a_name(ent)
              for t in ent}  # fmt: skip
+    in_entity = {t.i for ent in doc.ents for t in ent if t.i not in other}
     runs, current = [], []
 
     def close() -> None:
         # Particles and degrees only count inside a run that has proper nouns on both sides.
         while current and current[-1].lower_ in PARTICLES:
             current.pop()
-        proper = sum(t.pos_ == "PROPN" and t.lower_ not in TITLES for t in current)
+        proper = sum(_name_word(t, in_entity) and t.lower_ not in TITLES for t in current)
         if current and proper >= 1:
             start, end = current[0].idx, current[-1].idx + len(current[-1])
             named = any(s < end and start < e for s, e in people)
-            if named or proper >= 2:
+            organisation = any(t.lower_ in ORG_WORDS for t in current)  # "Champions League"
+            if named or (proper >= 2 and not organisation):
                 runs.append((start, end))
         current.clear()
 
     for token in doc:
         if token.i in other:
             close()
-        elif _in_name(token, current):
+        elif _in_name(token, current, in_entity):
             current.append(token)
         else:
             close()
@@ -199,4 +226,15 @@ def find(text: str) -> list[Found]:
              if _plausible(text, r)]  # fmt: skip
     people = [(f.start, f.end) for f in found if f.kind == "PERSON"]
     found += [Found("PERSON", s, e) for s, e in _name_runs(artifacts.tokens, people)]
-    return found
+    return [Found(f.kind, _glued_start(text, f.start), f.end) if f.kind == "PERSON" else f
+            for f in found]  # fmt: skip
+
+
+# A capitalised word glued to a name by a hyphen or a dot: "Stéphane-" of "Stéphane-Édouard
+# Bousquet", "Univ." of "Univ.Prof. Guido Pohl" (the tokenizer cuts them apart).
+_GLUED_BEFORE = re.compile(r"(?<![\w'\u2019.-])(?:[A-ZÀ-ÝŁŚŻŹĆŃ][\w'\u2019]*[-.])+$")
+
+
+def _glued_start(text: str, start: int) -> int:
+    glued = _GLUED_BEFORE.search(text, max(0, start - 40), start)
+    return glued.start() if glued else start

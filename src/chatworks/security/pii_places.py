@@ -20,7 +20,7 @@ import re
 _CAP = r"[A-ZÀ-ÝŁŚŻŹĆŃ][\w'\u2019.-]*"
 _PARTICLE = (
     r"(?:de|del|della|dei|di|da|du|des|la|le|les|van|der|den|am|an|im|von|vorm|bei|"
-    r"ob|unter|sur|sous|en|sul|al|y|el|los|las)"
+    r"ob|unter|sur|sous|en|sul|al|y|el|los|las|op|aan|bij)\b"
 )
 _STREET_BEFORE = (
     r"rue|avenue|av\.|boulevard|bd\.?|chemin|place|allée|impasse|quai|route|cours|via|viale|"
@@ -48,21 +48,23 @@ _ENGLISH_TYPES = (
     r"Brooks?|Branch|Bridge|Burgs?|Camp|Canyon|Cape|Centers?|Cliffs?|Club|Common|Corners?|"
     r"Coves?|Crest|Curve|Dale|Dam|Divide|Extensions?|Flats?|Forest|Fort|Glens?|Haven|Hollow|"
     r"Inlet|Keys?|Lights?|Lodge|Manor|Motorway|Neck|Oval|Overpass|Parks?|Pines?|Plains?|"
-    r"Radial|Ramp|Shore|Skyway|Spur|Stravenue|Stream|Tunnel|Wall|Ways?|Wharf|Byway"
+    r"Radial|Ramp|Shore|Skyway|Spur|Stravenue|Stream|Tunnel|Wall|Ways?|Wharf|Byway|Course"
 )
 _HOUSE = r"\d{1,5}[A-Za-z]?(?:\s?[/-]\s?\d{1,5}[A-Za-z]?)?"
 _STREET = re.compile(
     # 12 Maple Grove Court / 150 Richard Run (English: number first, street type last)
-    rf"\b{_HOUSE}\s+(?:{_CAP}\s+){{0,3}}(?:{_ENGLISH_TYPES})\b\.?"
+    rf"\b{_HOUSE}\s+(?:{_CAP}\s+){{0,3}}(?:{_ENGLISH_TYPES})s?\b\.?"
     rf"(?:\s*,?\s*(?:Apt\.?|Suite|Unit|Flat)\s*\d+\w?)?"
     # 44, rue de Prévost / Via Roma 3 / ul. Krasickiego 00 / Plaza de Belén Girona 97
     rf"|(?:\b\d{{1,5}}\s*,?\s+)?(?i:\b(?:{_STREET_BEFORE}))(?=\s)"
     rf"(?:\s+(?:{_PARTICLE}|{_CAP})){{1,5}}(?:\s*,?\s*{_HOUSE}\b)?"
-    # Oderwaldstr. 8533 / Kerkstraat 12 / Yfkering 083
-    rf"|\b[A-ZÀ-Ý][\w'\u2019-]*?(?i:{_STREET_AFTER})\.?\s+{_HOUSE}\b"
+    # C. de Leonardo Gil 251 (Spanish "calle", abbreviated: only with its house number)
+    rf"|\bC\.\s+(?:(?:{_PARTICLE}|{_CAP})\s+){{1,5}}{_HOUSE}\b"
+    # Oderwaldstr. 8533 / Kerkstraat 12 / Yfkering 083 / Alte Poststraße 5
+    rf"|\b(?:{_CAP}\s+)?[A-ZÀ-Ý][\w'\u2019-]*?(?i:{_STREET_AFTER})\.?\s+{_HOUSE}\b"
     # Studio 2, Perkins Square (a flat before an English street without a house number)
     rf"|\b(?:Studio|Flat|Apartment|Apt\.?|Suite|Unit)\s+\d+\w?,?\s+(?:{_CAP}\s+){{1,3}}"
-    rf"(?:{_ENGLISH_TYPES})\b"
+    rf"(?:{_ENGLISH_TYPES})s?\b"
     # US military mail
     r"|\b(?:PSC|Unit)\s+\d{4},?\s+Box\s+\d{4}|\bUS(?:NS|NV|S|CGC)\s+" + _CAP,
 )
@@ -153,9 +155,16 @@ def _any(_: str) -> bool:
     return True
 
 
+def _never_issued_ssn(value: str) -> bool:
+    area, group, serial = value.split("-")
+    return area in ("000", "666") or area[0] == "9" or group == "00" or serial == "0000"
+
+
 ID_PATTERNS: tuple[tuple[re.Pattern[str], object], ...] = (
-    # US ITIN: 9xx-xx-xxxx with the middle groups the IRS issues (an SSN never starts with 9)
-    (re.compile(r"(?<![\w-])9\d{2}-(?:5\d|6[0-5]|7\d|8[0-8]|9[0-24-9])-\d{4}(?![\w-])"), _any),
+    # The US SSN's shape in numbers the SSA never issues: ITINs (9xx), areas 000 and 666, group
+    # 00, serial 0000. Test and placeholder values leak a real number's shape just the same,
+    # and nothing else is written 3-2-4 (issued SSNs are found as SSN, in pii.py).
+    (re.compile(r"(?<![\w-])\d{3}-\d{2}-\d{4}(?![\w-])"), _never_issued_ssn),
     # NINO: two letters, six digits, a letter (A-D when issued; test data uses others)
     (re.compile(r"\b[A-CEGHJ-PR-TW-Z]{2}\s?\d{2}\s?\d{2}\s?\d{2}\s?[A-Z]\b"), _any),
     (re.compile(r"\b[12]\s?\d{2}\s?\d{2}\s?(?:\d{2}|2[AB])\s?\d{3}\s?\d{3}\s?\d{2}\b"), _nir_ok),
