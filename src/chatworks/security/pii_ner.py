@@ -56,9 +56,12 @@ ORG_WORDS = {"inc", "inc.", "ltd", "ltd.", "llc", "gmbh", "ag", "sa", "s.a.", "s
              "press", "news", "times", "post", "airlines", "motors", "hospital",
              "church", "government", "airways", "line", "cup", "games", "awards",
              "league", "championship", "festival", "conference", "marathon", "series",
-             "edition", "cloud", "server"}  # fmt: skip
+             "edition", "cloud", "server", "act", "bill", "code", "article", "treaty",
+             "directive", "regulation", "constitution"}  # fmt: skip
+# What the tagger calls a name word it does not know.
+NAME_TAGS = ("PROPN", "NOUN", "ADJ", "VERB", "X")
 # Labels the small model gives to names it does not know (see `_may_be_a_name`).
-MISREAD = {"ORG", "PRODUCT", "WORK_OF_ART", "EVENT", "NORP", "DATE"}
+MISREAD = {"ORG", "PRODUCT", "WORK_OF_ART", "EVENT", "NORP", "DATE", "LAW"}
 WEEKDAYS = {"monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"}
 CALENDAR = WEEKDAYS | {"january", "february", "march", "april", "may", "june", "july",
                        "august", "september", "october", "november", "december", "christmas",
@@ -151,20 +154,27 @@ def _may_be_a_name(ent) -> bool:
     if ent.label_ == "DATE" and len(words) == 1:  # "August" of "August Lorch"
         return words[0].pos_ == "PROPN" and words[0].lower_ not in WEEKDAYS
     return ent.label_ in MISREAD and all(
-        (t.text[:1].isupper() and t.pos_ in ("PROPN", "NOUN") and t.lower_ not in ORG_WORDS
+        (t.text[:1].isupper() and t.pos_ in NAME_TAGS and t.lower_ not in ORG_WORDS
          and t.lower_ not in CALENDAR and not (t.is_upper and len(t) > 1))
-        or t.lower_ in TITLES | PARTICLES | DEGREES
+        or t.lower_ in TITLES | PARTICLES
+        or _degree(t)
         or t.text in ("-", "'", ".")
         for t in words
     )  # fmt: skip
 
 
+def _degree(token) -> bool:
+    """ "B.A." and "B.A" (the tokenizer may keep the last dot apart) are both degrees."""
+    return token.lower_ in DEGREES or token.lower_ + "." in DEGREES
+
+
 def _name_word(token, in_entity: set[int]) -> bool:
-    """A capitalised proper noun, or a capitalised noun inside an entity ("Didier" of
-    "Geneviève-Margaud Didier", which the tagger takes for a common noun)."""
-    if not token.text[:1].isupper() or any(c.isdigit() for c in token.text):
+    """A capitalised proper noun, or a capitalised word the tagger read as something else
+    inside an entity or just before a person ("Didier" of "Geneviève-Margaud Didier" as a
+    noun, "Émile" of "Émile Guilbert" as an adjective, "Häring" as a verb)."""
+    if not token.text[:1].isupper() or any(c.isdigit() for c in token.text) or _degree(token):
         return False
-    return token.pos_ == "PROPN" or (token.pos_ == "NOUN" and token.i in in_entity)
+    return token.pos_ == "PROPN" or (token.pos_ in NAME_TAGS and token.i in in_entity)
 
 
 def _in_name(token, current: list, in_entity: set[int]) -> bool:
@@ -174,7 +184,7 @@ def _in_name(token, current: list, in_entity: set[int]) -> bool:
         return True
     if not current:
         return False
-    if word in PARTICLES or word in DEGREES or token.text in ("-", "'"):
+    if word in PARTICLES or _degree(token) or token.text in ("-", "'"):
         return True
     return token.text == "." and current[-1].lower_ + "." in TITLES | DEGREES  # "Ing" "."
 
@@ -188,6 +198,7 @@ def _name_runs(doc, people: list[tuple[int, int]]) -> list[tuple[int, int]]:
     other = {t.i for ent in doc.ents if ent.label_ in NOT_PEOPLE and not _may_be_a_name(ent)
              for t in ent}  # fmt: skip
     in_entity = {t.i for ent in doc.ents for t in ent if t.i not in other}
+    in_entity |= {ent.start - 1 for ent in doc.ents if ent.label_ == "PERSON" and ent.start}
     runs, current = [], []
 
     def close() -> None:

@@ -20,7 +20,7 @@ import re
 _CAP = r"[A-ZÀ-ÝŁŚŻŹĆŃ][\w'\u2019.-]*"
 _PARTICLE = (
     r"(?:de|del|della|dei|di|da|du|des|la|le|les|van|der|den|am|an|im|von|vorm|bei|"
-    r"ob|unter|sur|sous|en|sul|al|y|el|los|las|op|aan|bij)\b"
+    r"ob|unter|sur|sous|en|sul|al|y|el|los|las|op|aan|bij|i)\b"
 )
 _STREET_BEFORE = (
     r"rue|avenue|av\.|boulevard|bd\.?|chemin|place|allée|impasse|quai|route|cours|via|viale|"
@@ -48,7 +48,8 @@ _ENGLISH_TYPES = (
     r"Brooks?|Branch|Bridge|Burgs?|Camp|Canyon|Cape|Centers?|Cliffs?|Club|Common|Corners?|"
     r"Coves?|Crest|Curve|Dale|Dam|Divide|Extensions?|Flats?|Forest|Fort|Glens?|Haven|Hollow|"
     r"Inlet|Keys?|Lights?|Lodge|Manor|Motorway|Neck|Oval|Overpass|Parks?|Pines?|Plains?|"
-    r"Radial|Ramp|Shore|Skyway|Spur|Stravenue|Stream|Tunnel|Wall|Ways?|Wharf|Byway|Course"
+    r"Radial|Ramp|Shore|Skyway|Spur|Stravenue|Stream|Tunnel|Wall|Ways?|Wharf|Byway|Course|"
+    r"Trafficway|Crossroads?|Gateways?|Loaf"
 )
 _HOUSE = r"\d{1,5}[A-Za-z]?(?:\s?[/-]\s?\d{1,5}[A-Za-z]?)?"
 _STREET = re.compile(
@@ -69,8 +70,8 @@ _STREET = re.compile(
     r"|\b(?:PSC|Unit)\s+\d{4},?\s+Box\s+\d{4}|\bUS(?:NS|NV|S|CGC)\s+" + _CAP,
 )
 _POSTCODE_TOWN = re.compile(
-    # 06812 Coburg / 6783 OR Hoevelaken / 84-555 Łódź (a town must follow)
-    rf"\b(?:\d{{5}}|\d{{4}}\s?[A-Z]{{2}}|\d{{2}}-\d{{3}})\s*,?\s+{_CAP}"
+    # 06812 Coburg / 6783 OR Hoevelaken / 84-555 Łódź / 2885 QM 's-Gravenmoer (a town must follow)
+    rf"\b(?:\d{{5}}|\d{{4}}\s?[A-Z]{{2}}|\d{{2}}-\d{{3}})\s*,?\s+(?:'[st][\s-]?)?{_CAP}"
     rf"(?:[\s-]+(?:{_PARTICLE}|{_CAP}))*(?:\s*\([A-Z]{{2}}\))?"
     # SR08 7UX (UK postcode), AP 04307 / IL 62704 (US state + ZIP), [AFD]PO military
     r"|\b[A-Z]{1,2}\d[A-Z\d]?\s?\d[A-Z]{2}\b|\b(?:[AFD]PO\s+)?A[AEP]\s+\d{5}\b"
