@@ -28,6 +28,12 @@ check-jsonschema --builtin-schema vendor.compose-spec deploy/compose.yaml
 check-jsonschema --builtin-schema vendor.cloudbuild deploy/cloudbuild.yaml
 check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
 
+step "amtool: Alertmanager configs, and where the example routes send a page and a ticket"
+amtool check-config deploy/alertmanager/*.yml
+routes=(amtool config routes test --config.file=deploy/alertmanager/alertmanager.example-routes.yml)
+"${routes[@]}" --verify.receivers=pagerduty,slack,webhook severity=page
+"${routes[@]}" --verify.receivers=email,webhook severity=ticket
+
 step "terraform fmt -check ($(terraform version | head -1))"
 terraform fmt -check -recursive -diff deploy/terraform && echo "formatted"
 

