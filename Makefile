@@ -53,11 +53,11 @@ fmt: $(VENV)/.installed-dev
 
 # The deployment artifacts (deploy/, docs/operations/deploy.md) through offline validators:
 # hadolint, kubectl kustomize + kubernetes-validate --strict, checkov, terraform fmt, JSON
-# schemas, shellcheck; then tests/deploy (image and manifests agree; SIGTERM drains a real
+# schemas (compose, CI, KEDA's ScaledObject), shellcheck, amtool (Debian, via system-deps); then tests/deploy (image and manifests agree; SIGTERM drains a real
 # server). The validators live in their own virtualenv, installed once per
 # change of deploy/requirements-tools.txt.
 TOOLS := .venv-deploy
-deploy-check: $(VENV)/.installed-dev $(TOOLS)/.installed
+deploy-check: $(VENV)/.installed-dev $(TOOLS)/.installed system-deps
 	PATH="$(CURDIR)/$(TOOLS)/bin:$$PATH" bash scripts/deploy-check.sh
 	$(PYTEST) -q tests/deploy
 

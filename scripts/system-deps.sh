@@ -10,6 +10,9 @@ command -v redis-server >/dev/null 2>&1 || needed+=(redis-server)
 # promtool checks and unit-tests the alert rules under deploy/prometheus (make run-observed
 # also starts this Prometheus).
 command -v promtool >/dev/null 2>&1 || needed+=(prometheus)
+# Alertmanager routes the alerts (make run-observed, tests/e2e/test_alerting.py); amtool checks
+# its configuration (make deploy-check).
+command -v amtool >/dev/null 2>&1 || needed+=(prometheus-alertmanager)
 [ ${#needed[@]} -eq 0 ] && exit 0
 sudo=""
 [ "$(id -u)" -ne 0 ] && sudo="sudo"

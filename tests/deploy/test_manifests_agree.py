@@ -10,6 +10,8 @@ import json
 import re
 import shlex
 
+import jsonschema
+import pytest
 import typer
 import yaml
 
@@ -109,7 +111,7 @@ def test_every_configured_setting_is_one_chatworks_reads():
     """A misspelt CHATWORKS_* name in a ConfigMap is ignored silently by the app: not here."""
     known = {f"CHATWORKS_{name.upper()}" for name in Settings.model_fields}
     for kustomization in (K8S, *(DEPLOY / "k8s" / "overlays").iterdir()):
-        for generator in _yaml(kustomization / "kustomization.yaml")["configMapGenerator"]:
+        for generator in _yaml(kustomization / "kustomization.yaml").get("configMapGenerator", []):
             names = {item.split("=", 1)[0] for item in generator["literals"]}
             assert {n for n in names if n.startswith("CHATWORKS_")} <= known, kustomization
 
@@ -119,6 +121,64 @@ def test_the_autoscaler_reads_series_chatworks_exports():
     custom = [m["pods"]["metric"]["name"] for m in hpa["spec"]["metrics"] if m["type"] == "Pods"]
     exported = {metric.name for metric in REGISTRY.collect()}
     assert custom and set(custom) <= exported
+
+
+KEDA = DEPLOY / "k8s" / "components" / "keda" / "scaledobject.yaml"
+
+
+def _patched(overlay: str, kind: str) -> dict[str, object]:
+    """path -> value of the JSON-patch `replace`s an overlay applies to `kind`."""
+    found = {}
+    for patch in _yaml(DEPLOY / "k8s" / "overlays" / overlay / "kustomization.yaml")["patches"]:
+        if patch["target"]["kind"] == kind:
+            found |= {op["path"]: op["value"] for op in yaml.safe_load(patch["patch"])}
+    return found
+
+
+def test_keda_scales_on_queue_depth_with_the_hpa_policy():
+    """The ScaledObject (components/keda) reads a series chatworks exports and keeps the HPA's
+    bounds, targets and behaviour, so switching autoscaler does not change how pods scale."""
+    hpa, scaled = _yaml(K8S / "hpa.yaml")["spec"], _yaml(KEDA)["spec"]
+    triggers = {t["type"]: t for t in scaled["triggers"]}
+    query = triggers["prometheus"]["metadata"]["query"]
+    (waiting,) = [m["pods"] for m in hpa["metrics"] if m["type"] == "Pods"]
+    assert waiting["metric"]["name"] in query
+    assert waiting["metric"]["name"] in {metric.name for metric in REGISTRY.collect()}
+    assert triggers["prometheus"]["metadata"]["threshold"] == waiting["target"]["averageValue"]
+    (cpu,) = [m["resource"] for m in hpa["metrics"] if m["type"] == "Resource"]
+    assert triggers["cpu"]["metadata"]["value"] == str(cpu["target"]["averageUtilization"])
+    assert (scaled["minReplicaCount"], scaled["maxReplicaCount"]) == (
+        hpa["minReplicas"],
+        hpa["maxReplicas"],
+    )
+    assert scaled["advanced"]["horizontalPodAutoscalerConfig"]["behavior"] == hpa["behavior"]
+    prod, prod_keda = (
+        _patched("prod", "HorizontalPodAutoscaler"),
+        _patched("prod-keda", "ScaledObject"),
+    )
+    assert (prod_keda["/spec/minReplicaCount"], prod_keda["/spec/maxReplicaCount"]) == (
+        prod["/spec/minReplicas"],
+        prod["/spec/maxReplicas"],
+    )
+
+
+@pytest.mark.parametrize(
+    "mistake",
+    [
+        lambda s: s.update(minReplicas=s.pop("minReplicaCount")),  # the HPA's spelling
+        lambda s: s["triggers"][0]["metadata"].update(threshold=2),  # KEDA wants strings
+        lambda s: s["triggers"][0]["metadata"].pop("query"),
+        lambda s: s["triggers"][1].pop("metricType"),
+        lambda s: s.pop("scaleTargetRef"),
+    ],
+)
+def test_the_vendored_keda_schema_accepts_the_shipped_object_and_rejects_mistakes(mistake):
+    schema = json.loads((DEPLOY / "k8s" / "schemas" / "keda-scaledobject.json").read_text())
+    shipped = _yaml(KEDA)
+    jsonschema.validate(shipped, schema)
+    mistake(shipped["spec"])
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(shipped, schema)
 
 
 def test_compose_runs_the_same_image_port_and_commands():
@@ -150,3 +210,22 @@ def test_the_gpu_vm_starts_the_image_with_a_real_command():
     script = (DEPLOY / "terraform" / "gcp-gpu-vm" / "startup.sh.tftpl").read_text()
     chatworks_run = script.split("docker run")[-1]
     assert shlex.split(chatworks_run.replace("\\\n", " "))[-1] in _commands()
+
+
+def test_compose_sends_alerts_through_alertmanager_to_the_receiver():
+    compose = _yaml(DEPLOY / "compose.yaml")
+    prometheus = yaml.safe_load(compose["configs"]["prometheus"]["content"])
+    (alertmanagers,) = prometheus["alerting"]["alertmanagers"]
+    assert alertmanagers["static_configs"] == [{"targets": ["alertmanager:9093"]}]
+    services = compose["services"]
+    mounted = "./alertmanager/alertmanager.yml:/etc/alertmanager/alertmanager.yml:ro"
+    assert mounted in services["alertmanager"]["volumes"]
+    # The shipped route's 127.0.0.1 address reaches the receiver: they share a network.
+    receiver = services["alert-receiver"]
+    assert receiver["network_mode"] == "service:alertmanager"
+    command = receiver["command"]
+    assert command[:2] == ["alerts", "receive"] and "alerts" in _commands()
+    flags = dict(zip(command[2::2], command[3::2], strict=True))
+    routes = _yaml(DEPLOY / "alertmanager" / "alertmanager.yml")
+    (webhook,) = routes["receivers"]
+    assert webhook["webhook_configs"][0]["url"] == f"http://{flags['--host']}:{flags['--port']}/"

@@ -41,6 +41,8 @@ SCRIPT = {
         {"match": "Question: Where is lunch served", "reply": "Staff eat together [7]."},
         {"match": "Question: (When is lunch served|What is the dress code)",
          "reply": "I don't know based on the provided documents."},
+        # A slow upstream for the gateway drill (test_fault_drills.py): 1.5 s before each word.
+        {"match": "^answer slowly$", "reply": "one two three", "delay_s": 1.5},
     ],
 }  # fmt: skip
 

@@ -1,6 +1,7 @@
 """Per-key limits on real servers: requests, tokens (streams too) and requests in flight per
 minute, token budgets; shared by two replicas through a real Redis; and what a Redis outage
-does, open or closed, as /readyz and /metrics say."""
+does, open or closed, as /readyz and /metrics say, and that the server recovers by itself once
+Redis is back."""
 
 from __future__ import annotations
 
@@ -143,7 +144,7 @@ def test_two_replicas_share_the_response_cache_through_redis(replicas):
 
 
 @pytest.mark.parametrize("fail_open", [True, False])
-def test_a_redis_outage_fails_open_or_closed_and_shows(tmp_path_factory, fail_open):
+def test_a_redis_outage_fails_open_or_closed_shows_and_recovers(tmp_path_factory, fail_open):
     home = tmp_path_factory.mktemp("outage")
     with running_redis(tmp_path_factory.mktemp("outage-redis")) as url:
         env = secured_env(home, CHATWORKS_REDIS_URL=url,
@@ -164,5 +165,19 @@ def test_a_redis_outage_fails_open_or_closed_and_shows(tmp_path_factory, fail_op
         action = "allowed" if fail_open else "refused"
         assert server.metric("chatworks_ratelimit_backend_errors_total", backend="redis",
                              action=action) >= 1  # fmt: skip
+
+        # Redis back on its address (empty: no counters, no cached Lua script): the same
+        # process reconnects, says so, and enforces limits through Redis again.
+        port = int(url.rsplit(":", 1)[1].split("/")[0])
+        with running_redis(tmp_path_factory.mktemp("outage-redis-again"), port):
+            ready = httpx.get(f"{server.base_url}/readyz")
+            assert ready.status_code == 200 and ready.json()["limits"]["status"] == "ok"
+            assert server.metric("chatworks_ratelimit_backend_up", backend="redis") == 1
+            _, again = create_key(server, name="after-outage", rpm=1)
+            clear_of_the_minute_boundary()
+            assert chat(server, again).status_code == 200
+            refused = chat(server, again)
+            assert refused.status_code == 429, refused.text  # counted in Redis, not waved through
+            assert refused.json()["error"]["code"] == "rate_limit_requests"
     finally:
         server.stop()

@@ -85,6 +85,20 @@ def test_max_tokens_and_stop_strings_end_like_a_model(tmp_path):
     assert stopped[-1].finish_reason == "stop"
 
 
+def test_a_rule_may_pause_longer_or_shorter_than_the_script(tmp_path):
+    provider = provider_with(tmp_path, {"delay_s": 0.5, "rules": [
+        {"match": "slowly", "reply": "one two", "delay_s": 3},
+        {"match": "at once", "reply": "done", "delay_s": 0},
+    ]})  # fmt: skip
+
+    def reply(text: str) -> tuple[str, float]:  # and the pause before each piece
+        return provider.reply(GenerationRequest("scripted", messages=(Message("user", text),)))
+
+    assert reply("say it slowly") == ("one two", 3.0)
+    assert reply("answer at once") == ("done", 0.0)
+    assert reply("echo") == ("echo", 0.5)  # no rule: the script's pause
+
+
 def test_a_broken_script_is_a_clear_error(tmp_path):
     path = tmp_path / "bad.json"
     path.write_text('{"rules": [{"match": "(unclosed", "reply": "x"}]}')

@@ -8,6 +8,7 @@ from __future__ import annotations
 import typer
 
 from chatworks.cli import (
+    alerts,
     bench,
     database,
     documents,
@@ -39,6 +40,7 @@ app.add_typer(keys.app, name="keys")
 app.add_typer(lab.app, name="lab")
 app.add_typer(mcp.app, name="mcp")
 app.add_typer(bench.app, name="bench")
+app.add_typer(alerts.app, name="alerts")
 app.command("export")(training.export_model)
 app.command("usage")(usage.usage)
 app.command()(database.migrate)

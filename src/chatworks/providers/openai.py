@@ -55,6 +55,7 @@ class OpenAIProvider:
         self.breaker = CircuitBreaker(
             settings.upstream_breaker_failures, settings.upstream_breaker_open_s
         )
+        self._started = False
 
     def _failed(self, exc: openai.APIError) -> ProviderError:
         """Counts an upstream failure (not a 4xx: that is the request's fault) for the breaker."""
@@ -67,10 +68,13 @@ class OpenAIProvider:
 
     @property
     def ready(self) -> bool:
-        return True
+        # Not before load(): the server loads its own parts (the PII recognizers) first, and
+        # /readyz must not send traffic to a process still busy with them.
+        return self._started
 
     async def load(self) -> None:
         """Nothing to load: the upstream owns the model."""
+        self._started = True
 
     async def models(self) -> list[str]:
         """The upstream's models, cached briefly: every request checks its model against them."""

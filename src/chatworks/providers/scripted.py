@@ -14,7 +14,11 @@ depend on a CPU's rounding, and so the UI can be worked on without loading a mod
 A script (`CHATWORKS_SCRIPT_PATH`):
 
     {"delay_s": 0.0,
-     "rules": [{"match": "Question: .*code word", "reply": "It is BLUEBIRD-42 {cite:BLUEBIRD}."}]}
+     "rules": [{"match": "Question: .*code word", "reply": "It is BLUEBIRD-42 {cite:BLUEBIRD}."},
+               {"match": "slowly", "reply": "one two three", "delay_s": 2.0}]}
+
+(A rule's own `delay_s` replaces the script's for its replies: one server can play an upstream
+that is slow for some prompts and quick for others.)
 
 (A grounded prompt puts the passages before "Question: ...", so a rule for a grounded question
 anchors on that, or it would also match any question whose passages mention the words.)
@@ -55,6 +59,7 @@ _SOURCE = re.compile(r"<source id=(\d+)[^\n]*\n(.*?)\n</source>", re.S)  # heade
 class Rule:
     match: re.Pattern[str]
     reply: str
+    delay_s: float | None = None  # None: the script's
 
 
 @dataclass(frozen=True)
@@ -66,7 +71,11 @@ class Script:
     def load(cls, path: Path) -> Script:
         try:
             raw = json.loads(path.read_text())
-            rules = tuple(Rule(re.compile(r["match"]), r["reply"]) for r in raw.get("rules", []))
+            rules = tuple(
+                Rule(re.compile(r["match"]), r["reply"],
+                     None if r.get("delay_s") is None else float(r["delay_s"]))
+                for r in raw.get("rules", [])
+            )  # fmt: skip
             return cls(rules, float(raw.get("delay_s", 0.0)))
         except (OSError, ValueError, KeyError, TypeError, re.error) as exc:
             raise ValueError(f"script {path}: {exc}") from exc
@@ -109,21 +118,23 @@ class ScriptedProvider:
     async def close(self) -> None:
         self._script = None
 
-    def reply(self, request: GenerationRequest) -> str:
+    def reply(self, request: GenerationRequest) -> tuple[str, float]:
+        """The reply and the pause before each of its pieces."""
         if self._script is None:
             raise ProviderError("the script is still loading", 503, "model_loading")
         if request.messages is None:
-            return request.prompt or ""
+            return request.prompt or "", self._script.delay_s
         said = [m.content for m in request.messages if m.role in ("user", "tool")]
         last = said[-1] if said else ""
         for rule in self._script.rules:
             if found := rule.match.search(last):
-                return _cite(found.expand(rule.reply), last)
-        return last
+                delay = self._script.delay_s if rule.delay_s is None else rule.delay_s
+                return _cite(found.expand(rule.reply), last), delay
+        return last, self._script.delay_s
 
     async def stream(self, request: GenerationRequest) -> AsyncIterator[Delta]:
         reject_structured(replace(request, tools=()), "scripted")  # tools: see the docstring
-        text = self.reply(request)
+        text, delay_s = self.reply(request)
         calling = text.lstrip().startswith(OPEN)
         if request.tools and request.tool_choice not in ("auto", "none") and not calling:
             # It cannot make a reply a call: refuse what it cannot honour, as for formats.
@@ -147,8 +158,8 @@ class ScriptedProvider:
         # piece), so traces of the scripted server have the same spans as a model's.
         started = first = time.time_ns()
         for i, piece in enumerate(reply[: request.max_tokens]):
-            if self._script.delay_s:
-                await asyncio.sleep(self._script.delay_s)
+            if delay_s:
+                await asyncio.sleep(delay_s)
             if i == 0:
                 first = time.time_ns()
             usage.completion_tokens += 1
