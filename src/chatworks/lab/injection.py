@@ -55,7 +55,7 @@ class Recipe:
     """Which training data goes in. The defaults are what the guard ships: the other parts
     raise detection but flag more news paragraphs (docs/benchmarks.md, docs/log.md)."""
 
-    personas: bool = True  # persona jailbreaks and benign role play (templates above)
+    personas: bool = True  # persona jailbreaks and benign role play (templates below)
     long_personas: bool = False  # and long ones: a setup, the persona's rules, an ending
     package_docs: bool = True  # installed packages' README paragraphs as benign documentation
     package_attacks: bool = False  # hermes-jailbench and jailbreak-corpus-mini attacks
