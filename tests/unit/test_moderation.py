@@ -106,3 +106,16 @@ def test_the_service_guards_user_turns_and_tool_results_only(tmp_path) -> None:
     with pytest.raises(APIError) as caught:
         service.guard_messages(service.chat_request(attack))
     assert (caught.value.status_code, caught.value.code) == (400, "prompt_injection_detected")
+
+
+def test_a_candidate_model_replaces_the_shipped_one() -> None:
+    from chatworks.rag.injection_model import from_dict
+
+    # One word feature: a model that flags any text with "pirate" (what the benchmark's --model
+    # measures instead of the shipped file).
+    params = {"analyzer": "word", "ngram_range": [1, 1], "lowercase": True}
+    block = {"params": params, "sublinear_tf": True, "features": {"pirate": [1.0, 10.0]}}
+    candidate = from_dict({"blocks": [block], "intercept": -5.0, "threshold": 0.5})
+    text = BENIGN[1]  # "Pretend you are a pirate..."
+    assert not detect(text).flagged
+    assert detect(text, model=candidate).flags == [CLASSIFIER]

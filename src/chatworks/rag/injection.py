@@ -150,9 +150,11 @@ class Verdict:
         return 1.0 if self.rules else self.score
 
 
-def detect(text: str, classifier: bool = True) -> Verdict:
-    """The rules, plus the classifier unless `classifier=False` (the rules-only baseline)."""
+def detect(text: str, classifier: bool = True,
+           model: injection_model.InjectionModel | None = None) -> Verdict:  # fmt: skip
+    """The rules, plus the classifier unless `classifier=False` (the rules-only baseline);
+    `model` replaces the shipped one (the benchmark measures a candidate with it)."""
     if not classifier:
         return Verdict(scan(text), 0.0, 1.0)
-    model = injection_model.load()
+    model = model or injection_model.load()
     return Verdict(scan(text), model.score(text), model.threshold)
