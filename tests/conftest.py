@@ -53,8 +53,9 @@ def postgres_url(postgres_server_url: str) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def running_redis(home: Path) -> Iterator[str]:
-    """A real redis-server on a free 127.0.0.1 port, nothing persisted; stopped on exit."""
+def running_redis(home: Path, port: int | None = None) -> Iterator[str]:
+    """A real redis-server on 127.0.0.1 (`port`, or a free one), nothing persisted; stopped on
+    exit. Started again on the same port, it is the same Redis to its clients, now empty."""
     import redis
 
     from tests.servers import free_port
@@ -62,7 +63,7 @@ def running_redis(home: Path) -> Iterator[str]:
     exe = shutil.which("redis-server")
     if exe is None:
         pytest.fail("redis-server is missing: run scripts/system-deps.sh (make test does)")
-    port, pidfile = free_port(), home / "redis.pid"
+    port, pidfile = port or free_port(), home / "redis.pid"
     subprocess.run(
         [exe, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no",
          "--daemonize", "yes", "--pidfile", str(pidfile), "--dir", str(home)],
