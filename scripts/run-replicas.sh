@@ -13,8 +13,9 @@ PORT="${PORT:-8000}"
 REPLICAS="${REPLICAS:-2}"
 REDIS_PORT="${REDIS_PORT:-6380}"
 BIN=.venv/bin
-command -v haproxy >/dev/null 2>&1 && command -v redis-server >/dev/null 2>&1 \
-  || bash scripts/system-deps.sh
+if ! command -v haproxy >/dev/null 2>&1 || ! command -v redis-server >/dev/null 2>&1; then
+  bash scripts/system-deps.sh
+fi
 if [ "$REPLICAS" -lt 1 ] || [ "$REPLICAS" -gt 8 ]; then
   echo "REPLICAS must be 1-8 (deploy/haproxy/haproxy.cfg names 8 servers)" >&2
   exit 2
