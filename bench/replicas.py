@@ -1,7 +1,7 @@
 """Two replicas of the default model behind HAProxy: conversation affinity vs round robin, and
 a sweep of chat on one replica vs two.
 
-    .venv/bin/python bench/replicas.py [--requests 40] [--sweep-requests 12]
+    .venv/bin/python bench/replicas.py [--requests 40] [--rounds 1] [--sweep-requests 12]
 
 Two `chatworks serve` processes with the defaults (SmolLM2-135M-Instruct, native engine) and
 deploy/haproxy/haproxy.cfg in front, all on 127.0.0.1. Measured with the load kit
@@ -14,8 +14,9 @@ deploy/haproxy/haproxy.cfg in front, all on 127.0.0.1. Measured with the load ki
    An odd number of conversations, so that round robin does not send every turn of a
    conversation to the same replica by the accident of arithmetic (turn after turn comes
    `conversations` requests later). Each phase has its own seed: no conversation is warm from
-   the phase before.
-2. `--mode sweep` of `chat` on replica 1 alone, then on both through HAProxy.
+   the phase before. `--rounds N` repeats both phases, the first of them alternating.
+2. `--mode sweep` of `chat` on replica 1 alone, then on both through HAProxy
+   (`--sweep-requests 0` skips it).
 
 Ratios are affinity / round robin and two / one, from this same run.
 """
@@ -72,41 +73,54 @@ def sweep(url: str, requests: int) -> list[dict]:
     return [report.summarize(run, report.SLO()) for run in runs]
 
 
+BALANCES = {"round robin": True, "conversation affinity": False}  # name: round_robin
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=40, help="per conversation phase")
-    parser.add_argument("--sweep-requests", type=int, default=12, help="per sweep run")
+    parser.add_argument("--rounds", type=int, default=1, help="of both conversation phases")
+    parser.add_argument("--sweep-requests", type=int, default=12, help="per sweep run (0: none)")
     args = parser.parse_args()
+    phases: list[tuple[int, str, dict]] = []  # (round, balance, summary)
     with tempfile.TemporaryDirectory(prefix="bench-replicas-") as tmp:
         replicas = [start_server(f"bench-replica-{n}", {"CHATWORKS_DATA_DIR": f"{tmp}/{n}"})
                     for n in (1, 2)]  # fmt: skip
         try:
-            rr = conversations(replicas, True, args.requests, seed=1)
-            affinity = conversations(replicas, False, args.requests, seed=2)
-            one = sweep(replicas[0].api_url, args.sweep_requests)
-            balancer = start_haproxy("bench-sweep", replicas)
-            try:
-                two = sweep(balancer.api_url, args.sweep_requests)
-            finally:
-                balancer.stop()
+            for k in range(args.rounds):
+                order = list(BALANCES) if k % 2 == 0 else list(reversed(BALANCES))
+                for name in order:
+                    seed = len(phases) + 1
+                    summary = conversations(replicas, BALANCES[name], args.requests, seed)
+                    phases.append((k + 1, name, summary))
+            if args.sweep_requests:
+                one = sweep(replicas[0].api_url, args.sweep_requests)
+                balancer = start_haproxy("bench-sweep", replicas)
+                try:
+                    two = sweep(balancer.api_url, args.sweep_requests)
+                finally:
+                    balancer.stop()
         finally:
             for r in replicas:
                 r.stop()
 
     print("\n## Multi-turn conversations, 2 replicas behind HAProxy\n")
-    print("| balance | ok / sent | prefix-cache hit rate | TTFT p50 ms | TTFT p99 ms |")
-    print("|---|---|---|---|---|")
-    for name, s in (("round robin", rr), ("conversation affinity", affinity)):
-        print(f"| {name} | {s['succeeded']} / {s['requests']} | {s['prefix_hit_rate']:.1%} "
+    print("| round | balance | ok / sent | prefix-cache hit rate | TTFT p50 ms | TTFT p99 ms |")
+    print("|---|---|---|---|---|---|")
+    for k, name, s in phases:
+        print(f"| {k} | {name} | {s['succeeded']} / {s['requests']} | {s['prefix_hit_rate']:.1%} "
               f"| {s['ttft_ms']['p50']:.0f} | {s['ttft_ms']['p99']:.0f} |")  # fmt: skip
-    hits = affinity["prefix_hit_rate"] / max(rr["prefix_hit_rate"], 1e-9)
-    p99 = affinity["ttft_ms"]["p99"] / rr["ttft_ms"]["p99"]
-    print(f"\naffinity / round robin: hit rate x{hits:.2f}, TTFT p99 x{p99:.2f}")
-    print(report.markdown(one, "chat sweep, one replica (direct)"))
-    print(report.markdown(two, "chat sweep, two replicas behind HAProxy"))
-    best_one = max(s["requests_per_s"] for s in one)
-    best_two = max(s["requests_per_s"] for s in two)
-    print(f"two / one, best req/s of the sweep: x{best_two / best_one:.2f}")
+    for k in range(1, args.rounds + 1):
+        rr, affinity = (next(s for j, n, s in phases if j == k and n == name) for name in BALANCES)
+        hits = affinity["prefix_hit_rate"] / max(rr["prefix_hit_rate"], 1e-9)
+        p99 = affinity["ttft_ms"]["p99"] / rr["ttft_ms"]["p99"]
+        print(f"round {k}, affinity / round robin: hit rate x{hits:.2f}, TTFT p99 x{p99:.2f}")
+    if args.sweep_requests:
+        print(report.markdown(one, "chat sweep, one replica (direct)"))
+        print(report.markdown(two, "chat sweep, two replicas behind HAProxy"))
+        best_one = max(s["requests_per_s"] for s in one)
+        best_two = max(s["requests_per_s"] for s in two)
+        print(f"two / one, best req/s of the sweep: x{best_two / best_one:.2f}")
 
 
 if __name__ == "__main__":
