@@ -13,8 +13,10 @@ PORT="${PORT:-8000}"
 REPLICAS="${REPLICAS:-2}"
 REDIS_PORT="${REDIS_PORT:-6380}"
 BIN=.venv/bin
-if ! command -v haproxy >/dev/null 2>&1 || ! command -v redis-server >/dev/null 2>&1; then
-  bash scripts/system-deps.sh
+HAPROXY="$(command -v haproxy || echo /usr/sbin/haproxy)"  # sbin: not on every user's PATH
+if [ ! -x "$HAPROXY" ] || ! command -v redis-server >/dev/null 2>&1; then
+  bash scripts/system-deps.sh  # Debian's haproxy and redis-server (and the tests' packages)
+  HAPROXY="$(command -v haproxy || echo /usr/sbin/haproxy)"
 fi
 if [ "$REPLICAS" -lt 1 ] || [ "$REPLICAS" -gt 8 ]; then
   echo "REPLICAS must be 1-8 (deploy/haproxy/haproxy.cfg names 8 servers)" >&2
@@ -67,6 +69,6 @@ done
 
 echo "chatworks: http://127.0.0.1:${PORT} (HAProxy; a replica gets traffic once /readyz says ready)"
 # In the foreground, logging each request with the replica that served it.
-haproxy -W -db -f deploy/haproxy/haproxy.cfg &
+"$HAPROXY" -W -db -f deploy/haproxy/haproxy.cfg &
 pids+=($!)
 wait "${pids[-1]}"

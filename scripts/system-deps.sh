@@ -10,8 +10,9 @@ command -v redis-server >/dev/null 2>&1 || needed+=(redis-server)
 # promtool checks and unit-tests the alert rules under deploy/prometheus (make run-observed
 # also starts this Prometheus).
 command -v promtool >/dev/null 2>&1 || needed+=(prometheus)
-# The load balancer in front of replicas (make run-replicas, tests/e2e/test_replicas.py).
-command -v haproxy >/dev/null 2>&1 || needed+=(haproxy)
+# The load balancer in front of replicas (make run-replicas, tests/e2e/test_replicas.py); in
+# /usr/sbin, which a user's PATH may lack.
+command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || needed+=(haproxy)
 [ ${#needed[@]} -eq 0 ] && exit 0
 sudo=""
 [ "$(id -u)" -ne 0 ] && sudo="sudo"

@@ -36,7 +36,7 @@ def start_haproxy(name: str, replicas: list[LiveServer], round_robin: bool = Fal
                   timeout: float = 60.0) -> Balancer:  # fmt: skip
     """HAProxy over `replicas` (named r1, r2, ... in order), once its health checks have found
     every replica ready."""
-    exe = shutil.which("haproxy")
+    exe = shutil.which("haproxy", path=f"{os.environ.get('PATH', '')}:/usr/sbin")
     if exe is None:
         pytest.fail("haproxy is missing: run scripts/system-deps.sh (make test does)")
     port, stats_port = free_port(), free_port()
