@@ -12,7 +12,7 @@ AVX2 := ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2
 # /tmp/pytest-of-$USER another pytest session on the machine prunes older sessions' dirs.
 PYTEST := $(BIN)/pytest --basetemp=.pytest-tmp
 
-.PHONY: run run-observed test test-unit learn-check lint fmt deploy-check pip-audit system-deps clean
+.PHONY: run run-observed run-replicas test test-unit learn-check lint fmt deploy-check pip-audit system-deps clean
 
 # The project's own docs become the demo collection, so the first question gets a cited answer.
 # Ingestion is idempotent: unchanged files are skipped on later runs.
@@ -24,6 +24,11 @@ run: $(VENV)/.installed
 # scrapes it with the alert rules loaded (README, "Observe it").
 run-observed: $(VENV)/.installed
 	bash scripts/run-observed.sh
+
+# N replicas (REPLICAS=2) behind HAProxy on :8000, sharing an embedded Postgres and a local
+# Redis, with conversation affinity (docs/operations/deploy.md, "Replicas behind HAProxy").
+run-replicas: $(VENV)/.installed-replicas
+	bash scripts/run-replicas.sh
 
 test: $(VENV)/.installed-dev system-deps
 	$(BIN)/ruff check src tests bench
@@ -89,11 +94,16 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(PIP) -e .
 	touch $@
 
+$(VENV)/.installed-replicas: $(VENV)/.installed
+	$(PIP) -e '.[replicas]'
+	touch $@
+
 $(VENV)/.installed-dev: $(VENV)/.installed
 	$(PIP) -e '.[dev]'
 	touch $@
 
-# What the test suite needs from the OS (Debian): Chromium for the browser tests.
+# What the test suite needs from the OS (Debian): Chromium for the browser tests, Redis,
+# HAProxy, Prometheus' promtool (scripts/system-deps.sh says why each).
 system-deps:
 	@bash scripts/system-deps.sh
 

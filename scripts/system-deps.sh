@@ -13,6 +13,9 @@ command -v promtool >/dev/null 2>&1 || needed+=(prometheus)
 # Alertmanager routes the alerts (make run-observed, tests/e2e/test_alerting.py); amtool checks
 # its configuration (make deploy-check).
 command -v amtool >/dev/null 2>&1 || needed+=(prometheus-alertmanager)
+# The load balancer in front of replicas (make run-replicas, tests/e2e/test_replicas.py); in
+# /usr/sbin, which a user's PATH may lack.
+command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || needed+=(haproxy)
 [ ${#needed[@]} -eq 0 ] && exit 0
 sudo=""
 [ "$(id -u)" -ne 0 ] && sudo="sudo"

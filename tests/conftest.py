@@ -38,18 +38,27 @@ def postgres_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[st
     server.cleanup()
 
 
-@pytest.fixture
-def postgres_url(postgres_server_url: str) -> Iterator[str]:
-    """A fresh empty database on the session's server, dropped after the test."""
-    url = sa.make_url(postgres_server_url).set(drivername="postgresql+psycopg")
+@contextlib.contextmanager
+def fresh_database(server_url: str) -> Iterator[str]:
+    """A new empty database on the server of `server_url`, dropped on exit."""
+    url = sa.make_url(server_url).set(drivername="postgresql+psycopg")
     name = f"test_{uuid.uuid4().hex[:12]}"
     admin = sa.create_engine(url, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.exec_driver_sql(f"CREATE DATABASE {name}")
-    yield url.set(database=name).render_as_string(hide_password=False)
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f"DROP DATABASE {name} WITH (FORCE)")
-    admin.dispose()
+    try:
+        yield url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f"DROP DATABASE {name} WITH (FORCE)")
+        admin.dispose()
+
+
+@pytest.fixture
+def postgres_url(postgres_server_url: str) -> Iterator[str]:
+    """A fresh empty database on the session's server, dropped after the test."""
+    with fresh_database(postgres_server_url) as url:
+        yield url
 
 
 @contextlib.contextmanager

@@ -23,7 +23,9 @@ def free_port() -> int:
 
 
 @dataclass
-class LiveServer:
+class LocalHTTP:
+    """A process serving HTTP on a 127.0.0.1 port, its output in `log_path`."""
+
     process: subprocess.Popen
     port: int
     log_path: Path
@@ -36,6 +38,16 @@ class LiveServer:
     def api_url(self) -> str:
         return f"{self.base_url}/v1"
 
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+@dataclass
+class LiveServer(LocalHTTP):
     def log_lines(self) -> list[str]:
         return self.log_path.read_text(errors="replace").splitlines()
 
@@ -52,13 +64,6 @@ class LiveServer:
             if metric_name == name and found == want:
                 return float(value)
         return 0.0
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
 
 
 def start_server(name: str, env: dict[str, str], args: list[str] = (), ready_timeout=600.0):

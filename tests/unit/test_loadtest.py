@@ -64,3 +64,15 @@ def test_a_workload_sends_the_same_request_for_the_same_number():
     assert Workload("ingest", "m").call(0).files["file"][0].endswith(".md")
     with pytest.raises(ValueError, match="scenario"):
         Workload("video", "m")
+
+
+def test_a_conversation_turn_carries_the_turns_before_it_and_keeps_its_opening():
+    w = Workload("conversation", "m", prompt_words=10, conversations=3, turns=2)
+    calls = [w.call(i).json["messages"] for i in range(12)]
+    # Requests go round the conversations: 0, 1, 2 open them, 3, 4, 5 are their second turns.
+    assert [len(m) for m in calls[:6]] == [1, 1, 1, 3, 3, 3]
+    assert calls[3][0] == calls[0][0] and calls[3][1]["role"] == "assistant"
+    assert len({m[0]["content"] for m in calls[:3]}) == 3, "three different openings"
+    # After its last turn a conversation gives way to a new one (new opening, no history).
+    assert len(calls[6]) == 1 and calls[6][0] != calls[0][0]
+    assert w.call(4).streamed and w.call(4) == w.call(4)

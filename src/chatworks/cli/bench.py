@@ -21,7 +21,7 @@ def load(
         "http://127.0.0.1:8000/v1"
     ),
     scenario: Annotated[
-        str, typer.Option(help="chat, stream, ask, embeddings, ingest or mix.")
+        str, typer.Option(help="chat, stream, conversation, ask, embeddings, ingest or mix.")
     ] = "stream",
     mode: Annotated[
         str, typer.Option(help="synchronous, concurrent, constant, poisson or sweep.")
@@ -42,6 +42,10 @@ def load(
     prompts: Annotated[
         Path | None, typer.Option(help="Prompts (or questions for ask), one per line.")
     ] = None,
+    conversations: Annotated[
+        int, typer.Option(min=1, help="conversation: how many are under way at once.")
+    ] = 8,
+    turns: Annotated[int, typer.Option(min=1, help="conversation: user turns in each.")] = 4,
     collection: Annotated[str, typer.Option(help="For ask and ingest.")] = "chatworks-docs",
     embedding_model: Annotated[str, typer.Option()] = "all-minilm-l6-v2",
     slo_ttft_ms: Annotated[float | None, typer.Option(help="Goodput: TTFT at most.")] = None,
@@ -79,7 +83,8 @@ def load(
         workload = Workload(
             scenario, model or _first_model(target), max_tokens=max_tokens,
             temperature=temperature, collection=collection, embedding_model=embedding_model,
-            prompt_words=prompt_words, seed=seed, **lines,
+            prompt_words=prompt_words, seed=seed, conversations=conversations, turns=turns,
+            **lines,
         )  # fmt: skip
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
@@ -101,7 +106,8 @@ def load(
     setup = {"url": target.base_url, "model": workload.model, "scenario": scenario,
              "mode": mode, "requests": requests, "seconds": seconds,
              "concurrency": concurrency, "rate": rate, "max_tokens": max_tokens,
-             "temperature": temperature, "prompt_words": prompt_words, "seed": seed}  # fmt: skip
+             "temperature": temperature, "prompt_words": prompt_words, "seed": seed,
+             "conversations": conversations, "turns": turns}  # fmt: skip
     written = report.write(runs, summaries, folder, title, setup)
     console.print(report.markdown(summaries, title), highlight=False, soft_wrap=True)
     console.print("wrote " + ", ".join(str(p) for p in written))

@@ -2,11 +2,12 @@
 OpenAI-compatible server (chatworks, vLLM, llama.cpp's server).
 
 Scenarios: `chat` (a chat completion, whole), `stream` (the same, streamed: TTFT and the gaps
-between chunks are measured), `ask` (chatworks' `POST /v1/ask` over a collection), `embeddings`,
-`ingest` (a small generated document uploaded to a collection) and `mix` (streamed chat, ask and
-embeddings interleaved 3:2:1). Request `i` is always the same request for the same seed, so two
-runs, or two servers, see the same work. Not covered: timing and sending (`client.py`), when
-requests start (`schedule.py`).
+between chunks are measured), `conversation` (streamed turns of multi-turn conversations, each
+turn carrying the history before it), `ask` (chatworks' `POST /v1/ask` over a collection),
+`embeddings`, `ingest` (a small generated document uploaded to a collection) and `mix` (streamed
+chat, ask and embeddings interleaved 3:2:1). Request `i` is always the same request for the
+same seed, so two runs, or two servers, see the same work. Not covered: timing and sending
+(`client.py`), when requests start (`schedule.py`).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-SCENARIOS = ("chat", "stream", "ask", "embeddings", "ingest", "mix")
+SCENARIOS = ("chat", "stream", "conversation", "ask", "embeddings", "ingest", "mix")
 MIX = ("stream", "stream", "stream", "ask", "ask", "embeddings")
 
 # Short instructions a small model answers at any length; a request's own words come first when
@@ -30,6 +31,13 @@ INSTRUCTIONS = (
     "Explain why the sky is blue.",
     "Describe the life of an owl.",
     "Write a poem about the tides.",
+)
+FOLLOW_UPS = (  # a conversation's later turns
+    "Tell me more about that.",
+    "Why is that so?",
+    "Give me an example.",
+    "Now say it in one sentence.",
+    "What would surprise a child about it?",
 )
 QUESTIONS = (  # answerable from chatworks' own README (the `make run` demo collection)
     "How do I run chatworks?",
@@ -90,6 +98,8 @@ class Workload:
     prompts: tuple[str, ...] = INSTRUCTIONS
     questions: tuple[str, ...] = QUESTIONS
     seed: int = 0
+    conversations: int = 8  # in flight at once in the `conversation` scenario
+    turns: int = 4  # user turns of each conversation
 
     def __post_init__(self) -> None:
         if self.scenario not in SCENARIOS:
@@ -117,6 +127,25 @@ class Workload:
 
     def _stream(self, i: int) -> Call:
         return self._chat(i, streamed=True)
+
+    def _conversation(self, i: int) -> Call:
+        """Turn t of conversation c, replayed: the earlier turns' replies are recorded text, not
+        the server's, so request i is the same for every server and run. Requests go round the
+        `conversations` in turn (i -> conversation i % conversations, then its next turn), so
+        with fewer clients than conversations a turn is sent after the one before it ended:
+        what a server's prefix cache, and a balancer's affinity, are for."""
+        rounds, c = divmod(i, self.conversations)
+        t = rounds % self.turns
+        number = (rounds // self.turns) * self.conversations + c  # a new one after the last turn
+        messages = [{"role": "user", "content": self._prompt(number)}]
+        for k in range(t):
+            words = random.Random(f"{self.seed}:reply:{number}:{k}").choices(_WORDS, k=40)
+            messages += [{"role": "assistant", "content": " ".join(words).capitalize() + "."},
+                         {"role": "user", "content": FOLLOW_UPS[k % len(FOLLOW_UPS)]}]  # fmt: skip
+        body = {"model": self.model, "messages": messages, "max_tokens": self.max_tokens,
+                "temperature": self.temperature, "stream": True,
+                "stream_options": {"include_usage": True}}  # fmt: skip
+        return Call("conversation", "chat/completions", body, streamed=True)
 
     def _ask(self, i: int) -> Call:
         body = {

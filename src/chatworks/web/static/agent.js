@@ -33,6 +33,7 @@ export async function runAgent({ conversation, message, input, model, maxTokens,
     tools: conversation.tools.map((label) => ({ type: "mcp", server_label: label })),
     instructions,
     maxTokens,
+    sessionId: conversation.id,
     signal,
     onEvent: (event) => {
       if (event.type === "response.output_text.delta") onDelta(event.delta);

@@ -50,14 +50,25 @@ export async function listModels() {
 }
 
 /**
+ * Headers of a streamed POST. `X-Session-Id` names the conversation: behind several replicas the
+ * load balancer sends every turn of it to the same one, whose prefix cache holds its history
+ * (docs/operations/deploy.md, "Replicas behind HAProxy"). One server ignores it.
+ */
+function streamHeaders(sessionId) {
+  const headers = { "Content-Type": "application/json", Accept: "text/event-stream" };
+  if (sessionId) headers["X-Session-Id"] = sessionId;
+  return headers;
+}
+
+/**
  * Stream a chat completion. Calls onDelta(text) for each piece of content as it arrives and
  * resolves to { finishReason, usage }. Aborting `signal` closes the connection, which makes the
  * server cancel the generation; the returned promise then rejects with an AbortError.
  */
-export async function streamChat({ model, messages, temperature, maxTokens, signal, onDelta }) {
+export async function streamChat({ model, messages, temperature, maxTokens, sessionId, signal, onDelta }) {
   const response = await request("/v1/chat/completions", {
     method: "POST",
-    headers: { "Content-Type": "application/json", Accept: "text/event-stream" },
+    headers: streamHeaders(sessionId),
     body: JSON.stringify({
       model,
       messages,
@@ -93,13 +104,13 @@ export async function listToolServers() {
  * One agent run (POST /v1/responses, streamed). Calls onEvent(event) for each of OpenAI's stream
  * events and resolves to the final response object (completed or incomplete).
  */
-export async function streamResponse({ model, input, previousResponseId, tools, instructions, maxTokens, signal, onEvent }) {
+export async function streamResponse({ model, input, previousResponseId, tools, instructions, maxTokens, sessionId, signal, onEvent }) {
   const body = { model, input, tools, stream: true, max_output_tokens: maxTokens };
   if (previousResponseId) body.previous_response_id = previousResponseId;
   if (instructions) body.instructions = instructions;
   const response = await request("/v1/responses", {
     method: "POST",
-    headers: { "Content-Type": "application/json", Accept: "text/event-stream" },
+    headers: streamHeaders(sessionId),
     body: JSON.stringify(body),
     signal,
   });

@@ -481,6 +481,7 @@ async function chat(conversation, run, onDelta) {
     messages: requestMessages(conversation),
     temperature: settings.temperature,
     maxTokens: settings.maxTokens,
+    sessionId: conversation.id,
     signal: run.controller.signal,
     onDelta,
   });
