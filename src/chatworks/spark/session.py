@@ -20,6 +20,9 @@ def start_session(master: str, app_name: str = "chatworks") -> SparkSession:
         # PySpark starts its workers with PYSPARK_PYTHON (default: whatever `python3` is first
         # on PATH, which may lack chatworks' dependencies).
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+        # Every local endpoint (block manager, shuffle) on the loopback address, not the
+        # first network interface's.
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     builder = SparkSession.builder.master(master).appName(app_name)
     builder = builder.config("spark.ui.enabled", "false").config(
         "spark.ui.showConsoleProgress",
