@@ -93,7 +93,7 @@ $(VENV)/.installed-dev: $(VENV)/.installed
 	$(PIP) -e '.[dev]'
 	touch $@
 
-# What the test suite needs from the OS (Debian): Chromium for the browser tests.
+# What the test suite needs from the OS (Debian): Chromium for the browser tests, a JRE for Spark.
 system-deps:
 	@bash scripts/system-deps.sh
 

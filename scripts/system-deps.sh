@@ -10,6 +10,8 @@ command -v redis-server >/dev/null 2>&1 || needed+=(redis-server)
 # promtool checks and unit-tests the alert rules under deploy/prometheus (make run-observed
 # also starts this Prometheus).
 command -v promtool >/dev/null 2>&1 || needed+=(prometheus)
+# A Java runtime for Spark (`chatworks spark ...`, tests/integration/test_spark.py): OpenJDK 17.
+dpkg -s default-jre-headless >/dev/null 2>&1 || needed+=(default-jre-headless)
 [ ${#needed[@]} -eq 0 ] && exit 0
 sudo=""
 [ "$(id -u)" -ne 0 ] && sudo="sudo"

@@ -51,6 +51,7 @@ class FileResult:
     error: str | None = None
 
 
+_MAX_PARTITIONS = 2048
 _models: dict[str, tuple[LocalEmbedder, object]] = {}  # per Python worker, loaded once
 
 
@@ -113,7 +114,10 @@ def spark_embed(
     with Session(engine) as session:
         known = {d.source: d.content_hash for d in documents.list_documents(session, collection)}
     sc = spark.sparkContext
-    partitions = max(1, min(len(found), 2 * sc.defaultParallelism))
+    # One file per task (up to a cap): files differ in size by orders of magnitude, and few
+    # large partitions leave cores idle behind the one that holds the longest files. Each
+    # Python worker loads the embedder once, however many tasks it runs.
+    partitions = max(1, min(len(found), _MAX_PARTITIONS))
     # parallelize gives each partition a contiguous slice of the list, and toLocalIterator
     # reads partitions in order: documents load in file order, as a local ingest stores them.
     prepared = (
