@@ -16,6 +16,12 @@ def start_session(master: str, app_name: str = "chatworks") -> SparkSession:
     cluster the executors' Python is the cluster's setting."""
     from pyspark.sql import SparkSession
 
+    builder = (
+        SparkSession.builder.master(master)
+        .appName(app_name)
+        .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")  # the CLI prints its own summary
+    )
     if master.startswith("local"):
         # PySpark starts its workers with PYSPARK_PYTHON (default: whatever `python3` is first
         # on PATH, which may lack chatworks' dependencies).
@@ -23,12 +29,6 @@ def start_session(master: str, app_name: str = "chatworks") -> SparkSession:
         # Every local endpoint (block manager, shuffle) on the loopback address, not the
         # first network interface's.
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-    builder = SparkSession.builder.master(master).appName(app_name)
-    builder = builder.config("spark.ui.enabled", "false").config(
-        "spark.ui.showConsoleProgress",
-        "false",  # the CLI prints its own summary
-    )
-    if master.startswith("local"):
         cores = master.removeprefix("local").strip("[]") or "1"
         builder = (
             builder.config("spark.driver.host", "127.0.0.1")
