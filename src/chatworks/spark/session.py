@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -14,6 +15,8 @@ def start_session(master: str, app_name: str = "chatworks") -> SparkSession:
     """A session on `master`, without the web UI. Locally it binds to the loopback address
     and its Python workers run this interpreter (the one with chatworks installed); on a
     cluster the executors' Python is the cluster's setting."""
+    # PySpark warns about pandas 3 on import; chatworks' jobs use RDDs, never pandas.
+    warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas")
     from pyspark.sql import SparkSession
 
     builder = (
