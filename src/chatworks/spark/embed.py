@@ -85,13 +85,15 @@ def _prepare_file(
     return FileResult(str(path), status, document, prepared)
 
 
-def _tally(results: Iterable[FileResult], result: IngestResult) -> Iterator:
+def _tally(
+    results: Iterable[FileResult], result: IngestResult
+) -> Iterator[tuple[NewDocument, PreparedDocument]]:
     """The (document, prepared) pairs to load, counting every file into `result` on the way."""
     for r in results:
         setattr(result, r.status, getattr(result, r.status) + 1)
         if r.error:
             result.errors[r.path] = r.error
-        if r.prepared is not None:
+        if r.document is not None and r.prepared is not None:
             yield r.document, r.prepared
 
 

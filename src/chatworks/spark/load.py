@@ -15,7 +15,8 @@ insert-or-replace as a local ingest); the chunk ids come from the chunks' own se
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from itertools import islice
+from itertools import chain, islice
+from typing import TypeVar
 
 from psycopg.types.json import Jsonb
 from sqlalchemy import Connection, text
@@ -26,6 +27,7 @@ from chatworks.rag.index_sql import upsert_document
 from chatworks.rag.ingest import PreparedDocument
 from chatworks.rag.types import NewDocument
 
+T = TypeVar("T")
 VECTOR_INDEX = "ix_chunk_vectors_embedding"  # migration 0001
 _CHUNK_COLUMNS = (
     "id, document_id, ordinal, text, start_char, end_char, page, section, metadata",
@@ -40,6 +42,10 @@ def bulk_load(engine: Engine, documents: Iterable[tuple[NewDocument, PreparedDoc
     returns the number of chunks written."""
     from pgvector.psycopg import register_vector
 
+    documents = iter(documents)
+    first = next(documents, None)
+    if first is None:  # nothing changed: leave the index (and its lock) alone
+        return 0
     written = 0
     with engine.begin() as conn:
         raw = conn.connection.driver_connection  # the psycopg connection, in this transaction
@@ -50,14 +56,14 @@ def bulk_load(engine: Engine, documents: Iterable[tuple[NewDocument, PreparedDoc
         if definition:
             conn.execute(text(f"DROP INDEX {VECTOR_INDEX}"))
         session = Session(bind=conn)
-        for group in _groups(documents, _DOCUMENTS_PER_COPY):
+        for group in _groups(chain([first], documents), _DOCUMENTS_PER_COPY):
             written += _load_group(conn, session, group)
         if definition:
-            conn.execute(text(definition))
+            conn.exec_driver_sql(definition)  # as the catalog printed it: no parameters
     return written
 
 
-def _groups(items: Iterable, n: int) -> Iterator[list]:
+def _groups(items: Iterable[T], n: int) -> Iterator[list[T]]:
     it = iter(items)
     while group := list(islice(it, n)):
         yield group
