@@ -103,7 +103,7 @@ $(VENV)/.installed-dev: $(VENV)/.installed
 	touch $@
 
 # What the test suite needs from the OS (Debian): Chromium for the browser tests, Redis,
-# HAProxy, Prometheus' promtool (scripts/system-deps.sh says why each).
+# HAProxy, Prometheus and Alertmanager, a JRE for Spark (scripts/system-deps.sh says why each).
 system-deps:
 	@bash scripts/system-deps.sh
 

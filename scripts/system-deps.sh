@@ -16,6 +16,8 @@ command -v amtool >/dev/null 2>&1 || needed+=(prometheus-alertmanager)
 # The load balancer in front of replicas (make run-replicas, tests/e2e/test_replicas.py); in
 # /usr/sbin, which a user's PATH may lack.
 command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || needed+=(haproxy)
+# A Java runtime for Spark (`chatworks spark ...`, tests/integration/test_spark.py): OpenJDK 17.
+dpkg -s default-jre-headless >/dev/null 2>&1 || needed+=(default-jre-headless)
 [ ${#needed[@]} -eq 0 ] && exit 0
 sudo=""
 [ "$(id -u)" -ne 0 ] && sudo="sudo"

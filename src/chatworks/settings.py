@@ -132,6 +132,9 @@ class Settings(BaseSettings):
     allowed_file_types: list[str] = Field(
         ["txt", "md", "html", "pdf", "docx"], description="File types ingestion accepts"
     )
+    spark_master: str = Field(
+        "local[2]", description="Spark master of `chatworks spark ...`: local[N] or a cluster URL"
+    )
 
     # Grounded answers
     rag_top_k: int = shaping(5, ge=1, le=50, description="Passages given to the model")

@@ -44,6 +44,7 @@ COMMANDS = [
     "serve", "chat", "models", "ingest", "collections", "ask", "export", "eval retrieval",
     "eval answers", "eval probes", "eval run", "eval new", "eval judge-agreement",
     "train tokenizer", "train data", "train base", "train sft", "train eval", "train run",
+    "spark prep", "spark embed",
 ]  # fmt: skip
 
 

@@ -149,6 +149,8 @@ NEUTRAL = {
     "max_body_bytes", "max_messages", "max_message_chars", "max_total_chars", "max_tokens_limit",
     # ingestion only: what it changes moves the collection's version, which keys the entry
     "embedding_batch_size", "max_upload_bytes", "allowed_file_types",
+    # where batch jobs run (`chatworks spark ...`), not what they compute
+    "spark_master",
     # who may call, and how they are limited
     "auth", "insecure", "admin_key", "redis_url", "redis_fail_open", "oidc_jwks", "oidc_issuer",
     "oidc_audience", "oidc_algorithms", "oidc_scopes_claim", "oidc_scope_prefix",

@@ -18,6 +18,7 @@ from chatworks.cli import (
     lab,
     mcp,
     serving,
+    spark,
     training,
     usage,
 )
@@ -41,6 +42,7 @@ app.add_typer(lab.app, name="lab")
 app.add_typer(mcp.app, name="mcp")
 app.add_typer(bench.app, name="bench")
 app.add_typer(alerts.app, name="alerts")
+app.add_typer(spark.app, name="spark")
 app.command("export")(training.export_model)
 app.command("usage")(usage.usage)
 app.command()(database.migrate)

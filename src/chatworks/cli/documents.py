@@ -54,6 +54,11 @@ def ingest(
                        description=f"{p.stage} {Path(p.source).name}")  # fmt: skip
 
         result = ingest_path(context, paths, collection, progress=progress, prune=prune)
+    report_ingest(collection, result)
+
+
+def report_ingest(collection: str, result) -> None:
+    """The summary of an ingest (`rag.ingest.IngestResult`); exit code 1 if a file failed."""
     console.print(
         f"[bold]{collection}[/]: {result.added} added, {result.updated} updated, "
         f"{result.unchanged} unchanged, {result.deleted} deleted, {result.failed} failed; "

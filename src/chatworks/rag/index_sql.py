@@ -55,6 +55,31 @@ def query_terms(query: str) -> list[str]:
     return list(terms)[:_MAX_TERMS]
 
 
+def upsert_document(session: Session, document: NewDocument) -> tuple[DocumentRow, int]:
+    """The row of (collection, source) with `document`'s fields, new or emptied of its old
+    chunks (their vectors and FTS rows go with them), flushed; and its collection's id. The
+    caller adds the chunks in the same transaction (`replace_document`, `spark/load.py`)."""
+    collection = documents.get_or_create_collection(session, document.collection)
+    row = session.scalar(
+        select(DocumentRow).where(
+            DocumentRow.collection_id == collection.id, DocumentRow.source == document.source
+        )
+    )
+    if row is None:
+        row = DocumentRow(collection_id=collection.id, source=document.source)
+        session.add(row)
+    else:  # a changed file: its old chunks go, with their vectors and FTS rows
+        session.execute(delete(ChunkRow).where(ChunkRow.document_id == row.id))
+    row.title = document.title
+    row.content_hash = document.content_hash
+    row.meta = dict(document.metadata)
+    row.origin = document.origin
+    row.status = "ready"
+    row.updated_at = datetime.now(UTC)
+    session.flush()
+    return row, collection.id
+
+
 class SqlIndex:
     """Base of the two SQL indexes; not used directly (see `open_index`)."""
 
@@ -97,27 +122,8 @@ class SqlIndex:
         in one transaction; full-text rows follow the chunks (triggers / generated column)."""
         if vectors.shape != (len(passages), self.dim):
             raise ValueError(f"vectors {vectors.shape} do not match {len(passages)}x{self.dim}")
-        now = datetime.now(UTC)
         with write_transaction(self.engine) as session:
-            collection = documents.get_or_create_collection(session, document.collection)
-            row = session.scalar(
-                select(DocumentRow).where(
-                    DocumentRow.collection_id == collection.id,
-                    DocumentRow.source == document.source,
-                )
-            )
-            if row is None:
-                row = DocumentRow(collection_id=collection.id, source=document.source)
-                session.add(row)
-            else:  # a changed file: its old chunks go, with their vectors and FTS rows
-                session.execute(delete(ChunkRow).where(ChunkRow.document_id == row.id))
-            row.title = document.title
-            row.content_hash = document.content_hash
-            row.meta = dict(document.metadata)
-            row.origin = document.origin
-            row.status = "ready"
-            row.updated_at = now
-            session.flush()
+            row, collection_id = upsert_document(session, document)
             if passages:
                 chunk_ids = session.scalars(
                     insert(ChunkRow).returning(ChunkRow.id, sort_by_parameter_order=True),
@@ -143,7 +149,7 @@ class SqlIndex:
                     [
                         {
                             "chunk_id": chunk_id,
-                            "collection_id": collection.id,
+                            "collection_id": collection_id,
                             "embedding": self.encode_vector(v),
                         }
                         for chunk_id, v in zip(chunk_ids, vectors, strict=True)

@@ -108,7 +108,7 @@ class IngestResult:
 _EMBEDDED_TEXT_VERSION = 2  # 2: the chunk's title and section path are embedded with its text
 
 
-def _fingerprint(data: bytes, metadata: Mapping[str, object], settings: Settings) -> str:
+def document_fingerprint(data: bytes, metadata: Mapping[str, object], settings: Settings) -> str:
     digest = hashlib.sha256(data)
     shape = [
         settings.embedding_model, settings.chunk_tokens, settings.chunk_overlap_tokens,
@@ -154,7 +154,7 @@ def ingest_bytes(
             progress(IngestProgress(source, file_index, file_count, stage, done, total))
 
     check_limits(filename, len(data), ctx.settings)
-    fingerprint = _fingerprint(data, metadata, ctx.settings)
+    fingerprint = document_fingerprint(data, metadata, ctx.settings)
     with Session(ctx.index.engine) as session:
         existing = documents.find_document(session, collection, source)
     if existing and existing.content_hash == fingerprint:
@@ -162,20 +162,16 @@ def ingest_bytes(
         return FileOutcome(source, existing.id, "unchanged", existing.chunks)
 
     report("parse")
-    parsed = parse_bytes(data, filename)
-    passages = [
-        replace(p, metadata={"injection": flags}) if (flags := detect(p.text).flags) else p
-        for p in chunk_document(
-            parsed, ctx.tokenizer, ctx.settings.chunk_tokens, ctx.settings.chunk_overlap_tokens
-        )
-    ]
-    metrics.FLAGGED_CHUNKS.inc(sum(1 for p in passages if "injection" in p.metadata))
-    vectors = _embed(ctx, parsed.title, passages, lambda done: report("embed", done, len(passages)))
+    prepared = prepare_document(
+        ctx.embedder, ctx.tokenizer, ctx.settings, data, filename,
+        lambda done, total: report("embed", done, total),
+    )  # fmt: skip
+    passages = prepared.passages
     report("store")
     document_id = ctx.index.replace_document(
-        NewDocument(collection, source, parsed.title, fingerprint, metadata, origin),
+        NewDocument(collection, source, prepared.title, fingerprint, metadata, origin),
         passages,
-        vectors,
+        prepared.vectors,
     )
     report("done")
     return FileOutcome(source, document_id, "updated" if existing else "added", len(passages))
@@ -190,17 +186,44 @@ def embedded_text(title: str, passage: Passage) -> str:
     return f"{where}\n{passage.text}" if where else passage.text
 
 
-def _embed(
-    ctx: IngestContext, title: str, passages: list[Passage], on_batch: Callable[[int], None]
-) -> np.ndarray:
-    batch = ctx.settings.embedding_batch_size
-    parts = [np.zeros((0, ctx.embedder.dim), dtype=np.float32)]
-    on_batch(0)
+@dataclass(frozen=True)
+class PreparedDocument:
+    """A file made ready to store: its title, its chunks and their vectors (row i of
+    `vectors` is chunk i's)."""
+
+    title: str
+    passages: list[Passage]
+    vectors: np.ndarray
+
+
+def prepare_document(
+    embedder: Embedder,
+    tokenizer: Tokenizer,
+    settings: Settings,
+    data: bytes,
+    filename: str,
+    on_embed: Callable[[int, int], None] | None = None,
+) -> PreparedDocument:
+    """Parse, chunk, flag and embed one file's bytes: the slow part of ingestion, with no
+    database (`chatworks spark embed` runs it in Spark tasks). `on_embed(done, total)` follows
+    the embedding, batch by batch."""
+    parsed = parse_bytes(data, filename)
+    passages = [
+        replace(p, metadata={"injection": flags}) if (flags := detect(p.text).flags) else p
+        for p in chunk_document(parsed, tokenizer, settings.chunk_tokens,
+                                settings.chunk_overlap_tokens)
+    ]  # fmt: skip
+    metrics.FLAGGED_CHUNKS.inc(sum(1 for p in passages if "injection" in p.metadata))
+    report = on_embed or (lambda done, total: None)
+    batch = settings.embedding_batch_size
+    parts = [np.zeros((0, embedder.dim), dtype=np.float32)]
+    report(0, len(passages))
     for i in range(0, len(passages), batch):
-        texts = [embedded_text(title, p) for p in passages[i : i + batch]]
-        parts.append(ctx.embedder.embed(texts))
-        on_batch(min(i + batch, len(passages)))
-    return np.concatenate(parts)
+        parts.append(
+            embedder.embed([embedded_text(parsed.title, p) for p in passages[i : i + batch]])
+        )
+        report(min(i + batch, len(passages)), len(passages))
+    return PreparedDocument(parsed.title, passages, np.concatenate(parts))
 
 
 def ingest_file(

@@ -5,8 +5,10 @@ its `text` field) and `.parquet` (its `text` column, with pyarrow); cleaning; ex
 hash; a deterministic train/val split by hash; tokenizing with BOS before every document into
 flat `uint16`/`uint32` shards with a `manifest.json`; resuming an interrupted run at the last
 written shard. Also the offline recipe: Debian's `python3.11-doc` reStructuredText sources.
-Does not cover: reading shards for training (`data.py`), near-duplicate detection, or
-distributed preparation.
+The steps are per-record functions (`read_file`, `clean`, `digest`, `encode`) and one
+ordered writer (`write_shards`), so `chatworks spark prep` (`spark/prep.py`) runs the same
+functions in Spark tasks and writes the same shards.
+Does not cover: reading shards for training (`data.py`), near-duplicate detection.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import json
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 
 import numpy as np
@@ -37,28 +40,34 @@ def default_sources() -> list[Path]:
     return [PYTHON_DOCS]
 
 
-def _files(sources: Iterable[Path]) -> Iterator[Path]:
-    for source in sources:
+def corpus_files(sources: Iterable[str | Path]) -> Iterator[Path]:
+    """The files of `sources`, directories walked in sorted order (so runs repeat)."""
+    for source in map(Path, sources):
         if source.is_dir():
             yield from sorted(p for p in source.rglob("*") if p.is_file())
         else:
             yield source
 
 
-def read_documents(sources: Iterable[str | Path]) -> Iterator[str]:
-    """Raw documents from files and directories (walked in sorted order, so runs repeat)."""
-    for path in _files(Path(s) for s in sources):
-        if path.suffix == ".jsonl":
-            with path.open(encoding="utf-8") as f:
-                for line in f:
-                    if line.strip():
-                        yield json.loads(line).get("text", "")
-        elif path.suffix == ".parquet":
-            import pyarrow.parquet as pq  # optional: only parquet corpora need it
+def read_file(path: Path) -> Iterator[str]:
+    """The raw documents of one file (none for a file of another kind)."""
+    if path.suffix == ".jsonl":
+        with path.open(encoding="utf-8") as f:
+            for line in f:
+                if line.strip():
+                    yield json.loads(line).get("text", "")
+    elif path.suffix == ".parquet":
+        import pyarrow.parquet as pq  # optional: only parquet corpora need it
 
-            yield from pq.read_table(path, columns=["text"]).column("text").to_pylist()
-        elif path.name.endswith(TEXT_SUFFIXES):
-            yield path.read_text(encoding="utf-8", errors="replace")
+        yield from pq.read_table(path, columns=["text"]).column("text").to_pylist()
+    elif path.name.endswith(TEXT_SUFFIXES):
+        yield path.read_text(encoding="utf-8", errors="replace")
+
+
+def read_documents(sources: Iterable[str | Path]) -> Iterator[str]:
+    """Raw documents from files and directories, in a repeatable order."""
+    for path in corpus_files(sources):
+        yield from read_file(path)
 
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
@@ -74,26 +83,28 @@ def clean(text: str) -> str:
     return _BLANK_LINES.sub("\n\n", text).strip()
 
 
-def _digest(text: str) -> bytes:
+def digest(text: str) -> bytes:
+    """The dedupe key: two documents are duplicates when their cleaned texts are equal."""
     return hashlib.blake2b(text.encode("utf-8"), digest_size=16).digest()
 
 
-def _is_val(digest: bytes, val_fraction: float) -> bool:
+def is_val(digest: bytes, val_fraction: float) -> bool:
     """Split by content hash: a document lands in the same split however the corpus is ordered."""
     return int.from_bytes(digest[:4], "big") < val_fraction * 2**32
 
 
 def documents(sources: Iterable[str | Path], max_bytes: int) -> Iterator[tuple[str, bytes]]:
-    """Clean, unique documents with their digests, until `max_bytes` of text."""
+    """Clean, unique documents with their digests (the first of equal ones is kept), until
+    `max_bytes` of text."""
     seen: set[bytes] = set()
     total = 0
     for raw in read_documents(sources):
         text = clean(raw)
-        digest = _digest(text)
-        if len(text) < MIN_DOC_CHARS or digest in seen:
+        key = digest(text)
+        if len(text) < MIN_DOC_CHARS or key in seen:
             continue
-        seen.add(digest)
-        yield text, digest
+        seen.add(key)
+        yield text, key
         total += len(text.encode("utf-8"))
         if total >= max_bytes:
             return
@@ -103,8 +114,8 @@ def split_texts(
     sources: Iterable[str | Path], max_bytes: int, val_fraction: float, split: str
 ) -> Iterator[str]:
     """The documents of one split ("train" or "val")."""
-    for text, digest in documents(sources, max_bytes):
-        if _is_val(digest, val_fraction) == (split == "val"):
+    for text, key in documents(sources, max_bytes):
+        if is_val(key, val_fraction) == (split == "val"):
             yield text
 
 
@@ -132,6 +143,77 @@ class Manifest:
         return sum(int(s["tokens"]) for s in self.shards[split])
 
 
+def encode(tokenizer: Tokenizer, texts: list[str]) -> list[list[int]]:
+    """Token ids of each text, without special tokens (the writer puts BOS before each)."""
+    return [e.ids for e in tokenizer.hf.encode_batch(texts, add_special_tokens=False)]
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """One document as the shard writer needs it."""
+
+    digest: bytes  # picks the split
+    n_bytes: int  # of its cleaned text, for the manifest
+    ids: list[int]
+
+
+def open_manifest(out_dir: str | Path, tokenizer: Tokenizer) -> Manifest:
+    """`out_dir`'s manifest (an interrupted run's, to resume), or a new one."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "manifest.json"
+    bos = tokenizer.bos_token_id
+    if bos is None:
+        raise ValueError("the tokenizer needs a BOS token to separate documents")
+    dtype = "uint16" if tokenizer.vocab_size <= 1 << 16 else "uint32"
+    return Manifest.load(path) if path.exists() else Manifest(dtype, bos)
+
+
+def write_shards(
+    manifest: Manifest,
+    out_dir: str | Path,
+    docs: Iterable[Encoded],
+    val_fraction: float,
+    shard_tokens: int,
+    batch_docs: int,
+) -> Manifest:
+    """Append `docs` (those after `manifest.documents_done`, in corpus order) to the shards.
+
+    A shard is cut after a whole batch of `batch_docs` documents once the train buffer holds
+    `shard_tokens`, and the manifest is saved at every cut: a resumed run skips exactly the
+    documents the written shards hold."""
+    out = Path(out_dir)
+    path = out / "manifest.json"
+    buffers: dict[str, list[int]] = {"train": [], "val": []}
+    pending_bytes = {"train": 0, "val": 0}
+    consumed = start = manifest.documents_done
+
+    def flush() -> None:
+        for split, ids in buffers.items():
+            if ids:
+                name = f"{split}_{len(manifest.shards[split]):05d}.bin"
+                np.asarray(ids, dtype=manifest.dtype).tofile(out / name)
+                manifest.shards[split].append({"file": name, "tokens": len(ids)})
+                manifest.bytes[split] += pending_bytes[split]
+            ids.clear()
+            pending_bytes[split] = 0
+        manifest.documents_done = consumed
+        manifest.save(path)
+
+    for doc in docs:
+        split = "val" if is_val(doc.digest, val_fraction) else "train"
+        buffers[split].append(manifest.bos_token_id)
+        buffers[split].extend(doc.ids)
+        pending_bytes[split] += doc.n_bytes
+        consumed += 1
+        if (consumed - start) % batch_docs == 0 and len(buffers["train"]) >= shard_tokens:
+            flush()
+    flush()
+    manifest.complete = True
+    manifest.save(path)
+    return manifest
+
+
 def prepare_corpus(
     sources: Iterable[str | Path],
     tokenizer: Tokenizer,
@@ -142,52 +224,27 @@ def prepare_corpus(
     batch_docs: int = 256,
 ) -> Manifest:
     """Tokenize `sources` into `out_dir/{train,val}_NNNNN.bin`; resumes an interrupted run."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / "manifest.json"
-    bos = tokenizer.bos_token_id
-    if bos is None:
-        raise ValueError("the tokenizer needs a BOS token to separate documents")
-    dtype = "uint16" if tokenizer.vocab_size <= 1 << 16 else "uint32"
-    manifest = Manifest.load(path) if path.exists() else Manifest(dtype, bos)
+    manifest = open_manifest(out_dir, tokenizer)
     if manifest.complete:
         return manifest
-    buffers: dict[str, list[int]] = {"train": [], "val": []}
-    pending_bytes = {"train": 0, "val": 0}
-    consumed = manifest.documents_done
+    # Resume: skip what earlier shards already hold.
+    docs = islice(documents(sources, max_bytes), manifest.documents_done, None)
 
-    def flush() -> None:
-        for split, ids in buffers.items():
-            if ids:
-                name = f"{split}_{len(manifest.shards[split]):05d}.bin"
-                np.asarray(ids, dtype=dtype).tofile(out / name)
-                manifest.shards[split].append({"file": name, "tokens": len(ids)})
-                manifest.bytes[split] += pending_bytes[split]
-            ids.clear()
-            pending_bytes[split] = 0
-        manifest.documents_done = consumed
-        manifest.save(path)
+    def encoded(advance) -> Iterator[Encoded]:
+        for chunk in _batches(docs, batch_docs):
+            for (text, key), ids in zip(
+                chunk, encode(tokenizer, [t for t, _ in chunk]), strict=True
+            ):
+                n_bytes = len(text.encode("utf-8"))
+                advance(n_bytes)
+                yield Encoded(key, n_bytes, ids)
 
-    docs = documents(sources, max_bytes)
-    for _ in range(manifest.documents_done):  # resume: skip what earlier shards already hold
-        next(docs, None)
     with Progress(transient=True) as progress:
         task = progress.add_task("tokenizing", total=max_bytes)
-        for chunk in _batches(docs, batch_docs):
-            encodings = tokenizer.hf.encode_batch([t for t, _ in chunk], add_special_tokens=False)
-            for (text, digest), enc in zip(chunk, encodings, strict=True):
-                split = "val" if _is_val(digest, val_fraction) else "train"
-                buffers[split].append(bos)
-                buffers[split].extend(enc.ids)
-                pending_bytes[split] += len(text.encode("utf-8"))
-                progress.advance(task, len(text.encode("utf-8")))
-            consumed += len(chunk)
-            if len(buffers["train"]) >= shard_tokens:
-                flush()
-    flush()
-    manifest.complete = True
-    manifest.save(path)
-    return manifest
+        return write_shards(
+            manifest, out_dir, encoded(lambda n: progress.advance(task, n)),
+            val_fraction, shard_tokens, batch_docs,
+        )  # fmt: skip
 
 
 def _batches(items: Iterator[tuple[str, bytes]], n: int) -> Iterator[list[tuple[str, bytes]]]:
