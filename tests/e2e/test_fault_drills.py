@@ -265,6 +265,8 @@ def test_four_times_capacity_is_served_or_shed_cleanly_in_bounded_memory(tmp_pat
         assert peak_rss_bytes(server.process.pid) - before < RSS_HEADROOM
     finally:
         server.stop()
+
+
 def _usage_totals(database: str) -> tuple[int, int]:
     """(requests, completion tokens) counted in the shared database, all keys and days."""
     engine = sa.create_engine(database)
