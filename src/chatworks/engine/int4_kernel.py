@@ -1,12 +1,14 @@
 """The integer-dot int4 kernel (kernels/int4_mm.cpp): build, load, pack weights, call.
 
-Built with the machine's C++ compiler against the installed torch, once: `chatworks-kernels`
-(`python -m chatworks.engine.int4_kernel`, run by `make` and the image's build stage) or, where
-that was not run, on first use. The shared library is cached under `CHATWORKS_KERNEL_DIR`
-(default: ~/.cache/chatworks/kernels), named by a hash of its source, torch's version and the
-compile command, so an edit or a torch upgrade builds a new one and nothing stale loads. Both
-ISA paths live in one library (per-function `target` attributes), so the cache is not keyed by
-CPU: the path is chosen at each call (`isa()`), which is what lets one process test both.
+Built with the machine's C++ compiler against the installed torch, once: by `make` and the
+image's build stage (`python -m chatworks.engine.int4_kernel`) or, where that was not run, on
+first use (~20 s). The shared library goes next to its source when the package's directory is
+writable (an install's, so the image's runtime stage, without a compiler, gets it with the
+venv), else under $XDG_CACHE_HOME/chatworks/kernels (default ~/.cache). Its name is a hash of
+the source, torch's version and the compile command, so an edit or a torch upgrade builds a new
+one and nothing stale loads. Both ISA paths live in one library (per-function `target`
+attributes), so it is not keyed by CPU: the path is chosen per call (`isa()`), which is also
+what lets one process test both.
 Where no compiler is found or the build fails, `available()` is False and the engine keeps
 torch's own int4 kernel: slower, same answers up to rounding.
 Does not cover: CUDA, or weights other than 4-bit groups of 32.
@@ -29,12 +31,11 @@ from torch.utils import cpp_extension
 SOURCE = Path(__file__).parent / "kernels" / "int4_mm.cpp"
 GROUP, TILE = 32, 16
 AVX2, AVX512_VNNI = 0, 1
-OFF_ENV = "CHATWORKS_INT4_KERNEL"  # "0": torch's int4 kernel, as before this one
 
 
-def kernel_dir() -> Path:
-    default = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "chatworks"
-    return Path(os.environ.get("CHATWORKS_KERNEL_DIR", default / "kernels"))
+def _places() -> list[Path]:
+    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+    return [SOURCE.parent, cache / "chatworks" / "kernels"]
 
 
 def _command(source: Path, target: Path) -> list[str]:
@@ -49,11 +50,14 @@ def _command(source: Path, target: Path) -> list[str]:
 
 
 def library_path() -> Path:
-    """Where the library for this source, torch and compile command is (or will be) cached."""
+    """Where the library for this source, torch and compile command is, or is to be built."""
     key = hashlib.sha256(SOURCE.read_bytes())
     key.update(torch.__version__.encode())
     key.update(" ".join(_command(SOURCE, Path("out"))).encode())
-    return kernel_dir() / f"int4_mm-{key.hexdigest()[:16]}.so"
+    name = f"int4_mm-{key.hexdigest()[:16]}.so"
+    built = [place / name for place in _places() if (place / name).exists()]
+    writable = [place for place in _places() if os.access(place, os.W_OK)]
+    return built[0] if built else (writable or _places()[1:])[0] / name
 
 
 def build() -> Path:
@@ -75,8 +79,6 @@ def build() -> Path:
 @functools.cache
 def unavailable_reason() -> str | None:
     """Why the kernel cannot run here (then torch's int4 kernel does), or None once loaded."""
-    if os.environ.get(OFF_ENV, "1") == "0":
-        return f"turned off ({OFF_ENV}=0)"
     if isa() is None:
         return "torch's CPU kernels here are neither AVX2 nor AVX-512 ones"
     try:
@@ -84,6 +86,10 @@ def unavailable_reason() -> str | None:
     except (OSError, RuntimeError, subprocess.CalledProcessError) as error:
         detail = getattr(error, "stderr", "") or str(error)
         return f"the kernel did not build or load: {detail.strip()[-500:]}"
+    # Its output's shape, for torch.compile's tracing (compiled blocks call it too).
+    torch.library.register_fake("chatworks::int4_mm")(
+        lambda x, packed, isa: x.new_empty(x.shape[0], packed.shape[0] * TILE)
+    )
     return None
 
 
@@ -91,6 +97,7 @@ def available() -> bool:
     return unavailable_reason() is None
 
 
+@functools.cache
 def isa() -> int | None:
     """The path torch's own kernels take here: AVX-512 VNNI, AVX2 (also under
     ATEN_CPU_CAPABILITY=avx2 on an AVX-512 CPU), or None (neither)."""

@@ -16,7 +16,7 @@ from dataclasses import replace
 
 import torch
 
-from chatworks.engine import compiled
+from chatworks.engine import compiled, int4_kernel
 from chatworks.engine.constraints import Constrainer, GrammarError, Matcher
 from chatworks.engine.precision import load_for_serving
 from chatworks.engine.sampling import SamplingParams
@@ -65,7 +65,9 @@ class NativeProvider:
         # With a second OpenMP team in the process (this thread's) the teams outnumber 2 cores,
         # libgomp stops spinning between regions, and 2-thread decode ran at half speed.
         torch.set_num_threads(1)
-        model, self._tokenizer = load_for_serving(s.model_path, s.engine_precision)
+        model, self._tokenizer = load_for_serving(
+            s.model_path, s.engine_precision, s.engine_int4_kernel
+        )
         tok = self._tokenizer
         constrainer = Constrainer(tok.hf.to_str(), tok.eos_token_ids, model.cfg.vocab_size)
         compile = self._compile()
@@ -84,7 +86,9 @@ class NativeProvider:
         watch_engine(s.model, self._engine.stats)
         why_not = None if compile else compiled.unavailable_reason() or "turned off"
         log.info("engine_ready", model=s.model, precision=s.engine_precision,
-                 threads=s.threads, compiled=compile, not_compiled_because=why_not)  # fmt: skip
+                 threads=s.threads, compiled=compile, not_compiled_because=why_not,
+                 int4_kernel="off" if s.engine_int4_kernel is False
+                 else int4_kernel.unavailable_reason() or "on")  # fmt: skip
 
     def _compile(self) -> bool:
         """`engine_compile`, where unset: whether compiled blocks can run here."""
