@@ -108,7 +108,8 @@ def integer_kernel_vs_torch_int4() -> None:
         for rows in (1, 2, 4):
             x = torch.randn(rows, inputs)
             repeats = 10 if out > 10_000 else 200
-            slow, fast = interleaved_ms([lambda: old.packed(x), lambda: new.packed(x)], repeats)
+            calls = [lambda layer=layer, x=x: layer.packed(x) for layer in (old, new)]
+            slow, fast = interleaved_ms(calls, repeats)
             print(f"| {name} | {rows} | {slow:.4f} | {fast:.4f} | {slow / fast:.2f}x |")
     models = [load_for_serving(None, "int4", kernel)[0] for kernel in (False, True)]
     print("\n| int4 model, eager decode step | batch | torch int4 ms | integer-dot ms | ratio |")

@@ -4,7 +4,8 @@ Everything else receives a `Settings` object. The only other environment chatwor
 other tools' own variables, where those tools define them: `OTEL_*` (telemetry/tracing.py),
 `PROMETHEUS_MULTIPROC_DIR` (telemetry/multiprocess.py), `CXX` (engine/compiled.py, as
 Inductor does; engine/int4_kernel.py), `XDG_CACHE_HOME` (engine/int4_kernel.py) and the
-`HF_HUB_OFFLINE` that model loading sets. `chatworks serve --workers` hands its settings to the worker processes as `CHATWORKS_*` variables.
+`HF_HUB_OFFLINE` that model loading sets. `chatworks serve --workers` hands its settings to
+the worker processes as `CHATWORKS_*` variables.
 
 A setting declared with `shaping(...)` changes what an answer says (the model, generation
 defaults, retrieval and grounding, the input guard): the response cache keys on every such

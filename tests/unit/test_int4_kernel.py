@@ -87,6 +87,6 @@ def test_decode_rows_of_a_quantized_linear_take_the_kernel(kind):
     scale = (torch.rand(160, 18, generator=generator) * 0.01).half().float()
     minimum = (-(2 ** (kind.BITS - 1)) * scale).half().float()  # symmetric, as Q4_0 and Q8_0
     layer = kind(QuantGroups(codes, scale, minimum, kind.BITS), integer_kernel=True)
-    weight = (codes.view(160, 18, 32).float() * scale[..., None] + minimum[..., None])
+    weight = codes.view(160, 18, 32).float() * scale[..., None] + minimum[..., None]
     x = torch.randn(3, 576, generator=generator)
     check(layer(x), x, weight.view(160, 576))

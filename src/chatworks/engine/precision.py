@@ -6,11 +6,11 @@ scale each, GGUF's Q8_0) cuts them ~3x and int4 (groups of 32 with a scale and a
 GGUF's Q4_1) ~6x for decode batches of up to 4 rows; a GGUF file's own codes are loaded as it
 stores them. Those decode rows go through the integer-dot kernel (`int4_kernel`: activations
 rounded to int8 per block of 32, the codes multiplied as integers) where it builds, else through
-torch's int4 kernel, which takes bf16 activations. Larger batches and prefill use a dense copy of the same quantized weights
-(compute-bound there; bf16 where the CPU has native bf16 matmuls, else float32), so resident
-memory is ~2.6 bytes per weight in int4 and ~3.3 in int8 (~4.6 and ~5.3 with float32 copies).
-RoPE tables and norm statistics stay float32 in every mode.
-Does not cover: quantization-aware training or activation quantization.
+torch's int4 kernel, which takes bf16 activations. Larger batches and prefill use a dense copy
+of the same quantized weights (compute-bound there; bf16 where the CPU has native bf16 matmuls,
+else float32), so resident memory is ~2.6 bytes per weight in int4 and ~3.3 in int8 (~4.6 and
+~5.3 with float32 copies). RoPE tables and norm statistics stay float32 in every mode.
+Does not cover: quantization-aware training.
 """
 
 from __future__ import annotations
