@@ -80,23 +80,26 @@ def assert_near_greedy(
         assert gap <= allowed, f"step {step}: token {token} is {gap:.4f} below the best logit"
 
 
-def int8_activation_bound(x: torch.Tensor, weight: torch.Tensor, group: int = 32) -> torch.Tensor:
+def int_activation_bound(x: torch.Tensor, weight: torch.Tensor, group: int = 32) -> torch.Tensor:
     """How far an integer-dot product (engine/int4_kernel.py) of float rows x [rows, in] and
     weight [out, in] may part from the exact x @ weight.T, per output [rows, out].
 
-    x is rounded to int8 per group of `group` inputs with the scale s = max|x in the group| / 127,
-    which moves each x_k by at most s / 2, so an output moves by at most sum_k |w_k| s(k) / 2.
-    The integer sums are exact; the float32 arithmetic after them (per group a product and two
-    fused multiply-adds into the running sum, n = 2 * groups + 1 roundings in a row) adds at most
-    gamma_n * sum_k |w_k| |xq_k| with gamma_n = n eps / (1 - n eps) (Higham, "Accuracy and
-    Stability of Numerical Algorithms", section 3.1), and |xq_k| <= |x_k| + s(k) / 2.
+    The kernel rounds x per group of `group` inputs to 16-bit fixed point, step
+    s = max|x in the group| / (127 * 256), in two int8 halves (kernels/int4_mm.cpp): the high
+    byte rounds to 256 s, the rest to s, and clamping that rest to 127 can cost one more half
+    step, so each x_k moves by at most s, plus the float32 roundings of scaling x_k to steps
+    (x_k times a rounded reciprocal, <= 3 eps |x_k|). An output moves by at most
+    sum_k |w_k| (s(k) + 3 eps |x_k|). The integer sums are exact; the float32 arithmetic after
+    them (per group a product and two fused multiply-adds into the running sum, n = 2 * groups
+    + 1 roundings in a row) adds at most gamma_n * sum_k |w_k| |xq_k| with
+    gamma_n = n eps / (1 - n eps) (Higham, "Accuracy and Stability of Numerical Algorithms",
+    section 3.1), and |xq_k| <= |x_k| + s(k).
     """
     rows, k = x.shape
-    step = (x.double().view(rows, k // group, group).abs().amax(-1) / 127 / 2).repeat_interleave(
-        group, dim=-1
-    )
-    w = weight.double().abs()
-    quantization = step @ w.T
-    n = 2 * (k // group) + 1
     eps = torch.finfo(torch.float32).eps
-    return quantization + n * eps / (1 - n * eps) * ((x.double().abs() + step) @ w.T)
+    top = x.double().view(rows, k // group, group).abs().amax(-1)
+    step = (top / (127 * 256)).repeat_interleave(group, dim=-1)
+    moved = step + 3 * eps * x.double().abs()
+    w = weight.double().abs()
+    n = 2 * (k // group) + 1
+    return moved @ w.T + n * eps / (1 - n * eps) * ((x.double().abs() + moved) @ w.T)

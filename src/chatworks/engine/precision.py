@@ -63,6 +63,7 @@ class _PackedLinear(nn.Module):
         self.integer_kernel = integer_kernel
         if integer_kernel:  # its float16 scales and minimums hold a GGUF file's exactly
             self.register_buffer("tiles", int4_kernel.pack(codes, scale, minimum))
+            self.isa = int4_kernel.isa()  # a constant to torch.compile, which cannot call isa()
             return
         self.register_buffer(
             "weight", torch._convert_weight_to_int4pack_for_cpu(codes.to(torch.int32), 1)
@@ -82,7 +83,7 @@ class _PackedLinear(nn.Module):
     def packed(self, flat: torch.Tensor) -> torch.Tensor:
         """The packed kernel's product for rows `flat` [rows, in]."""
         if self.integer_kernel:
-            return int4_kernel.int4_mm(flat.float(), self.tiles)
+            return int4_kernel.int4_mm(flat.float(), self.tiles, self.isa)
         return torch._weight_int4pack_mm_for_cpu(
             flat.to(torch.bfloat16), self.weight, self.GROUP, self.scales_and_zeros
         )
