@@ -82,23 +82,34 @@ def attention() -> None:
     print(f"| fused SDPA | {fused:.3f} |\n| plain matmuls | {plain:.3f} |")
 
 
-def interleaved_ms(fns: list, repeats: int, rounds: int = 5) -> list[float]:
-    """Median per-call ms of each of `fns`, timed in turn round after round, so load from
-    others on the machine falls on all of them alike."""
-    times: list[list[float]] = [[] for _ in fns]
+def interleaved_ms(fns: list, repeats: int, rounds: int = 5) -> list[tuple[float, float]]:
+    """Median per-call (wall ms, process CPU ms) of each of `fns`, timed in turn round after
+    round, so load from others on the machine falls on all of them alike. CPU time counts only
+    this process's threads, so it moves less than wall time when the machine is shared."""
+    times: list[list[tuple[float, float]]] = [[] for _ in fns]
     for _ in range(rounds):
         for fn, got in zip(fns, times, strict=True):
-            got.append(per_call_ms(fn, repeats))
-    return [statistics.median(t) for t in times]
+            cpu = time.process_time()
+            wall = per_call_ms(fn, repeats)
+            got.append((wall, (time.process_time() - cpu) / (repeats + 3) * 1000))
+    return [(statistics.median(w for w, _ in t), statistics.median(c for _, c in t)) for t in times]
 
 
-def integer_kernel_vs_torch_int4() -> None:
+def _ratio_row(label: str, slow: tuple[float, float], fast: tuple[float, float]) -> str:
+    return (f"| {label} | {slow[0]:.3f} | {fast[0]:.3f} | {slow[0] / fast[0]:.2f}x | "
+            f"{slow[1]:.3f} | {fast[1]:.3f} | {slow[1] / fast[1]:.2f}x |")  # fmt: skip
+
+
+HEADER = ("| torch int4 wall ms | integer-dot wall ms | ratio | torch int4 CPU ms | "
+          "integer-dot CPU ms | ratio |")  # fmt: skip
+
+
+def integer_kernel_vs_torch_int4(compile_steps: bool) -> None:
     if not int4_kernel.available():
         print(f"\nno integer-dot kernel: {int4_kernel.unavailable_reason()}")
         return
     path = "AVX-512 VNNI" if int4_kernel.isa() == int4_kernel.AVX512_VNNI else "AVX2"
-    print(f"\n| layer ({path}) | rows | torch int4 ms | integer-dot ms | torch / integer-dot |")
-    print("|---|---|---|---|---|")
+    print(f"\n| layer ({path}), rows {HEADER}\n|---|---|---|---|---|---|---|")
     shapes = {"q/o proj 576x576": (Int4Linear, 576, 576), "MLP up 576->1536": (Int4Linear, 576,
               1536), "MLP down 1536->576": (Int4Linear, 1536, 576), "k/v 576->192": (Int4Linear,
               576, 192), "int8 head 576->49152": (Int8Linear, 576, 49152)}  # fmt: skip
@@ -109,11 +120,14 @@ def integer_kernel_vs_torch_int4() -> None:
             x = torch.randn(rows, inputs)
             repeats = 10 if out > 10_000 else 200
             calls = [lambda layer=layer, x=x: layer.packed(x) for layer in (old, new)]
-            slow, fast = interleaved_ms(calls, repeats)
-            print(f"| {name} | {rows} | {slow:.4f} | {fast:.4f} | {slow / fast:.2f}x |")
+            print(_ratio_row(f"{name}, {rows}", *interleaved_ms(calls, repeats)))
     models = [load_for_serving(None, "int4", kernel)[0] for kernel in (False, True)]
-    print("\n| int4 model, eager decode step | batch | torch int4 ms | integer-dot ms | ratio |")
-    print("|---|---|---|---|---|")
+    if compile_steps:
+        for model in models:
+            compiled.compile_blocks(model)
+            compiled.warm_up(model)
+    how = "compiled" if compile_steps else "eager"
+    print(f"\n| int4 model, {how} decode step, batch {HEADER}\n|---|---|---|---|---|---|---|")
     with torch.inference_mode():
         for batch in (1, 2, 4):
             steps = []
@@ -123,15 +137,14 @@ def integer_kernel_vs_torch_int4() -> None:
                 tokens, positions = torch.randint(0, 1000, (batch, 1)), torch.full((batch, 1), 300)
                 steps.append(lambda m=model, c=cache, t=tokens, p=positions, b=batch: m(
                     t, p, kv=c.views(0, b), kv_len=301, last_only=True))  # fmt: skip
-            slow, fast = interleaved_ms(steps, repeats=5)
-            print(f"| | {batch} | {slow:.2f} | {fast:.2f} | {slow / fast:.2f}x |")
+            print(_ratio_row(str(batch), *interleaved_ms(steps, repeats=10)))
 
 
 def decode_steps() -> None:
     """The default model (int4): one decode step by batch size, eager and with the blocks
     compiled (`engine/compiled.py`, when a C++ compiler is found), and a 230-token prefill."""
     model, _ = load_for_serving(None, "int4")
-    can_compile = compiled.unavailable_reason() is None
+    can_compile = compiled.unavailable_reason(int4_kernel.available()) is None
     if can_compile:
         compiled.compile_blocks(model)
         compiled.warm_up(model)
@@ -167,7 +180,9 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {args.threads} thread(s)")
-    integer_kernel_vs_torch_int4()
+    integer_kernel_vs_torch_int4(
+        compile_steps=compiled.unavailable_reason(int4_kernel.available()) is None
+    )
     if args.only_integer_kernel:
         return
     packed_vs_dense()

@@ -135,7 +135,7 @@ def engine_decode(threads: int, rounds: int = 3) -> float:
     model, tokenizer = load_for_serving(None, "int4")
     chat = [{"role": "user", "content": prompt(1)}]
     ids = tokenizer.encode(tokenizer.apply_chat_template(chat, add_generation_prompt=True))
-    can_compile = compiled.unavailable_reason() is None
+    can_compile = compiled.unavailable_reason(compiled.integer_only(model)) is None
     engine = Engine(model, slots=1, threads=threads, prefix_cache_mb=0, compile=can_compile).start()
     try:
         return max(run_streams(engine, [ids], 128)["decode_tps"] for _ in range(rounds))
