@@ -90,3 +90,13 @@ def test_decode_rows_of_a_quantized_linear_take_the_kernel(kind):
     weight = codes.view(160, 18, 32).float() * scale[..., None] + minimum[..., None]
     x = torch.randn(3, 576, generator=generator)
     check(layer(x), x, weight.view(160, 576))
+
+
+def test_without_a_compiler_nothing_is_built_and_the_reason_is_given(monkeypatch, tmp_path):
+    """Where no library is cached and no compiler is found, the build says so (the engine then
+    keeps torch's int4 kernel, `unavailable_reason`) instead of failing later."""
+    monkeypatch.setattr(int4_kernel, "_places", lambda: [tmp_path])
+    monkeypatch.setenv("CXX", "no-such-compiler")
+    with pytest.raises(RuntimeError, match=r"no C\+\+ compiler"):
+        int4_kernel.build()
+    assert not list(tmp_path.iterdir())
