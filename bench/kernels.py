@@ -7,19 +7,22 @@
 2. the fused SDPA kernel vs `model.llama._cached_attention` over a strided cache slice;
 3. the int8 output head: the int4 kernel on two 4-bit halves vs torch's int8 kernel;
 4. one decode step of the default model (int4) by batch size, eager vs compiled blocks, and
-   prefill of 230 tokens.
+   prefill of 230 tokens;
+5. the integer-dot int4 kernel (`engine/int4_kernel.py`) vs torch's int4 kernel, per layer shape
+   and for a whole eager decode step, interleaved, median of 5 rounds (the machine is shared).
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import time
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from chatworks.engine import compiled
+from chatworks.engine import compiled, int4_kernel
 from chatworks.engine.kv_cache import KVCache
 from chatworks.engine.precision import Int4Linear, Int8Linear, load_for_serving
 from chatworks.model.llama import _cached_attention
@@ -79,11 +82,69 @@ def attention() -> None:
     print(f"| fused SDPA | {fused:.3f} |\n| plain matmuls | {plain:.3f} |")
 
 
+def interleaved_ms(fns: list, repeats: int, rounds: int = 5) -> list[tuple[float, float]]:
+    """Median per-call (wall ms, process CPU ms) of each of `fns`, timed in turn round after
+    round, so load from others on the machine falls on all of them alike. CPU time counts only
+    this process's threads, so it moves less than wall time when the machine is shared."""
+    times: list[list[tuple[float, float]]] = [[] for _ in fns]
+    for _ in range(rounds):
+        for fn, got in zip(fns, times, strict=True):
+            cpu = time.process_time()
+            wall = per_call_ms(fn, repeats)
+            got.append((wall, (time.process_time() - cpu) / (repeats + 3) * 1000))
+    return [(statistics.median(w for w, _ in t), statistics.median(c for _, c in t)) for t in times]
+
+
+def _ratio_row(label: str, slow: tuple[float, float], fast: tuple[float, float]) -> str:
+    return (f"| {label} | {slow[0]:.3f} | {fast[0]:.3f} | {slow[0] / fast[0]:.2f}x | "
+            f"{slow[1]:.3f} | {fast[1]:.3f} | {slow[1] / fast[1]:.2f}x |")  # fmt: skip
+
+
+HEADER = ("| torch int4 wall ms | integer-dot wall ms | ratio | torch int4 CPU ms | "
+          "integer-dot CPU ms | ratio |")  # fmt: skip
+
+
+def integer_kernel_vs_torch_int4(compile_steps: bool) -> None:
+    if not int4_kernel.available():
+        print(f"\nno integer-dot kernel: {int4_kernel.unavailable_reason()}")
+        return
+    path = "AVX-512 VNNI" if int4_kernel.isa() == int4_kernel.AVX512_VNNI else "AVX2"
+    print(f"\n| layer ({path}), rows {HEADER}\n|---|---|---|---|---|---|---|")
+    shapes = {"q/o proj 576x576": (Int4Linear, 576, 576), "MLP up 576->1536": (Int4Linear, 576,
+              1536), "MLP down 1536->576": (Int4Linear, 1536, 576), "k/v 576->192": (Int4Linear,
+              576, 192), "int8 head 576->49152": (Int8Linear, 576, 49152)}  # fmt: skip
+    for name, (kind, inputs, out) in shapes.items():
+        linear = nn.Linear(inputs, out, bias=False)
+        old, new = kind.quantize(linear, False), kind.quantize(linear, True)
+        for rows in (1, 2, 4):
+            x = torch.randn(rows, inputs)
+            repeats = 10 if out > 10_000 else 200
+            calls = [lambda layer=layer, x=x: layer.packed(x) for layer in (old, new)]
+            print(_ratio_row(f"{name}, {rows}", *interleaved_ms(calls, repeats)))
+    models = [load_for_serving(None, "int4", kernel)[0] for kernel in (False, True)]
+    if compile_steps:
+        for model in models:
+            compiled.compile_blocks(model)
+            compiled.warm_up(model)
+    how = "compiled" if compile_steps else "eager"
+    print(f"\n| int4 model, {how} decode step, batch {HEADER}\n|---|---|---|---|---|---|---|")
+    with torch.inference_mode():
+        for batch in (1, 2, 4):
+            steps = []
+            for model in models:
+                cache = KVCache(model.cfg, batch, torch.float32, 1024)
+                cache.reserve(batch, 301)
+                tokens, positions = torch.randint(0, 1000, (batch, 1)), torch.full((batch, 1), 300)
+                steps.append(lambda m=model, c=cache, t=tokens, p=positions, b=batch: m(
+                    t, p, kv=c.views(0, b), kv_len=301, last_only=True))  # fmt: skip
+            print(_ratio_row(str(batch), *interleaved_ms(steps, repeats=10)))
+
+
 def decode_steps() -> None:
     """The default model (int4): one decode step by batch size, eager and with the blocks
     compiled (`engine/compiled.py`, when a C++ compiler is found), and a 230-token prefill."""
     model, _ = load_for_serving(None, "int4")
-    can_compile = compiled.unavailable_reason() is None
+    can_compile = compiled.unavailable_reason(int4_kernel.available()) is None
     if can_compile:
         compiled.compile_blocks(model)
         compiled.warm_up(model)
@@ -115,9 +176,14 @@ def decode_steps() -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--only-integer-kernel", action="store_true", help="only section 5")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {args.threads} thread(s)")
+    # Compiled both ways only where torch's int4 kernel may be compiled too (AVX-512 kernels).
+    integer_kernel_vs_torch_int4(compile_steps=compiled.unavailable_reason() is None)
+    if args.only_integer_kernel:
+        return
     packed_vs_dense()
     int8_head_vs_torch_int8()
     attention()

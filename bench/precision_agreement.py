@@ -10,7 +10,11 @@ A precision with `:compiled` runs the engine's compiled decode steps (`engine/co
 `:scalar` compiles them to Inductor's scalar C++ instead of its vector code: the same fused
 operations rounded another way, as another CPU family's compiled code rounds them (issue 24).
 
+`--torch-int4` runs the int4 and int8 decode rows on torch's int4 kernel instead of the
+integer-dot one (`engine/int4_kernel.py`), as the engine did before it.
+
     .venv/bin/python bench/precision_agreement.py [--precisions fp32,bf16,int8,int4,int4:compiled]
+        [--torch-int4]
 """
 
 from __future__ import annotations
@@ -29,10 +33,12 @@ from chatworks.engine.scheduler import Engine
 PROBES = Path(__file__).parents[1] / "src/chatworks/evals/data/model_probes.jsonl"
 
 
-def answers(variant: str, prompts: list[str], max_tokens: int) -> list[list[int]]:
+def answers(
+    variant: str, prompts: list[str], max_tokens: int, integer_kernel: bool | None = None
+) -> list[list[int]]:
     precision, _, code = variant.partition(":")
     inductor_config.cpp.simdlen = 0 if code == "scalar" else None
-    model, tokenizer = load_for_serving(None, precision)
+    model, tokenizer = load_for_serving(None, precision, integer_kernel)
     engine = Engine(model, slots=1, compile=bool(code)).start()
     params = SamplingParams(
         max_tokens=max_tokens, temperature=0.0, stop_token_ids=tokenizer.eos_token_ids
@@ -59,6 +65,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--precisions", default="fp32,bf16,int8,int4")
     ap.add_argument("--max-tokens", type=int, default=48)
+    ap.add_argument("--torch-int4", action="store_true", help="torch's int4 kernel for decode")
     args = ap.parse_args()
     torch.set_num_threads(1)
     prompts = [json.loads(line)["prompt"] for line in PROBES.read_text().splitlines()]
@@ -67,7 +74,12 @@ def main() -> None:
     print("| precision | identical to fp32 | mean tokens before the first difference |")
     print("|---|---|---|")
     for precision in args.precisions.split(","):
-        got = reference if precision == "fp32" else answers(precision, prompts, args.max_tokens)
+        kernel = False if args.torch_int4 else None
+        got = (
+            reference
+            if precision == "fp32"
+            else answers(precision, prompts, args.max_tokens, kernel)
+        )
         same = sum(a == b for a, b in zip(got, reference, strict=True))
         agree = [shared_prefix(a, b) for a, b in zip(got, reference, strict=True)]
         print(f"| {precision} | {same}/{len(prompts)} | {sum(agree) / len(agree):.1f} |")

@@ -16,6 +16,9 @@ Also, in this process, the same 128-token stream straight on chatworks' engine (
 table shows what HTTP costs: HTTP batch-1 decode / engine batch-1 decode.
 Prints one table per thread count with chatworks / llama-server ratios. Skips llama-server
 with a message when it is not built (LLAMA_SERVER=path overrides where it is looked for).
+chatworks decodes on its integer-dot int4 kernel where it builds; with
+CHATWORKS_ENGINE_INT4_KERNEL=false in the environment, both its server and the in-process
+engine use torch's int4 kernel instead.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from chatworks.engine import compiled
 from chatworks.engine.precision import load_for_serving
 from chatworks.engine.scheduler import Engine
 from chatworks.model import bundled_model_path
+from chatworks.settings import Settings
 from tests.servers import free_port, start_server
 
 LLAMA_SERVER = Path(
@@ -132,10 +136,10 @@ def engine_decode(threads: int, rounds: int = 3) -> float:
     is found) on the engine itself, for the
     prompt `one_stream(..., 1, 128)` sends: the best of `rounds`."""
     torch.set_num_threads(1)  # as the server: only the engine's thread uses `threads`
-    model, tokenizer = load_for_serving(None, "int4")
+    model, tokenizer = load_for_serving(None, "int4", Settings().engine_int4_kernel)
     chat = [{"role": "user", "content": prompt(1)}]
     ids = tokenizer.encode(tokenizer.apply_chat_template(chat, add_generation_prompt=True))
-    can_compile = compiled.unavailable_reason() is None
+    can_compile = compiled.unavailable_reason(compiled.integer_only(model)) is None
     engine = Engine(model, slots=1, threads=threads, prefix_cache_mb=0, compile=can_compile).start()
     try:
         return max(run_streams(engine, [ids], 128)["decode_tps"] for _ in range(rounds))

@@ -78,3 +78,28 @@ def assert_near_greedy(
         gap = float(row.max() - row[token])
         allowed = 2 * rounding_bound(dtype, float(row.abs().max()))
         assert gap <= allowed, f"step {step}: token {token} is {gap:.4f} below the best logit"
+
+
+def int_activation_bound(x: torch.Tensor, weight: torch.Tensor, group: int = 32) -> torch.Tensor:
+    """How far an integer-dot product (engine/int4_kernel.py) of float rows x [rows, in] and
+    weight [out, in] may part from the exact x @ weight.T, per output [rows, out].
+
+    The kernel rounds x per group of `group` inputs to 16-bit fixed point, step
+    s = max|x in the group| / (127 * 256), in two int8 halves (kernels/int4_mm.cpp): the high
+    byte rounds to 256 s, the rest to s, and clamping that rest to 127 can cost one more half
+    step, so each x_k moves by at most s, plus the float32 roundings of scaling x_k to steps
+    (x_k times a rounded reciprocal, <= 3 eps |x_k|). An output moves by at most
+    sum_k |w_k| (s(k) + 3 eps |x_k|). The integer sums are exact; the float32 arithmetic after
+    them (per group a product and two fused multiply-adds into the running sum, n = 2 * groups
+    + 1 roundings in a row) adds at most gamma_n * sum_k |w_k| |xq_k| with
+    gamma_n = n eps / (1 - n eps) (Higham, "Accuracy and Stability of Numerical Algorithms",
+    section 3.1), and |xq_k| <= |x_k| + s(k).
+    """
+    rows, k = x.shape
+    eps = torch.finfo(torch.float32).eps
+    top = x.double().view(rows, k // group, group).abs().amax(-1)
+    step = (top / (127 * 256)).repeat_interleave(group, dim=-1)
+    moved = step + 3 * eps * x.double().abs()
+    w = weight.double().abs()
+    n = 2 * (k // group) + 1
+    return moved @ w.T + n * eps / (1 - n * eps) * ((x.double().abs() + moved) @ w.T)

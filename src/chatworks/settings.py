@@ -3,8 +3,9 @@
 Everything else receives a `Settings` object. The only other environment chatworks reads is
 other tools' own variables, where those tools define them: `OTEL_*` (telemetry/tracing.py),
 `PROMETHEUS_MULTIPROC_DIR` (telemetry/multiprocess.py), `CXX` (engine/compiled.py, as
-Inductor does) and the `HF_HUB_OFFLINE` that model loading sets. `chatworks serve --workers`
-hands its settings to the worker processes as `CHATWORKS_*` variables.
+Inductor does; engine/int4_kernel.py), `XDG_CACHE_HOME` (engine/int4_kernel.py) and the
+`HF_HUB_OFFLINE` that model loading sets. `chatworks serve --workers` hands its settings to
+the worker processes as `CHATWORKS_*` variables.
 
 A setting declared with `shaping(...)` changes what an answer says (the model, generation
 defaults, retrieval and grounding, the input guard): the response cache keys on every such
@@ -76,6 +77,11 @@ class Settings(BaseSettings):
     engine_precision: Literal["fp32", "bf16", "int8", "int4"] = shaping(
         "int4", description="Native engine weights: int4 decodes fastest on CPU, fp32 is exact"
     )
+    engine_int4_kernel: bool | None = shaping(
+        None, description="int4/int8 decode rows on the integer-dot kernel (int8 activations, "
+        "engine/int4_kernel.py), built with the C++ compiler once; false: torch's int4 kernel "
+        "(bf16 activations); default: where it builds",
+    )  # fmt: skip
     engine_compile: bool | None = Field(
         None, description="Run the native model's blocks compiled (torch.compile, C++): faster "
         "decode after seconds of compiling at start; default: where a C++ compiler and torch's "

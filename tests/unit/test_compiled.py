@@ -8,7 +8,7 @@ import torch
 import torch.profiler
 from torch._dynamo.utils import counters
 
-from chatworks.engine import compiled
+from chatworks.engine import compiled, int4_kernel
 from chatworks.engine.kv_cache import KVCache
 from chatworks.engine.precision import load_for_serving
 from chatworks.engine.sampling import SamplingParams
@@ -18,7 +18,8 @@ from tests.reference import within_rounding
 pytestmark = [
     pytest.mark.kernels,  # computes with real weights: run again on AVX2
     pytest.mark.skipif(
-        compiled.unavailable_reason() is not None, reason=str(compiled.unavailable_reason())
+        compiled.unavailable_reason(int4_kernel.available()) is not None,
+        reason=str(compiled.unavailable_reason(int4_kernel.available())),
     ),
 ]
 

@@ -503,7 +503,9 @@ def test_each_refusal_of_the_engine_has_its_own_code(provider):
 
 
 def test_compile_where_it_cannot_run_is_off_by_default_and_an_error_when_forced(monkeypatch):
-    monkeypatch.setattr(compiled, "unavailable_reason", lambda: "no C++ compiler")
+    monkeypatch.setattr(
+        compiled, "unavailable_reason", lambda integer_only=False: "no C++ compiler"
+    )
     assert NativeProvider(Settings(_env_file=None))._compile() is False
     forced = NativeProvider(Settings(engine_compile=True, _env_file=None))
     with pytest.raises(ValueError, match=r"CHATWORKS_ENGINE_COMPILE=true, but no C\+\+ compiler"):

@@ -36,9 +36,10 @@ def test_8bit_codes_run_on_the_4bit_kernel_as_two_halves():
     # The packed int8 path (<= 4 rows) runs the int4 kernel on [x, x] against [high nibbles |
     # low nibbles]; more rows use the dense copy. A wrong split, scale or minimum would leave
     # the two far apart (by about the weights' own size); the kernel's bf16 scales and outputs
-    # part them by bf16 roundings over 2 x 96 products (tests/reference.py).
+    # part them by bf16 roundings over 2 x 96 products (tests/reference.py). This is torch's
+    # int4 kernel; the integer-dot one's halves are tested in test_int4_kernel.py.
     linear = torch.nn.Linear(96, 48, bias=False)
-    int8 = Int8Linear.quantize(linear)
+    int8 = Int8Linear.quantize(linear, integer_kernel=False)
     x = torch.randn(3, 96, generator=torch.Generator().manual_seed(0))
     packed, dense = int8(x), int8(x.repeat(2, 1))[:3]
     assert_within_rounding(packed, dense, dtype=torch.bfloat16, depth=1, terms=2 * 96)
@@ -75,7 +76,8 @@ def test_q4_0_codes_are_kept_where_rounding_again_would_move_them(tmp_path):
     assert torch.equal(from_file.dense, expected)
     assert not torch.equal(rounded_again.dense, expected)
     # The kernel path (<= 4 rows) unpacks the same codes: a wrong nibble order or grid would
-    # leave little of the product. bfloat16 rounding moves single outputs, not the direction.
+    # leave little of the product. bfloat16 (torch's kernel) or int8 (the integer-dot one)
+    # rounding of the inputs moves single outputs, not the direction.
     x = torch.randn(2, 128, generator=torch.Generator().manual_seed(0))
     got, want = from_file(x), x.bfloat16().float() @ expected.float().T
     assert torch.nn.functional.cosine_similarity(got, want, dim=-1).min() > 0.999

@@ -10,10 +10,14 @@ minutes, and `warm_up` does it before the engine takes requests. Shapes are symb
 rows, cache length), with a graph each for one row, a few rows (the packed int4 kernel) and
 many (the dense copy).
 
-Needs a C++ compiler at run time and torch's AVX-512 CPU kernels (`unavailable_reason()`):
-under its AVX2 kernels (`ATEN_CPU_CAPABILITY=avx2`, or a CPU without AVX-512) the compiled
-blocks corrupted memory with the packed int4 weights ("double free or corruption", found by the
-AVX2 re-run of the tests), so they run eager there. Inductor keeps what it compiled on disk
+Needs a C++ compiler at run time, and torch's AVX-512 CPU kernels unless every packed linear
+runs on the integer-dot kernel (`unavailable_reason`): under torch's AVX2 kernels
+(`ATEN_CPU_CAPABILITY=avx2`, or a CPU without AVX-512), compiled blocks that call torch's own
+int4 kernel return NaN logits for the 1-4-row graphs and corrupt the heap ("double free or
+corruption", "corrupted size vs. prev_size"); eager calls of the same kernel, and the compiled
+5+-row graphs (dense weights), are right, so it is that kernel as called from compiled code,
+not our graph (docs/log.md, 2026-12-06). Our integer-dot kernel compiled there gives eager's
+logits, so such a model compiles on AVX2 too. Inductor keeps what it compiled on disk
 (`TORCHINDUCTOR_CACHE_DIR`, by default under /tmp), so a restart reuses it.
 Does not cover: compiling training, or CUDA graphs.
 """
@@ -26,6 +30,7 @@ import shutil
 import torch
 
 from chatworks.engine.kv_cache import KVCache
+from chatworks.engine.precision import _PackedLinear
 from chatworks.model.llama import Llama
 
 # Decode batches that reach distinct graphs: one row, a few (the packed int4 kernel takes up to
@@ -35,13 +40,21 @@ WARM_UP_ROWS = (1, 2, 5)
 WARM_UP_POSITIONS, WARM_UP_CAPACITY = 37, 40
 
 
-def unavailable_reason() -> str | None:
-    """Why compiled blocks cannot run here, or None when they can."""
+def unavailable_reason(integer_only: bool = False) -> str | None:
+    """Why compiled blocks cannot run here, or None when they can; `integer_only`: the model's
+    packed linears all run on the integer-dot kernel (`integer_only(model)`)."""
     if shutil.which(os.environ.get("CXX", "g++")) is None:
         return "no C++ compiler (g++, or $CXX) for Inductor's code"
-    if torch.backends.cpu.get_cpu_capability() != "AVX512":
-        return "torch's CPU kernels here are not AVX-512 ones, the only ones tested compiled"
+    if torch.backends.cpu.get_cpu_capability() != "AVX512" and not integer_only:
+        return ("torch's CPU kernels here are not AVX-512 ones, and its int4 kernel compiled "
+                "under them corrupts memory")  # fmt: skip
     return None
+
+
+def integer_only(model: Llama) -> bool:
+    """Whether every packed linear of `model` (there is one) runs on the integer-dot kernel."""
+    packed = [m for m in model.modules() if isinstance(m, _PackedLinear)]
+    return bool(packed) and all(m.integer_kernel for m in packed)
 
 
 def compile_blocks(model: Llama) -> None:

@@ -4,12 +4,13 @@ Decoding one token reads every weight once, so on a CPU its speed is set by byte
 token (memory bandwidth), not by arithmetic: bf16 halves the bytes, int8 (groups of 32 with a
 scale each, GGUF's Q8_0) cuts them ~3x and int4 (groups of 32 with a scale and a minimum each,
 GGUF's Q4_1) ~6x for decode batches of up to 4 rows; a GGUF file's own codes are loaded as it
-stores them. Larger batches and prefill use a dense copy of the same quantized weights
-(compute-bound there; bf16 where the CPU has native bf16 matmuls, else float32), so resident
-memory is ~2.6 bytes per weight in int4 and ~3.3 in int8 (~4.6 and ~5.3 with float32 copies).
-The packed kernel takes bf16 activations.
-RoPE tables and norm statistics stay float32 in every mode.
-Does not cover: quantization-aware training or activation quantization.
+stores them. Those decode rows go through the integer-dot kernel (`int4_kernel`: activations
+rounded to int8 per block of 32, the codes multiplied as integers) where it builds, else through
+torch's int4 kernel, which takes bf16 activations. Larger batches and prefill use a dense copy
+of the same quantized weights (compute-bound there; bf16 where the CPU has native bf16 matmuls,
+else float32), so resident memory is ~2.6 bytes per weight in int4 and ~3.3 in int8 (~4.6 and
+~5.3 with float32 copies). RoPE tables and norm statistics stay float32 in every mode.
+Does not cover: quantization-aware training.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from chatworks.engine import int4_kernel
 from chatworks.model import Tokenizer, load_pretrained, read_quantized_weights
 from chatworks.model.gguf_io import QuantGroups
 from chatworks.model.llama import Llama
@@ -39,19 +41,30 @@ DENSE_DTYPE = torch.bfloat16 if torch.ops.mkldnn._is_mkldnn_bf16_supported() els
 
 class _PackedLinear(nn.Module):
     """A weight-only quantized linear over groups of `GROUP` inputs, w = code * scale + minimum
-    per group: torch's packed int4 kernel for a few rows (decoding 1-4 sequences), a dense copy
-    of the same quantized weights for more. The kernel re-unpacks the weights for every input
-    row, so it only wins while rows are few: for more (prefill, big batches) the dense matrix is
+    per group: a packed int4 kernel for a few rows (decoding 1-4 sequences), a dense copy of the
+    same quantized weights for more. The kernels re-unpack the weights for every input row, so
+    they only win while rows are few: for more (prefill, big batches) the dense matrix is
     faster: `bench/kernels.py` times both by rows (int4, 576x1536: 230 rows 4.9 ms vs 1.9 ms)."""
 
     GROUP = 32
     MAX_PACKED_ROWS = 4
 
     def __init__(self, codes: torch.Tensor, scale: torch.Tensor, minimum: torch.Tensor,
-                 dense: torch.Tensor):  # fmt: skip
+                 dense: torch.Tensor, integer_kernel: bool | None = None):  # fmt: skip
         """codes: 0..15 [out, packed inputs]; scale, minimum: [out, packed inputs / GROUP];
-        dense: the weight the packed product equals, [out, in]."""
+        dense: the weight the packed product equals, [out, in]. `integer_kernel`: decode rows
+        on `int4_kernel` (default: where it builds) or on torch's int4 kernel."""
         super().__init__()
+        self.register_buffer("dense", dense.to(DENSE_DTYPE))
+        if integer_kernel is None:
+            integer_kernel = int4_kernel.available()
+        elif integer_kernel and not int4_kernel.available():
+            raise RuntimeError(f"no integer-dot kernel: {int4_kernel.unavailable_reason()}")
+        self.integer_kernel = integer_kernel
+        if integer_kernel:  # its float16 scales and minimums hold a GGUF file's exactly
+            self.register_buffer("tiles", int4_kernel.pack(codes, scale, minimum))
+            self.isa = int4_kernel.isa()  # a constant to torch.compile, which cannot call isa()
+            return
         self.register_buffer(
             "weight", torch._convert_weight_to_int4pack_for_cpu(codes.to(torch.int32), 1)
         )
@@ -61,7 +74,6 @@ class _PackedLinear(nn.Module):
         # file's stored weights.
         pairs = torch.stack([scale, minimum + 8 * scale], dim=-1).transpose(0, 1)
         self.register_buffer("scales_and_zeros", pairs.contiguous().to(torch.bfloat16))
-        self.register_buffer("dense", dense.to(DENSE_DTYPE))
 
     @classmethod
     def fits(cls, linear: nn.Linear) -> bool:
@@ -69,21 +81,23 @@ class _PackedLinear(nn.Module):
         return linear.in_features % cls.GROUP == 0 and linear.out_features % 16 == 0
 
     def packed(self, flat: torch.Tensor) -> torch.Tensor:
-        """The packed kernel's product for bf16 rows `flat` [rows, in]."""
+        """The packed kernel's product for rows `flat` [rows, in]."""
+        if self.integer_kernel:
+            return int4_kernel.int4_mm(flat.float(), self.tiles, self.isa)
         return torch._weight_int4pack_mm_for_cpu(
-            flat, self.weight, self.GROUP, self.scales_and_zeros
+            flat.to(torch.bfloat16), self.weight, self.GROUP, self.scales_and_zeros
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         flat = x.reshape(-1, x.shape[-1])
         if flat.shape[0] <= self.MAX_PACKED_ROWS:
-            out = self.packed(flat.to(torch.bfloat16))
+            out = self.packed(flat)
         else:
             out = F.linear(flat.to(self.dense.dtype), self.dense)
         return out.view(*x.shape[:-1], -1).to(x.dtype)
 
     @classmethod
-    def quantize(cls, linear: nn.Linear) -> _PackedLinear:
+    def quantize(cls, linear: nn.Linear, integer_kernel: bool | None = None) -> _PackedLinear:
         """Round a float weight to `cls.BITS` bits: each group's own minimum and range."""
         w = linear.weight.detach().float()
         n, k = w.shape
@@ -92,7 +106,8 @@ class _PackedLinear(nn.Module):
         top = 2**cls.BITS - 1
         scale = ((high - low) / top).clamp(min=1e-12)
         q = torch.round((groups - low[..., None]) / scale[..., None]).clamp(0, top)
-        return cls(QuantGroups(q.view(n, k).to(torch.uint8), scale, low, cls.BITS))
+        groups = QuantGroups(q.view(n, k).to(torch.uint8), scale, low, cls.BITS)
+        return cls(groups, integer_kernel)
 
 
 def _dequantize(groups: QuantGroups) -> torch.Tensor:
@@ -106,9 +121,10 @@ class Int4Linear(_PackedLinear):
 
     BITS = 4
 
-    def __init__(self, groups: QuantGroups):
+    def __init__(self, groups: QuantGroups, integer_kernel: bool | None = None):
         assert groups.bits == self.BITS
-        super().__init__(groups.codes, groups.scale, groups.minimum, _dequantize(groups))
+        dense = _dequantize(groups)
+        super().__init__(groups.codes, groups.scale, groups.minimum, dense, integer_kernel)
 
 
 class Int8Linear(_PackedLinear):
@@ -120,25 +136,29 @@ class Int8Linear(_PackedLinear):
 
     BITS = 8
 
-    def __init__(self, groups: QuantGroups):
+    def __init__(self, groups: QuantGroups, integer_kernel: bool | None = None):
         assert groups.bits == self.BITS
         hi, lo = groups.codes >> 4, groups.codes & 0x0F
         scale = torch.cat([16 * groups.scale, groups.scale], dim=1)
         minimum = torch.cat([groups.minimum, torch.zeros_like(groups.minimum)], dim=1)
-        super().__init__(torch.cat([hi, lo], dim=1), scale, minimum, _dequantize(groups))
+        codes, dense = torch.cat([hi, lo], dim=1), _dequantize(groups)
+        super().__init__(codes, scale, minimum, dense, integer_kernel)
 
     def packed(self, flat: torch.Tensor) -> torch.Tensor:
         return super().packed(torch.cat([flat, flat], dim=-1))
 
 
 def apply_precision(
-    model: Llama, precision: str, stored: Mapping[str, QuantGroups] | None = None
+    model: Llama,
+    precision: str,
+    stored: Mapping[str, QuantGroups] | None = None,
+    integer_kernel: bool | None = None,
 ) -> Llama:
     """Convert `model` (float32, as loaded) in place. For int8 and int4, `stored` (from
     `gguf_io.read_quant_groups`) gives layers the quantized weights their file stores, where
     their bits match, instead of rounding the float32 copy again: a Q4_1 file's groups are kept
     as they are, and a Q4_0 file's (symmetric, so rarely spanning all 16 codes) are not
-    re-rounded onto a different grid."""
+    re-rounded onto a different grid. `integer_kernel`: as `_PackedLinear`'s."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
     if precision == "bf16":
@@ -157,17 +177,19 @@ def apply_precision(
             kind = Int4Linear if precision == "int4" and name != "lm_head" else Int8Linear
             groups = (stored or {}).get(name)
             if groups is not None and groups.bits == kind.BITS:
-                quantized = kind(groups)
+                quantized = kind(groups, integer_kernel)
             else:
-                quantized = kind.quantize(module)
+                quantized = kind.quantize(module, integer_kernel)
             parent, _, attr = name.rpartition(".")
             setattr(model.get_submodule(parent), attr, quantized)
     return model
 
 
-def load_for_serving(path: str | Path | None, precision: str) -> tuple[Llama, Tokenizer]:
+def load_for_serving(
+    path: str | Path | None, precision: str, integer_kernel: bool | None = None
+) -> tuple[Llama, Tokenizer]:
     """A model as the engine serves it: loaded (default: the bundled one), then converted to
     `precision`, an int4 or int8 GGUF model with the 4- and 8-bit weights its file stores."""
     model, tokenizer = load_pretrained(path)
     stored = read_quantized_weights(path) if precision in ("int8", "int4") else {}
-    return apply_precision(model, precision, stored), tokenizer
+    return apply_precision(model, precision, stored, integer_kernel), tokenizer

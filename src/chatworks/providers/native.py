@@ -16,7 +16,7 @@ from dataclasses import replace
 
 import torch
 
-from chatworks.engine import compiled
+from chatworks.engine import compiled, int4_kernel
 from chatworks.engine.constraints import Constrainer, GrammarError, Matcher
 from chatworks.engine.precision import load_for_serving
 from chatworks.engine.sampling import SamplingParams
@@ -65,10 +65,12 @@ class NativeProvider:
         # With a second OpenMP team in the process (this thread's) the teams outnumber 2 cores,
         # libgomp stops spinning between regions, and 2-thread decode ran at half speed.
         torch.set_num_threads(1)
-        model, self._tokenizer = load_for_serving(s.model_path, s.engine_precision)
+        model, self._tokenizer = load_for_serving(
+            s.model_path, s.engine_precision, s.engine_int4_kernel
+        )
         tok = self._tokenizer
         constrainer = Constrainer(tok.hf.to_str(), tok.eos_token_ids, model.cfg.vocab_size)
-        compile = self._compile()
+        compile = self._compile(model)
         self._engine = Engine(
             model,
             slots=s.engine_slots,
@@ -82,13 +84,19 @@ class NativeProvider:
             compile=compile,
         ).start()
         watch_engine(s.model, self._engine.stats)
-        why_not = None if compile else compiled.unavailable_reason() or "turned off"
+        why_not = None if compile else self._why_not_compiled(model)
         log.info("engine_ready", model=s.model, precision=s.engine_precision,
-                 threads=s.threads, compiled=compile, not_compiled_because=why_not)  # fmt: skip
+                 threads=s.threads, compiled=compile, not_compiled_because=why_not,
+                 int4_kernel="off" if s.engine_int4_kernel is False
+                 else int4_kernel.unavailable_reason() or "on")  # fmt: skip
 
-    def _compile(self) -> bool:
-        """`engine_compile`, where unset: whether compiled blocks can run here."""
-        reason = compiled.unavailable_reason()
+    @staticmethod
+    def _why_not_compiled(model: torch.nn.Module | None) -> str | None:
+        return compiled.unavailable_reason(model is not None and compiled.integer_only(model))
+
+    def _compile(self, model: torch.nn.Module | None = None) -> bool:
+        """`engine_compile`, where unset: whether compiled blocks of `model` can run here."""
+        reason = self._why_not_compiled(model)
         if self.settings.engine_compile and reason:
             raise ValueError(f"CHATWORKS_ENGINE_COMPILE=true, but {reason}")
         return self.settings.engine_compile is not False and reason is None
