@@ -7,9 +7,14 @@
 #   PORT=8000          where HAProxy listens: the address `make run` uses
 #   REDIS_PORT=6380    the local redis-server started when CHATWORKS_REDIS_URL is unset
 #   CHATWORKS_DATABASE_URL / CHATWORKS_REDIS_URL   use these instead of starting local ones
+#   OBSERVED=1         also Prometheus scraping every replica, Alertmanager and the alert
+#                      receiver, as `make run-observed` (scripts/monitoring.sh): a replica
+#                      killed pages ChatworksDown to $ALERT_LOG (data/alerts.jsonl)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PORT="${PORT:-8000}"
+OBSERVED="${OBSERVED:-}"
+source scripts/monitoring.sh
 REPLICAS="${REPLICAS:-2}"
 REDIS_PORT="${REDIS_PORT:-6380}"
 BIN=.venv/bin
@@ -64,9 +69,14 @@ for ((i = 1; i <= REPLICAS; i++)); do
   CHATWORKS_PORT="$port" $BIN/chatworks serve > "data/replica-$i.log" 2>&1 &
   pids+=($!)
   export "CHATWORKS_REPLICA_${i}=127.0.0.1:${port}"
-  echo "replica $i: http://127.0.0.1:${port} (log: data/replica-$i.log)"
+  echo "replica $i: http://127.0.0.1:${port} (pid $!, log: data/replica-$i.log)"
 done
 
+if [ -n "$OBSERVED" ]; then
+  replicas=()
+  for ((i = 1; i <= REPLICAS; i++)); do replicas+=("127.0.0.1:$((PORT + i))"); done
+  start_monitoring "$work" "${replicas[@]}"
+fi
 echo "chatworks: http://127.0.0.1:${PORT} (HAProxy; a replica gets traffic once /readyz says ready)"
 # In the foreground, logging each request with the replica that served it.
 "$HAPROXY" -W -db -f deploy/haproxy/haproxy.cfg &
