@@ -96,9 +96,12 @@ def _postgres_drill(server, postgres: DrillPostgres) -> None:
                                            "collection": "drill"}, timeout=30)  # fmt: skip
     assert asked.status_code == 503 and asked.json()["error"]["code"] == "database_unavailable"
     # A chat reads nothing from the database: it is still answered (its usage row is lost,
-    # and logged as `lease_release_failed`).
+    # logged as `lease_release_failed` and counted).
+    lost = server.metric("chatworks_usage_records_lost_total")
     answered = chat(server, "hello there")
     assert answered.status_code == 200 and answered.json()["choices"][0]["message"]["content"]
+    # Released after the response has been sent: counted a moment later.
+    assert wait_until(lambda: server.metric("chatworks_usage_records_lost_total") > lost, 10)
     readiness = httpx.get(f"{server.base_url}/readyz", timeout=30)
     assert readiness.status_code == 503 and readiness.json()["database"] != "ok"
     assert server.metric("chatworks_ready", check="database") == 0
