@@ -37,6 +37,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.soak import ingest
+from chatworks.loadtest.client import Result
 from chatworks.loadtest.runner import Bounds, Target, run_load
 from chatworks.loadtest.schedule import Load
 from chatworks.loadtest.workload import Workload
@@ -86,9 +87,17 @@ class SteadyLoad(threading.Thread):
             self.windows.append((began, run))
 
     def requests(self) -> list[dict]:
-        return [{"at": began + r.start, "scenario": r.scenario, "outcome": r.outcome,
-                 "ok": r.ok, "latency_s": round(r.latency, 3)}
+        return [{"at": began + r.start, "scenario": r.scenario, "ok": r.ok,
+                 "outcome": outcome(r),
+                 "latency_s": round(r.latency, 3)}
                 for began, run in self.windows for r in run.results]  # fmt: skip
+
+
+def outcome(r: Result) -> str:
+    """The load kit's outcome with the error code of a refused request (`503 database_unavailable`,
+    `transport timeout`); a stream that failed after its 200 already names its code."""
+    refused = r.error and not 0 < r.status < 300
+    return f"{r.outcome} {r.error}" if refused else r.outcome
 
 
 def configs(home: Path, server: str, alertmanager: str, receiver: str) -> tuple[Path, Path]:
@@ -138,6 +147,7 @@ def evidence(prom: str, since: float) -> dict:
         "requests_per_s_by_status_1m": (
             "sum by (status) (rate(chatworks_http_requests_total[1m]))"
         ),
+        "usage_records_lost": "chatworks_usage_records_lost_total",
         "alerts": "ALERTS",
     }
     found = {name: prometheus_query(prom, q) for name, q in instant.items()}
