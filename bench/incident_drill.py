@@ -38,7 +38,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.soak import ingest
 from chatworks.loadtest.client import Result
-from chatworks.loadtest.runner import Bounds, Target, run_load
+from chatworks.loadtest.runner import Bounds, Run, Target, run_load
 from chatworks.loadtest.schedule import Load
 from chatworks.loadtest.workload import Workload
 from tests.e2e.test_alerting import Processes, received
@@ -64,8 +64,8 @@ class Timeline:
     def __init__(self) -> None:
         self.events: list[tuple[str, str, str]] = []
 
-    def mark(self, source: str, what: str, at: str | None = None) -> None:
-        self.events.append((at or utc(), source, what))
+    def mark(self, source: str, what: str) -> None:
+        self.events.append((utc(), source, what))
         print(f"{self.events[-1][0]}  [{source}] {what}", flush=True)
 
 
@@ -77,7 +77,7 @@ class SteadyLoad(threading.Thread):
         super().__init__(daemon=True)
         self.target, self.workload, self.load = target, workload, load
         self.stopping = threading.Event()
-        self.windows: list[tuple[float, object]] = []
+        self.windows: list[tuple[float, Run]] = []
 
     def run(self) -> None:
         while not self.stopping.is_set():
@@ -88,8 +88,7 @@ class SteadyLoad(threading.Thread):
 
     def requests(self) -> list[dict]:
         return [{"at": began + r.start, "scenario": r.scenario, "ok": r.ok,
-                 "outcome": outcome(r),
-                 "latency_s": round(r.latency, 3)}
+                 "outcome": outcome(r), "latency_s": round(r.latency, 3)}
                 for began, run in self.windows for r in run.results]  # fmt: skip
 
 
