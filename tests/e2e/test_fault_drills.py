@@ -73,7 +73,9 @@ def drill_postgres(home: Path) -> Iterator[DrillPostgres]:
 def test_postgres_down_answers_503_and_the_server_recovers_without_a_restart(tmp_path_factory):
     with drill_postgres(tmp_path_factory.mktemp("drill-pg")) as postgres:
         env = scripted_env(tmp_path_factory.mktemp("drill-data"),
-                           CHATWORKS_DATABASE_URL=postgres.url)  # fmt: skip
+                           CHATWORKS_DATABASE_URL=postgres.url,
+                           OTEL_TRACES_EXPORTER="console",  # spans printed to the server's log
+                           OTEL_BSP_SCHEDULE_DELAY="100")  # fmt: skip
         server = start_server("pg-drill", env)
         try:
             _postgres_drill(server, postgres)
@@ -94,13 +96,19 @@ def _postgres_drill(server, postgres: DrillPostgres) -> None:
     assert listed.status_code == 503, listed.text
     assert listed.json()["error"]["code"] == "database_unavailable"
     assert int(listed.headers["Retry-After"]) > 0
+    # Its trace names the driver's error (an exception event on the server span).
+    recorded = '"exception.type": "sqlalchemy.exc.OperationalError"'
+    assert wait_until(lambda: recorded in server.log_path.read_text(), 10)
     asked = httpx.post(f"{api}/ask", json={"question": "What is the secret word?",
                                            "collection": "drill"}, timeout=30)  # fmt: skip
     assert asked.status_code == 503 and asked.json()["error"]["code"] == "database_unavailable"
     # A chat reads nothing from the database: it is still answered (its usage row is lost,
-    # and logged as `lease_release_failed`).
+    # logged as `lease_release_failed` and counted).
+    lost = server.metric("chatworks_usage_records_lost_total")
     answered = chat(server, "hello there")
     assert answered.status_code == 200 and answered.json()["choices"][0]["message"]["content"]
+    # Released after the response has been sent: counted a moment later.
+    assert wait_until(lambda: server.metric("chatworks_usage_records_lost_total") > lost, 10)
     readiness = httpx.get(f"{server.base_url}/readyz", timeout=30)
     assert readiness.status_code == 503 and readiness.json()["database"] != "ok"
     assert server.metric("chatworks_ready", check="database") == 0

@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from opentelemetry import trace
 from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import BaseRoute, Route
@@ -109,6 +110,8 @@ def install_error_handlers(
         # The database refused, dropped the connection or has no room: the request may succeed
         # once that is fixed (the pool checks connections before use), so not a server bug.
         retry = {"Retry-After": str(retry_after_s)}
+        # On the request's server span: the trace alone then says what the driver said.
+        trace.get_current_span().record_exception(exc)
         if _disk_full(exc):
             log.error("disk_full", error=type(exc.orig).__name__)
             return error_response(APIError(507, "the server's disk is full; nothing was stored",

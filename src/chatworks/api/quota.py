@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import Depends, Request
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 from starlette.types import Message, Receive, Scope, Send
 
@@ -188,5 +189,11 @@ class LeaseSettler(HttpMiddleware):
             if lease is not None:
                 try:
                     await lease.release(scope["app"].state.service)
+                except (OperationalError, InterfaceError) as exc:
+                    # The database is down (readiness and database_unavailable say so): one line
+                    # and a count per lost usage record, not a stack trace on every request.
+                    metrics.USAGE_RECORDS_LOST.inc()
+                    log.warning("lease_release_failed", key_id=lease.key_id,
+                                error=type(exc.orig).__name__)  # fmt: skip
                 except Exception:  # the response is sent: log it, never fail the request now
                     log.exception("lease_release_failed", key_id=lease.key_id)

@@ -5,8 +5,8 @@ be watched on one machine; in production, route to e-mail, Slack or PagerDuty in
 (deploy/alertmanager/, docs/operations/alerting.md).
 
 Covers: Alertmanager's webhook payload (version 4), one line per alert with its status, labels,
-annotations and times. Does not cover: authentication or retries (Alertmanager retries a
-notification that did not get a 2xx).
+annotations, times and when it was received. Does not cover: authentication or retries
+(Alertmanager retries a notification that did not get a 2xx).
 """
 
 from __future__ import annotations
@@ -14,12 +14,15 @@ from __future__ import annotations
 import json
 import sys
 import threading
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, TextIO
 
 
 def alert_records(payload: dict[str, Any]) -> list[dict[str, Any]]:
-    """One record per alert in an Alertmanager webhook notification."""
+    """One record per alert in an Alertmanager webhook notification, stamped with when it
+    arrived (UTC), so a log of them gives the time from firing to notification."""
+    received_at = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     return [
         {
             "status": alert.get("status", payload.get("status")),
@@ -29,6 +32,7 @@ def alert_records(payload: dict[str, Any]) -> list[dict[str, Any]]:
             "starts_at": alert.get("startsAt"),
             "ends_at": alert.get("endsAt"),
             "receiver": payload.get("receiver"),
+            "received_at": received_at,
         }
         for alert in payload.get("alerts", [])
     ]

@@ -356,6 +356,11 @@ RATE_LIMITED = Counter(
     ["reason"],
     registry=REGISTRY,
 )
+USAGE_RECORDS_LOST = Counter(
+    "chatworks_usage_records_lost_total",
+    "Usage records not written because the database was unavailable (served, not accounted).",
+    registry=REGISTRY,
+)
 LIMITER_UP = Gauge(
     "chatworks_ratelimit_backend_up",
     "1 when the rate-limit backend answered its last call, 0 when it failed.",
