@@ -43,14 +43,16 @@ def package_docs() -> list[str]:
     dev install with the `guard-data` extra and garak and pyrit."""
     seen: dict[str, None] = {}
     by_name = {}
+    # `.get`: a missing field is None in the standard library's metadata but a KeyError in the
+    # importlib_metadata backport's, which some installed finders hand out.
     for dist in distributions():
-        name = (dist.metadata["Name"] or "").lower().replace("_", "-")
-        summary = (dist.metadata["Summary"] or "") + " " + (dist.metadata["Keywords"] or "")
+        name = (dist.metadata.get("Name") or "").lower().replace("_", "-")
+        summary = (dist.metadata.get("Summary") or "") + " " + (dist.metadata.get("Keywords") or "")
         if name and name not in EXCLUDED and not SECURITY_WORDS.search(summary):
             by_name[name] = dist
     for name in sorted(by_name):
         metadata = by_name[name].metadata
-        body = metadata.get_payload() or metadata["Description"] or ""
+        body = metadata.get_payload() or metadata.get("Description") or ""
         for paragraph in body.split("\n\n"):
             paragraph = paragraph.strip()
             if 80 <= len(paragraph) <= 1500:
