@@ -47,8 +47,11 @@ def arrivals(load: Load, seed: int) -> Iterator[float]:
 
 
 def sweep_rates(low: float, high: float, points: int) -> list[float]:
-    """`points` rates evenly spaced strictly between the synchronous and the concurrent run's."""
-    if high <= low:
+    """`points` rates evenly spaced strictly between the synchronous and the concurrent run's,
+    lowest first. When concurrency did not raise the rate (a server that does not batch, or a
+    noisy machine), they lie between the two the other way round, so a sweep always has its
+    constant-rate points; none when a run achieved no rate at all."""
+    if min(low, high) <= 0:
         return []
     step = (high - low) / (points + 1)
-    return [low + step * k for k in range(1, points + 1)]
+    return sorted(low + step * k for k in range(1, points + 1))
