@@ -23,6 +23,7 @@ from chatworks.training.corpus import (
     MIN_DOC_CHARS,
     Encoded,
     Manifest,
+    batches,
     clean,
     corpus_files,
     digest,
@@ -68,7 +69,7 @@ def _encode_partition(
     tokenizer_dir: str, batch_docs: int, docs: Iterator[tuple[bytes, tuple[Position, str]]]
 ) -> Iterator[tuple[Position, Encoded]]:
     tokenizer = load_tokenizer(tokenizer_dir)
-    while batch := list(islice(docs, batch_docs)):
+    for batch in batches(docs, batch_docs):
         ids = encode(tokenizer, [text for _, (_, text) in batch])
         for (key, (position, text)), doc_ids in zip(batch, ids, strict=True):
             yield position, Encoded(key, len(text.encode("utf-8")), doc_ids)

@@ -20,6 +20,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 from rich.progress import Progress
@@ -30,6 +31,8 @@ from chatworks.model.tokenizer import Tokenizer
 PYTHON_DOCS = Path("/usr/share/doc/python3.11/html/_sources")
 TEXT_SUFFIXES = (".txt", ".md", ".rst")
 MIN_DOC_CHARS = 64  # shorter documents are mostly headings and stubs
+
+T = TypeVar("T")
 
 
 def default_sources() -> list[Path]:
@@ -231,7 +234,7 @@ def prepare_corpus(
     docs = islice(documents(sources, max_bytes), manifest.documents_done, None)
 
     def encoded(advance) -> Iterator[Encoded]:
-        for chunk in _batches(docs, batch_docs):
+        for chunk in batches(docs, batch_docs):
             for (text, key), ids in zip(
                 chunk, encode(tokenizer, [t for t, _ in chunk]), strict=True
             ):
@@ -247,12 +250,8 @@ def prepare_corpus(
         )  # fmt: skip
 
 
-def _batches(items: Iterator[tuple[str, bytes]], n: int) -> Iterator[list[tuple[str, bytes]]]:
-    batch: list[tuple[str, bytes]] = []
-    for item in items:
-        batch.append(item)
-        if len(batch) == n:
-            yield batch
-            batch = []
-    if batch:
+def batches(items: Iterable[T], n: int) -> Iterator[list[T]]:
+    """`items` in lists of `n` (the last may be shorter): one tokenizer call per list."""
+    items = iter(items)
+    while batch := list(islice(items, n)):
         yield batch
