@@ -84,7 +84,7 @@ class NativeProvider:
             compile=compile,
         ).start()
         watch_engine(s.model, self._engine.stats)
-        why_not = None if compile else self._why_not_compiled(model)
+        why_not = None if compile else self._why_not_compiled(model) or "turned off"
         log.info("engine_ready", model=s.model, precision=s.engine_precision,
                  threads=s.threads, compiled=compile, not_compiled_because=why_not,
                  int4_kernel="off" if s.engine_int4_kernel is False
