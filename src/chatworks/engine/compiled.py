@@ -2,13 +2,13 @@
 
 A batch-1 decode step of the default model runs ~2,500 small eager ops (norms, RoPE, casts,
 cache writes, softmax) around its 211 matmuls, and dispatching them cost more than the matmuls
-themselves. `compile_blocks` hands each decoder block to torch.compile: Inductor fuses a block's
-elementwise work into a few C++ loops, and its C++ wrapper calls the packed int4 kernels without
-returning to Python between them. All blocks share one compiled graph per input shape family
-(the block's code is the same; its weights are graph inputs), so compiling is seconds, not
-minutes, and `warm_up` does it before the engine takes requests. Shapes are symbolic (batch
-rows, cache length), with a graph each for one row, a few rows (the packed int4 kernel) and
-many (the dense copy).
+themselves. `compile_blocks` hands the decoder blocks to torch.compile, five at a time:
+Inductor fuses their elementwise work into a few C++ loops, and its C++ wrapper calls the packed
+int4 kernels without returning to Python between them. All groups share one compiled graph per
+input shape family (the blocks' code is the same; their weights are graph inputs), so
+compiling is tens of seconds the first time, and `warm_up` does it before the engine takes
+requests. Shapes are symbolic (batch rows, cache length), with a graph each for one row, a few
+rows (the packed int4 kernel) and many (the dense copy).
 
 Needs a C++ compiler at run time, and torch's AVX-512 CPU kernels unless every packed linear
 runs on the integer-dot kernel (`unavailable_reason`): under torch's AVX2 kernels
@@ -28,11 +28,17 @@ import os
 import shutil
 
 import torch
+from torch import nn
 
 from chatworks.engine.kv_cache import KVCache
 from chatworks.engine.precision import _PackedLinear
 from chatworks.model.llama import Llama
 
+# Blocks per compiled graph. Entering a graph costs ~80 us (Dynamo's guards and prologue), 30
+# of them ~2.5 ms of a 13 ms step; a graph of five blocks takes twice as long to compile the
+# first time (~50 s against ~25 s for all shapes, cached on disk after) and saves ~2 ms a
+# step; one graph of all 30 is a C++ file g++ took over 10 minutes on (docs/benchmarks.md).
+GROUP_BLOCKS = 5
 # Decode batches that reach distinct graphs: one row, a few (the packed int4 kernel takes up to
 # 4) and many (dense weights). Warm-up sizes must differ from the model's own dimensions and
 # from each other (37 cached positions, 41 allocated): Inductor would take equal sizes for one.
@@ -57,15 +63,37 @@ def integer_only(model: Llama) -> bool:
     return bool(packed) and all(m.integer_kernel for m in packed)
 
 
+class _Group(nn.Module):
+    """Consecutive decoder blocks entered as one compiled graph. Kept out of the model's own
+    module tree (the blocks stay the model's), so state dicts and adapters see no change."""
+
+    def __init__(self, blocks: list[nn.Module]):
+        super().__init__()
+        self.blocks = nn.ModuleList(blocks)
+
+    def forward(self, x: torch.Tensor, cos, sin, mask, positions, kv, kv_len) -> torch.Tensor:
+        for block, block_kv in zip(self.blocks, kv, strict=True):
+            x = block(x, cos, sin, mask, positions, block_kv, kv_len)
+        return x
+
+
 def compile_blocks(model: Llama) -> None:
-    """Decode steps (one token per sequence) run each block compiled; prefill stays eager: its
-    matmuls are big enough that dispatch costs little, and its shapes vary more."""
-    for block in model.layers:
-        eager = block.forward
-        fast = torch.compile(eager, dynamic=True, options={"cpp_wrapper": True})
-        block.forward = lambda x, *args, eager=eager, fast=fast: (
-            fast(x, *args) if x.shape[1] == 1 else eager(x, *args)
-        )
+    """Decode steps (one token per sequence) run the blocks compiled, `GROUP_BLOCKS` to a graph;
+    prefill stays eager: its matmuls are big enough that dispatch costs little, and its shapes
+    vary more."""
+    eager = model.run_blocks
+    starts = range(0, len(model.layers), GROUP_BLOCKS)
+    groups = [_Group(list(model.layers[i : i + GROUP_BLOCKS])) for i in starts]
+    fast = [torch.compile(g.forward, dynamic=True, options={"cpp_wrapper": True}) for g in groups]
+
+    def run_blocks(x, cos, sin, mask, positions, kv, kv_len):
+        if x.shape[1] != 1 or kv is None:
+            return eager(x, cos, sin, mask, positions, kv, kv_len)
+        for start, group in zip(starts, fast, strict=True):
+            x = group(x, cos, sin, mask, positions, kv[start : start + GROUP_BLOCKS], kv_len)
+        return x
+
+    model.run_blocks = run_blocks
 
 
 def warm_up(model: Llama) -> None:

@@ -43,7 +43,7 @@ def _command(source: Path, target: Path) -> list[str]:
     includes = [f"-I{p}" for p in cpp_extension.include_paths()]
     lib = Path(torch.__file__).parent / "lib"
     return [
-        os.environ.get("CXX", "g++"), "-O3", "-std=c++17", "-shared", "-fPIC",
+        os.environ.get("CXX", "g++"), "-O3", "-std=c++17", "-fopenmp", "-shared", "-fPIC",
         f"-D_GLIBCXX_USE_CXX11_ABI={abi}", *includes, str(source), "-o", str(target),
         f"-L{lib}", f"-Wl,-rpath,{lib}", "-lc10", "-ltorch_cpu",
     ]  # fmt: skip

@@ -220,11 +220,18 @@ class Llama(nn.Module):
         cos = self.rope_cos[positions].unsqueeze(2)
         sin = self.rope_sin[positions].unsqueeze(2)
 
-        x = self.embed_tokens(tokens)
-        for i, layer in enumerate(self.layers):
-            x = layer(x, cos, sin, mask, positions, None if kv is None else kv[i], kv_len)
+        x = self.run_blocks(self.embed_tokens(tokens), cos, sin, mask, positions, kv, kv_len)
         if logits_at is not None:
             x = x[torch.arange(B, device=device), logits_at]
         elif last_only:
             x = x[:, -1]
         return self.lm_head(self.norm(x)).float()
+
+    def run_blocks(
+        self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, mask: torch.Tensor,
+        positions: torch.Tensor, kv: KVCacheViews | None, kv_len: int,
+    ) -> torch.Tensor:  # fmt: skip
+        """The decoder blocks in order (the engine may replace this with compiled groups)."""
+        for i, layer in enumerate(self.layers):
+            x = layer(x, cos, sin, mask, positions, None if kv is None else kv[i], kv_len)
+        return x
