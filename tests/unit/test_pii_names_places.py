@@ -88,6 +88,8 @@ def test_organisations_and_dates_keep_their_label(text: str) -> None:
         ("Notes: Anselmo Cases Ribas (sales) will call back.", "Anselmo Cases Ribas"),
         # the Dutch "'s" after a blank, unlike the possessive
         ("Anouk 's Hertog signed for the parcel.", "Anouk 's Hertog"),
+        # the particle "d'" written apart from the surname
+        ("Please forward it to Ilaria d' Ambrosi by Friday.", "Ilaria d' Ambrosi"),
         # "Arent" is no "aren't" when capitalised: the tokenizer keeps it whole
         ("Meeting notes: Jorrit Arent will call the supplier.", "Jorrit Arent"),
     ],
