@@ -44,7 +44,8 @@ DEGREES = {"mba", "mba.", "phd", "ph.d.", "b.sc.", "m.sc.", "b.a.", "m.a.", "ba"
            "bsc", "msc", "jr", "jr.", "ii", "iii", "iv", "md", "dds", "dvm", "b.eng.",
            "m.eng."}  # fmt: skip
 PARTICLES = {"de", "del", "della", "dei", "di", "da", "du", "des", "la", "le", "van", "der",
-             "den", "von", "zu", "y", "dos", "das", "ten", "ter", "'t", "t", "op", "d", "d'"}  # fmt: skip
+             "den", "von", "zu", "y", "dos", "das", "ten", "ter", "'t", "t", "op", "d",
+             "d'"}  # fmt: skip
 # Words that make an organisation (or an event, a product) what it is: an entity with one is
 # never read as a misread name (`_may_be_a_name`).
 ORG_WORDS = {"inc", "inc.", "ltd", "ltd.", "llc", "gmbh", "ag", "sa", "s.a.", "spa", "s.p.a.",
