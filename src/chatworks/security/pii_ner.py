@@ -44,7 +44,8 @@ DEGREES = {"mba", "mba.", "phd", "ph.d.", "b.sc.", "m.sc.", "b.a.", "m.a.", "ba"
            "bsc", "msc", "jr", "jr.", "ii", "iii", "iv", "md", "dds", "dvm", "b.eng.",
            "m.eng."}  # fmt: skip
 PARTICLES = {"de", "del", "della", "dei", "di", "da", "du", "des", "la", "le", "van", "der",
-             "den", "von", "zu", "y", "dos", "das", "ten", "ter", "'t", "t", "op"}  # fmt: skip
+             "den", "von", "zu", "y", "dos", "das", "ten", "ter", "'t", "t", "op", "d",
+             "d'"}  # fmt: skip
 # Words that make an organisation (or an event, a product) what it is: an entity with one is
 # never read as a misread name (`_may_be_a_name`).
 ORG_WORDS = {"inc", "inc.", "ltd", "ltd.", "llc", "gmbh", "ag", "sa", "s.a.", "spa", "s.p.a.",
@@ -63,10 +64,11 @@ NAME_TAGS = ("PROPN", "NOUN", "ADJ", "VERB", "X")
 # Labels the small model gives to names it does not know (see `_may_be_a_name`).
 MISREAD = {"ORG", "PRODUCT", "WORK_OF_ART", "EVENT", "NORP", "DATE", "LAW"}
 WEEKDAYS = {"monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"}
-CALENDAR = WEEKDAYS | {"january", "february", "march", "april", "may", "june", "july",
-                       "august", "september", "october", "november", "december", "christmas",
-                       "easter", "eve", "day", "new", "year", "week", "weekend", "holiday",
-                       "night", "morning"}  # fmt: skip
+# Month names are also given names and surnames ("April Young", "Grace May", "June Rose").
+MONTHS = {"january", "february", "march", "april", "may", "june", "july", "august",
+          "september", "october", "november", "december"}  # fmt: skip
+CALENDAR = WEEKDAYS | MONTHS | {"christmas", "easter", "eve", "day", "new", "year", "week",
+                                "weekend", "holiday", "night", "morning"}  # fmt: skip
 # Entities whose proper nouns are no person's: left alone by the proper-noun rule below.
 NOT_PEOPLE = {"ORG", "PRODUCT", "WORK_OF_ART", "EVENT", "LAW", "LANGUAGE", "NORP", "DATE",
               "TIME", "MONEY", "PERCENT", "QUANTITY", "CARDINAL", "ORDINAL"}  # fmt: skip
@@ -101,7 +103,41 @@ def analyzer():
     )
     for name in ID_RECOGNIZERS:
         registry.add_recognizer(getattr(recognizers, name)(supported_language="en"))
+    _keep_capitalised_words_whole(nlp.nlp["en"].tokenizer)
     return AnalyzerEngine(registry=registry, nlp_engine=nlp, supported_languages=["en"])
+
+
+def _keep_capitalised_words_whole(tokenizer) -> None:
+    """spaCy splits contractions written without an apostrophe ("Arent" -> "Are" "nt",
+    "Hes", "Wont"); capitalised, such a word is far more often a name ("Saar Arent") than a
+    sentence starting with a contraction, and a split name is no name to the tagger."""
+    tokenizer.rules = {word: tokens for word, tokens in tokenizer.rules.items()
+                       if not (word[:1].isupper() and len(tokens) > 1
+                               and not any(c in word for c in "'\u2019"))}  # fmt: skip
+
+
+@cache
+def _lemma_tables() -> tuple[dict, dict, dict]:
+    lookups = analyzer().nlp_engine.nlp["en"].get_pipe("lemmatizer").lookups
+    index, exc, rules = (lookups.get_table(n) for n in ("lemma_index", "lemma_exc", "lemma_rules"))
+    return ({pos: set(index[pos]) for pos in ("noun", "verb", "adj", "adv")},
+            {pos: exc[pos] for pos in ("noun", "verb", "adj", "adv") if pos in exc},
+            {pos: rules[pos] for pos in ("noun", "verb", "adj") if pos in rules})  # fmt: skip
+
+
+@cache
+def english(word: str) -> bool:
+    """Whether English has `word` (lower case), inflected or not: the lemmatizer's word lists
+    (WordNet's ~90k nouns, verbs, adjectives and adverbs, shipped in the spaCy model) with its
+    exceptions and suffix rules ("quitting" -> "quit"). A capitalised word English has no word
+    for that the tagger calls a noun or an adjective ("Hugues", "López") is a name it guessed."""
+    index, exceptions, rules = _lemma_tables()
+    if any(word in words for words in index.values()):
+        return True
+    if any(word in table for table in exceptions.values()):
+        return True
+    return any(word.endswith(old) and word[: len(word) - len(old)] + new in index[pos]
+               for pos, pairs in rules.items() for old, new in pairs)  # fmt: skip
 
 
 _lock = threading.Lock()
@@ -138,29 +174,48 @@ def _bare_number_without_context(text: str, result) -> bool:
             and result.score <= MIN_SCORE)  # fmt: skip
 
 
-def _may_be_a_name(ent) -> bool:
-    """Whether an entity the small model did not call a person may still be one. It labels
+def _may_be_a_name(ent) -> list:
+    """The words of an entity the small model did not call a person that are a name. It labels
     names it does not know as almost anything (Italian and Polish names as ORG, "Twan Guit" as
     a work of art, "Klara Szczerek" as a DATE, "Christian" of "Christian Jones" as NORP): such
     an entity is read as a name when every word of it, up to a colon or comma the model ran
     over, is shaped like a name's (capitalised, or a title, particle or degree), none makes an
     organisation, event or date what it is, and none is an acronym. "the International
-    Monetary Fund" keeps its label: names take no article."""
+    Monetary Fund" keeps its label: names take no article. The model also runs a name into
+    the address after it ("Sophie Dyer at Flat 42S" as ORG): the words are read up to "at"
+    (not up to any small word: "Absolute Return for Kids" is one name, and no person's).
+    Returns the words that are a name, or none."""
     words = []
     for t in ent:
-        if t.is_punct and t.text not in ("-", "'", "."):
+        if (t.is_punct and t.text not in ("-", "'", ".")) or t.text == "at":
             break
         words.append(t)
     if ent.label_ == "DATE" and len(words) == 1:  # "August" of "August Lorch"
-        return words[0].pos_ == "PROPN" and words[0].lower_ not in WEEKDAYS
-    return ent.label_ in MISREAD and all(
+        name = words[0].pos_ == "PROPN" and words[0].lower_ not in WEEKDAYS
+        return words if name else []
+    # A month is a name word beside another name word, in an entity that is no date or event.
+    months = ent.label_ not in ("DATE", "EVENT") and any(
+        t.text[:1].isupper() and t.lower_ not in CALENDAR for t in words
+    )
+    name = ent.label_ in MISREAD and bool(words) and all(
         (t.text[:1].isupper() and t.pos_ in NAME_TAGS and t.lower_ not in ORG_WORDS
-         and t.lower_ not in CALENDAR and not (t.is_upper and len(t) > 1))
-        or t.lower_ in TITLES | PARTICLES
+         and (t.lower_ not in CALENDAR or (months and t.lower_ in MONTHS))
+         and not (t.is_upper and len(t) > 1))
+        or t.lower_ in TITLES
+        or _particle(t)
         or _degree(t)
         or t.text in ("-", "'", ".")
         for t in words
     )  # fmt: skip
+    return words if name else []
+
+
+def _particle(token) -> bool:
+    """ "van", "de"..., and the Dutch "'s" of "Maya 's Gravensande" (written after a blank,
+    unlike the possessive)."""
+    if token.lower_ in ("'s", "\u2019s"):
+        return token.i > 0 and bool(token.doc[token.i - 1].whitespace_)
+    return token.lower_ in PARTICLES
 
 
 def _degree(token) -> bool:
@@ -168,23 +223,55 @@ def _degree(token) -> bool:
     return token.lower_ in DEGREES or token.lower_ + "." in DEGREES
 
 
-def _name_word(token, in_entity: set[int]) -> bool:
+def _capitalised(token) -> bool:
+    return (token.text[:1].isupper() and not any(c.isdigit() for c in token.text)
+            and not _degree(token))  # fmt: skip
+
+
+def _name_word(token, loose: set[int]) -> bool:
     """A capitalised proper noun, or a capitalised word the tagger read as something else
-    inside an entity or just before a person ("Didier" of "Geneviève-Margaud Didier" as a
-    noun, "Émile" of "Émile Guilbert" as an adjective, "Häring" as a verb)."""
-    if not token.text[:1].isupper() or any(c.isdigit() for c in token.text) or _degree(token):
+    where a name word may stand (`loose`: see `_loose_name_words`)."""
+    if not _capitalised(token):
         return False
-    return token.pos_ == "PROPN" or (token.pos_ in NAME_TAGS and token.i in in_entity)
+    return token.pos_ == "PROPN" or (token.pos_ in NAME_TAGS and token.i in loose)
 
 
-def _in_name(token, current: list, in_entity: set[int]) -> bool:
+def _loose_name_words(doc, other: set[int]) -> set[int]:
+    """Capitalised words the tagger read as a noun, adjective or verb that may still be name
+    words: inside an entity or just before a person ("Didier" of "Geneviève-Margaud Didier" as
+    a noun, "Émile" of "Émile Guilbert" as an adjective, "Häring" as a verb); words English
+    has none for ("Hugues" of "Hugues Fabre", "López" of "Pía López Tomás"); and an English
+    word between two name words ("Ambrosio Cases Arnal"), after a name's particle ("Théophile
+    du Turpin") or after a first name English has no word for ("Iain Heath")."""
+    loose = {t.i for ent in doc.ents for t in ent if t.i not in other}
+    loose |= {ent.start - 1 for ent in doc.ents if ent.label_ == "PERSON" and ent.start}
+    # Shaped like a name word: one capital, then small letters ("VMs", "BodyXRock" are not).
+    candidates = [t for t in doc if t.i not in other and t.pos_ in NAME_TAGS
+                  and _NAME_WORD.fullmatch(t.text)
+                  and t.lower_ not in ORG_WORDS | CALENDAR]  # fmt: skip
+    loose |= {t.i for t in candidates if not english(t.lower_)}
+
+    def name(i: int) -> bool:
+        return 0 <= i < len(doc) and i not in other and _name_word(doc[i], loose)
+
+    def unknown_name(i: int) -> bool:
+        return name(i) and _NAME_WORD.fullmatch(doc[i].text) and not english(doc[i].lower_)
+
+    loose |= {t.i for t in candidates
+              if (name(t.i - 1) and name(t.i + 1))
+              or (t.i > 0 and _particle(doc[t.i - 1]) and name(t.i - 2))
+              or unknown_name(t.i - 1)}  # fmt: skip
+    return loose
+
+
+def _in_name(token, current: list, loose: set[int]) -> bool:
     """Whether `token` continues (or starts) a run of name words."""
     word = token.lower_
-    if _name_word(token, in_entity) or word in TITLES:
+    if _name_word(token, loose) or word in TITLES:
         return True
     if not current:
         return False
-    if word in PARTICLES or _degree(token) or token.text in ("-", "'"):
+    if _particle(token) or _degree(token) or token.text in ("-", "'"):
         return True
     return token.text == "." and current[-1].lower_ + "." in TITLES | DEGREES  # "Ing" "."
 
@@ -195,17 +282,18 @@ def _name_runs(doc, people: list[tuple[int, int]]) -> list[tuple[int, int]]:
     proper nouns the NER left unlabelled or mislabelled (names it does not know, such as many
     Italian or Polish ones), unless it labelled them as something else (an organisation, a
     product) for a reason the words show."""
-    other = {t.i for ent in doc.ents if ent.label_ in NOT_PEOPLE and not _may_be_a_name(ent)
-             for t in ent}  # fmt: skip
-    in_entity = {t.i for ent in doc.ents for t in ent if t.i not in other}
-    in_entity |= {ent.start - 1 for ent in doc.ents if ent.label_ == "PERSON" and ent.start}
+    other = set()
+    for ent in doc.ents:
+        if ent.label_ in NOT_PEOPLE:
+            other |= {t.i for t in ent} - {t.i for t in _may_be_a_name(ent)}
+    loose = _loose_name_words(doc, other)
     runs, current = [], []
 
     def close() -> None:
         # Particles and degrees only count inside a run that has proper nouns on both sides.
-        while current and current[-1].lower_ in PARTICLES:
+        while current and _particle(current[-1]):
             current.pop()
-        proper = sum(_name_word(t, in_entity) and t.lower_ not in TITLES for t in current)
+        proper = sum(_name_word(t, loose) and t.lower_ not in TITLES for t in current)
         if current and proper >= 1:
             start, end = current[0].idx, current[-1].idx + len(current[-1])
             named = any(s < end and start < e for s, e in people)
@@ -217,7 +305,7 @@ def _name_runs(doc, people: list[tuple[int, int]]) -> list[tuple[int, int]]:
     for token in doc:
         if token.i in other:
             close()
-        elif _in_name(token, current, in_entity):
+        elif _in_name(token, current, loose):
             current.append(token)
         else:
             close()

@@ -49,7 +49,7 @@ _ENGLISH_TYPES = (
     r"Coves?|Crest|Curve|Dale|Dam|Divide|Extensions?|Flats?|Forest|Fort|Glens?|Haven|Hollow|"
     r"Inlet|Keys?|Lights?|Lodge|Manor|Motorway|Neck|Oval|Overpass|Parks?|Pines?|Plains?|"
     r"Radial|Ramp|Shore|Skyway|Spur|Stravenue|Stream|Tunnel|Wall|Ways?|Wharf|Byway|Course|"
-    r"Trafficway|Crossroads?|Gateways?|Loaf"
+    r"Trafficway|Crossroads?|Gateways?|Loaf|Garden|Land|Mall|River|Rue|Via"
 )
 _HOUSE = r"\d{1,5}[A-Za-z]?(?:\s?[/-]\s?\d{1,5}[A-Za-z]?)?"
 _STREET = re.compile(
@@ -61,8 +61,10 @@ _STREET = re.compile(
     rf"(?:\s+(?:{_PARTICLE}|{_CAP})){{1,5}}(?:\s*,?\s*{_HOUSE}\b)?"
     # C. de Leonardo Gil 251 (Spanish "calle", abbreviated: only with its house number)
     rf"|\bC\.\s+(?:(?:{_PARTICLE}|{_CAP})\s+){{1,5}}{_HOUSE}\b"
-    # Oderwaldstr. 8533 / Kerkstraat 12 / Yfkering 083 / Alte Poststraße 5
-    rf"|\b(?:{_CAP}\s+)?[A-ZÀ-Ý][\w'\u2019-]*?(?i:{_STREET_AFTER})\.?\s+{_HOUSE}\b"
+    # Oderwaldstr. 8533 / Kerkstraat 12 / Alte Poststraße 5 / van der Dussenweg 8 (a street
+    # named after a person keeps the name's particles)
+    rf"|\b(?:{_CAP}\s+)?(?:{_PARTICLE}\s+)*[A-ZÀ-Ý][\w'\u2019-]*?(?i:{_STREET_AFTER})\.?"
+    rf"\s+{_HOUSE}\b"
     # Studio 2, Perkins Square (a flat before an English street without a house number)
     rf"|\b(?:Studio|Flat|Apartment|Apt\.?|Suite|Unit)\s+\d+\w?,?\s+(?:{_CAP}\s+){{1,3}}"
     rf"(?:{_ENGLISH_TYPES})s?\b"
