@@ -22,9 +22,9 @@ data (a shared word 8-gram), so the lab needs them installed as the benchmark do
 Deterministic (fixed seed): running it again in the same environment writes the same file.
 
 The comparison is the lab's (`compare.run`: same folds, leaderboard, report); the guard ships
-a linear TF-IDF model as JSON (`rag/injection_model.py` scores it by hand: no pickle, no
-torch on the request path), with the threshold that keeps out-of-fold false positives on
-the training benign set at 2% (never below 0.5). Beside the n-grams it ships a logistic
+a linear TF-IDF model as JSON (`rag/injection_model.py` scores it by hand: no pickle), with
+the threshold that keeps out-of-fold false positives on the training benign set at 2% (never
+below 0.5). Beside the n-grams it ships a logistic
 regression over the bundled MiniLM's embeddings, joined to them by a stacked logistic
 regression fitted out of fold (`injection_embedding.py`; `--no-embedding` leaves it out): the
 embeddings catch rephrased jailbreaks, the n-grams keep documents clean. Every run writes its
