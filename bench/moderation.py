@@ -30,6 +30,9 @@ from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+# Python puts this script's folder first on the path, where bench/kernels.py would stand in for
+# the `kernels` package that transformers (the guard's MiniLM) probes for.
+sys.path.remove(str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(ROOT / "src"))
 
 from chatworks.evals.datasets import (  # noqa: E402

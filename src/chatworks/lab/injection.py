@@ -1,7 +1,7 @@
 """The guard's prompt-injection classifier as a lab data set: the training texts, the lab's
 comparison on them, and the export of the chosen model to `rag/injection_model.json`.
 
-    chatworks lab injection [--out runs/lab/injection] [--write-model]
+    chatworks lab injection [--out runs/lab/injection] [--write-model] [--no-embedding]
         [--no-personas] [--long-personas] [--no-package-docs] [--package-attacks]
 
 Data: the `bastioncorpus` package (181 labelled prompts), the templates and benign examples
@@ -22,10 +22,13 @@ data (a shared word 8-gram), so the lab needs them installed as the benchmark do
 Deterministic (fixed seed): running it again in the same environment writes the same file.
 
 The comparison is the lab's (`compare.run`: same folds, leaderboard, report); the guard ships
-a linear TF-IDF model as JSON (`rag/injection_model.py` scores it by hand: no pickle, no
-torch on the request path), with the threshold that keeps out-of-fold false positives on
-the training benign set at 2% (never below 0.5). Every run writes its model to the run
-folder; `--write-model` also ships it.
+a linear TF-IDF model as JSON (`rag/injection_model.py` scores it by hand: no pickle), with
+the threshold that keeps out-of-fold false positives on the training benign set at 2% (never
+below 0.5). Beside the n-grams it ships a logistic
+regression over the bundled MiniLM's embeddings, joined to them by a stacked logistic
+regression fitted out of fold (`injection_embedding.py`; `--no-embedding` leaves it out): the
+embeddings catch rephrased jailbreaks, the n-grams keep documents clean. Every run writes its
+model to the run folder; `--write-model` also ships it.
 """
 
 from __future__ import annotations
@@ -39,8 +42,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from chatworks.lab import injection_embedding
 from chatworks.lab import injection_sources as sources
 from chatworks.lab.data import Columns, make_dataset
+from chatworks.rag import injection_model
 
 PYTHON_DOCS = Path("/usr/share/doc/python3.11/html/_sources")
 MODEL_PATH = Path(__file__).resolve().parents[1] / "rag" / "injection_model.json"
@@ -411,9 +416,11 @@ def to_json(pipeline, threshold: float, positive: int) -> dict:
 
 
 def train_guard(out: Path, methods: list[str], folds: int = 5, write_model: Path | None = None,
-                progress=lambda _: None, recipe: Recipe = Recipe()) -> dict:  # fmt: skip
+                progress=lambda _: None, recipe: Recipe = Recipe(),
+                embedding: bool = True) -> dict:  # fmt: skip
     """Writes the data set, runs the lab's comparison on it (report in `out`), fits the
-    exportable method on every row and writes the guard's JSON in `out` and, with
+    exportable method on every row, with `embedding` joins it with the MiniLM head
+    (`injection_embedding.py`, same folds), and writes the guard's JSON in `out` and, with
     `write_model`, there too. Returns what was measured."""
     from chatworks.lab import compare, report
     from chatworks.lab.methods import methods_for
@@ -428,19 +435,33 @@ def train_guard(out: Path, methods: list[str], folds: int = 5, write_model: Path
                          "chatworks lab injection")  # fmt: skip
     positive = data.labels.index("injection")
     shipped = next(r for r in comparison.results if r.method.name == EXPORTABLE)
-    scores, injection = shipped.oof[:, positive], data.y == positive
-    threshold = threshold_for(scores, injection)
-    measured = {
-        "rows": len(data), "injections": int(injection.sum()), "threshold": threshold,
-        "oof_detection": float((scores[injection] >= threshold).mean()),
-        "oof_false_positives": float((scores[~injection] >= threshold).mean()),
-        "best": comparison.best.method.name, "report": str(files["html"]),
-    }  # fmt: skip
+    ngram, injection = shipped.oof[:, positive], data.y == positive
+    measured = {"rows": len(data), "injections": int(injection.sum()),
+                "best": comparison.best.method.name, "report": str(files["html"])}  # fmt: skip
+    candidates = {EXPORTABLE: ngram}
+    head = None
+    if embedding:
+        progress("embedding the training texts with MiniLM (windows of 254 word pieces)")
+        vectors = injection_model.window_vectors(data.texts())
+        splits = compare.make_folds(data.y, folds, SEED)  # the comparison's folds
+        stacked = injection_embedding.fit_stacked(vectors, injection.astype(int), ngram, splits)
+        candidates |= {"minilm-logreg": stacked.head_oof, "stacked": stacked.oof}
+        head = stacked.head
+    # Out of fold, each candidate at its own threshold; the last one ships.
+    for name, scores in candidates.items():
+        threshold = threshold_for(scores, injection)
+        measured |= {
+            f"{name} threshold": threshold,
+            f"{name} oof_detection": float((scores[injection] >= threshold).mean()),
+            f"{name} oof_false_positives": float((scores[~injection] >= threshold).mean()),
+        }  # fmt: skip
     # The candidate always lands in the run folder (`bench/moderation.py --model` measures
     # it); `write_model` also ships it to the guard.
     pipeline = compare.fit(shipped.method, data, np.arange(len(data)), SEED, True)
-    text = json.dumps(to_json(pipeline, threshold, positive), separators=(",", ":"),
-                      sort_keys=True) + "\n"  # fmt: skip
+    model = to_json(pipeline, threshold, positive)
+    if head is not None:
+        model["embedding"] = injection_embedding.to_json(head)
+    text = json.dumps(model, separators=(",", ":"), sort_keys=True) + "\n"
     for path in [out / MODEL_PATH.name] + ([write_model] if write_model else []):
         path.write_text(text)
     measured["model"] = str(write_model or out / MODEL_PATH.name)

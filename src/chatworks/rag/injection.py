@@ -5,8 +5,9 @@ metadata (`{"injection": ["ignore-instructions", ...]}`) so answers, evals and t
 why. Flagging is advisory: the answer prompt treats every source as quoted data anyway, and a
 flag lets it (or a reviewer) be stricter with that chunk. Documents *about* prompt injection
 will be flagged too; that is the intended trade-off.
-`detect()` adds a small classifier (`injection_model.py`) that catches rephrasings the rules
-miss; ingestion and `/v1/moderations` both use it, so a chunk and a prompt are judged alike.
+`detect()` adds a small classifier (`injection_model.py`: n-grams joined with a head over MiniLM
+embeddings) that catches rephrasings the rules miss; ingestion and `/v1/moderations` both use
+it, so a chunk and a prompt are judged alike.
 Not covered: most non-English phrasings, instructions hidden in images.
 """
 
@@ -157,4 +158,5 @@ def detect(text: str, classifier: bool = True,
     if not classifier:
         return Verdict(scan(text), 0.0, 1.0)
     model = model or injection_model.load()
-    return Verdict(scan(text), model.score(text), model.threshold)
+    vectors = injection_model.window_vectors([text])[0] if model.head is not None else None
+    return Verdict(scan(text), model.score(text, vectors), model.threshold)
