@@ -36,7 +36,7 @@ from chatworks.agents.mcp_client import Connection
 from chatworks.agents.policy import ApprovalRule, McpTool, needs_approval
 from chatworks.agents.store import add_approval, decide, get_approval, record_result
 from chatworks.providers.base import Delta, GenerationRequest, Tool, ToolCall, Usage
-from chatworks.rag.injection import detect
+from chatworks.rag.injection import detect, detect_many
 from chatworks.security import audit
 from chatworks.security.pii import redact
 from chatworks.security.principal import Principal
@@ -365,7 +365,8 @@ class Run:
             except Exception as exc:  # a failing server is the tool's error, not the run's
                 output, error = None, f"{type(exc).__name__}: {exc}"
         latency = time.perf_counter() - started
-        if output is not None and detect(output).flagged:
+        # The detector embeds the text (MiniLM): tens of ms, kept off the event loop.
+        if output is not None and (await asyncio.to_thread(detect, output)).flagged:
             self.state.tainted = True  # from here on every write waits for a person
             output = f"{_DATA_NOTE}\n{output}"
         status = "error" if error else "ok"
@@ -379,7 +380,8 @@ class Run:
         assert self.toolbox.search is not None
         found = await self.toolbox.search(query)
         self.passages += found
-        flagged = any(detect(f["text"]).flagged for f in found)
+        verdicts = await asyncio.to_thread(detect_many, [f["text"] for f in found])
+        flagged = any(v.flagged for v in verdicts)
         self.state.tainted = self.state.tainted or flagged
         metrics.TOOL_CALLS.labels(FILE_SEARCH, "ok").inc()
         quoted = "\n\n".join(f'<passage from="{f["filename"]}">\n{f["text"]}\n</passage>'

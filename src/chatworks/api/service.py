@@ -153,7 +153,7 @@ class Service:
     def guard_input(self, texts: list[str]) -> list[str]:
         """The moderation guard on the caller's own text (CHATWORKS_GUARD_*): chat messages,
         completion prompts and grounded questions all pass here, so no route can forget it.
-        Regexes and a linear model over up to 100k characters: call it off the event loop."""
+        Regexes, n-grams and MiniLM over up to 100k characters: call it off the event loop."""
         s = self.settings
         try:
             guarded = guard(texts, s.guard_prompt_injection, s.guard_pii)

@@ -31,7 +31,7 @@ from chatworks.rag.chunk import chunk_document
 from chatworks.rag.embed import LocalEmbedder, embedding_model_path, load_tokenizer
 from chatworks.rag.errors import FileTooLarge, IngestError, UnsupportedFileType
 from chatworks.rag.index_sql import SqlIndex, open_index
-from chatworks.rag.injection import detect
+from chatworks.rag.injection import detect_many
 from chatworks.rag.parse import file_type, parse_bytes
 from chatworks.rag.types import Embedder, NewDocument, Passage
 from chatworks.settings import Settings
@@ -208,11 +208,11 @@ def prepare_document(
     database (`chatworks spark embed` runs it in Spark tasks). `on_embed(done, total)` follows
     the embedding, batch by batch."""
     parsed = parse_bytes(data, filename)
-    passages = [
-        replace(p, metadata={"injection": flags}) if (flags := detect(p.text).flags) else p
-        for p in chunk_document(parsed, tokenizer, settings.chunk_tokens,
-                                settings.chunk_overlap_tokens)
-    ]  # fmt: skip
+    chunks = chunk_document(parsed, tokenizer, settings.chunk_tokens,
+                            settings.chunk_overlap_tokens)  # fmt: skip
+    verdicts = detect_many([p.text for p in chunks])
+    passages = [replace(p, metadata={"injection": v.flags}) if v.flags else p
+                for p, v in zip(chunks, verdicts, strict=True)]  # fmt: skip
     metrics.FLAGGED_CHUNKS.inc(sum(1 for p in passages if "injection" in p.metadata))
     report = on_embed or (lambda done, total: None)
     batch = settings.embedding_batch_size

@@ -14,6 +14,7 @@ Not covered: most non-English phrasings, instructions hidden in images.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from chatworks.rag import injection_model
@@ -155,8 +156,17 @@ def detect(text: str, classifier: bool = True,
            model: injection_model.InjectionModel | None = None) -> Verdict:  # fmt: skip
     """The rules, plus the classifier unless `classifier=False` (the rules-only baseline);
     `model` replaces the shipped one (the benchmark measures a candidate with it)."""
+    return detect_many([text], classifier, model)[0]
+
+
+def detect_many(texts: Sequence[str], classifier: bool = True,
+                model: injection_model.InjectionModel | None = None) -> list[Verdict]:  # fmt: skip
+    """`detect` for several texts, their embeddings computed in one batch (a document's chunks:
+    one at a time, MiniLM's per-call cost would dominate ingestion)."""
     if not classifier:
-        return Verdict(scan(text), 0.0, 1.0)
+        return [Verdict(scan(text), 0.0, 1.0) for text in texts]
     model = model or injection_model.load()
-    vectors = injection_model.window_vectors([text])[0] if model.head is not None else None
-    return Verdict(scan(text), model.score(text, vectors), model.threshold)
+    vectors = (injection_model.window_vectors(texts) if model.head is not None
+               else [None] * len(texts))  # fmt: skip
+    return [Verdict(scan(text), model.score(text, v), model.threshold)
+            for text, v in zip(texts, vectors, strict=True)]  # fmt: skip
