@@ -9,6 +9,7 @@ categories (no offline model for them here), and model output (it is not guarded
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -46,7 +47,12 @@ class Moderation:
         return sorted({s.kind for s in self.spans})
 
 
+# A conversation sends its earlier turns again with every request, and judging a long one is
+# hundreds of ms (spaCy's NER, MiniLM's windows): each text is judged once, then remembered.
+# 256 texts: at most ~26 MB at the 100k-character input limit.
+@functools.lru_cache(maxsize=256)
 def moderate(text: str, classifier: bool = True) -> Moderation:
+    """The verdicts on `text` (cached: treat the result as read-only)."""
     return Moderation(detect(text, classifier), pii.find(text))
 
 
