@@ -58,6 +58,7 @@ class Service:
     started_at: int = field(default_factory=lambda: int(time.time()))
     load_error: str | None = None
     _classifiers: Any = None
+    _judging: set[asyncio.Task] = field(default_factory=set)  # flag-only guards under way
 
     @property
     def classifiers(self) -> ClassifierStore:
@@ -195,6 +196,24 @@ class Service:
             replace(m, content=clean[i]) if i in clean else m for i, m in enumerate(messages)
         )
         return replace(request, messages=messages)
+
+    async def guard_chat(self, request: GenerationRequest) -> GenerationRequest:
+        """`guard_messages` off the event loop. When neither guard can change the input (flag
+        or off, the defaults), the verdicts only count and log, so the reply does not wait for
+        them: judging a long conversation takes hundreds of ms (spaCy's NER, MiniLM), and it
+        runs beside the generation instead of before it."""
+        s = self.settings
+        if s.guard_prompt_injection == "block" or s.guard_pii in ("block", "redact"):
+            return await asyncio.to_thread(self.guard_messages, request)
+        task = asyncio.create_task(asyncio.to_thread(self.guard_messages, request))
+        self._judging.add(task)  # a reference until done: the loop keeps only weak ones
+        task.add_done_callback(self._judged)
+        return request
+
+    def _judged(self, task: asyncio.Task) -> None:
+        self._judging.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("moderation_failed", error=repr(task.exception()))
 
     def completion_request(self, body: CompletionRequest) -> GenerationRequest:
         prompt = body.prompt_text()

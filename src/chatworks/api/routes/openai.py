@@ -95,9 +95,7 @@ async def chat_completions(
         question = next((m.content for m in reversed(request.messages) if m.role == "user"), "")
         grounded = GroundedRequest(question, collection, request)
         return await _chat_answer(body, await answer(service, grounded, lease), http_request)
-    # The moderation guard: regexes and a linear model over up to 100k characters, kept off
-    # the event loop.
-    request = await asyncio.to_thread(service.guard_messages, request)
+    request = await service.guard_chat(request)
     result = await _generate(
         service,
         http_request,
