@@ -152,6 +152,13 @@ class Verdict:
         return 1.0 if self.rules else self.score
 
 
+def preload() -> None:
+    """Load the shipped classifier, and the MiniLM its embedding head reads, now rather than
+    when the first text is judged (seconds, and ~170 MB the first request should not pay)."""
+    if injection_model.load().head is not None:
+        injection_model.encoder()
+
+
 def detect(text: str, classifier: bool = True,
            model: injection_model.InjectionModel | None = None) -> Verdict:  # fmt: skip
     """The rules, plus the classifier unless `classifier=False` (the rules-only baseline);
