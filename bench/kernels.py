@@ -10,12 +10,22 @@
    prefill of 230 tokens;
 5. the integer-dot int4 kernel (`engine/int4_kernel.py`) vs torch's int4 kernel, per layer shape
    and for a whole eager decode step, interleaved, median of 5 rounds (the machine is shared).
+
+    .venv/bin/python bench/kernels.py --blocks-per-graph 1,3,5,6 [--threads 1]
+
+measures only how many blocks to compile into one graph (`compiled.GROUP_BLOCKS`): for each
+count, in a fresh process with an empty Inductor cache, the warm-up (compiling every shape) and
+the batch-1 decode step, then the warm-up again from the disk cache; eager step as baseline.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 
 import torch
@@ -173,13 +183,55 @@ def decode_steps() -> None:
         print(f"| prefill, 230 tokens (eager either way) | {ms:.0f} | | |")
 
 
+def one_grouping(blocks: int) -> None:
+    """In this process: warm-up seconds, then batch-1 decode step ms eager and compiled with
+    `blocks` to a graph, printed as one line for `blocks_per_graph`."""
+    model, _ = load_for_serving(None, "int4")
+    compiled.compile_blocks(model, blocks)
+    start = time.perf_counter()
+    compiled.warm_up(model)
+    warm_up_s = time.perf_counter() - start
+    with torch.inference_mode():
+        cache = KVCache(model.cfg, 1, torch.float32, 1024)
+        cache.reserve(1, 301)
+        tokens, positions = torch.randint(0, 1000, (1, 1)), torch.full((1, 1), 300)
+        step = lambda: model(tokens, positions, kv=cache.views(0, 1), kv_len=301,  # noqa: E731
+                             last_only=True)  # fmt: skip
+        with torch.compiler.set_stance("force_eager"):
+            (eager,) = interleaved_ms([step], repeats=20)
+        (fast,) = interleaved_ms([step], repeats=20)
+    print(f"{warm_up_s} {eager[0]} {fast[0]}")
+
+
+def blocks_per_graph(counts: list[int], threads: int) -> None:
+    """`one_grouping` per count, twice: with an empty Inductor cache, then from it."""
+    print("\n| blocks per graph | warm-up, cold s | warm-up, disk cache s | batch-1 step ms "
+          "| eager step ms | eager / compiled |\n|---|---|---|---|---|---|")  # fmt: skip
+    for blocks in counts:
+        command = [sys.executable, __file__, "--threads", str(threads), "--one-grouping",
+                   str(blocks)]  # fmt: skip
+        with tempfile.TemporaryDirectory() as cache_dir:
+            env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": cache_dir}
+            runs = [subprocess.run(command, env=env, check=True, capture_output=True, text=True)
+                    .stdout.split()[-3:] for _ in ("cold", "cached")]  # fmt: skip
+        (cold, _, fast), (cached, eager, _) = ([float(v) for v in run] for run in runs)
+        print(f"| {blocks} | {cold:.0f} | {cached:.1f} | {fast:.2f} | {eager:.2f} | "
+              f"{eager / fast:.2f}x |")  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--only-integer-kernel", action="store_true", help="only section 5")
+    parser.add_argument("--blocks-per-graph", help="only this: counts to compare, e.g. 1,3,5,6")
+    parser.add_argument("--one-grouping", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.one_grouping:
+        return one_grouping(args.one_grouping)
     print(f"torch {torch.__version__}, {args.threads} thread(s)")
+    if args.blocks_per_graph:
+        return blocks_per_graph([int(n) for n in args.blocks_per_graph.split(",")], args.threads)
     # Compiled both ways only where torch's int4 kernel may be compiled too (AVX-512 kernels).
     integer_kernel_vs_torch_int4(compile_steps=compiled.unavailable_reason() is None)
     if args.only_integer_kernel:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from pydantic import ValidationError
 
@@ -116,7 +118,8 @@ def test_schema_rejects_invalid_parameters(kwargs):
 
 
 def test_completion_accepts_one_prompt_and_rejects_unsupported_options(service):
-    assert service.completion_request(CompletionRequest(model="m", prompt=["ab"])).prompt == "ab"
+    request = asyncio.run(service.completion_request(CompletionRequest(model="m", prompt=["ab"])))
+    assert request.prompt == "ab"
     for bad in (
         {"prompt": ["a", "b"]},
         {"prompt": "a", "echo": True},

@@ -121,7 +121,7 @@ class AgentRun:
             why = ("answer it (an mcp_approval_response item)" if odd in self._state.pending
                    else "no such call waits here")  # fmt: skip
             raise _bad(f"approval {odd!r}: {why}", "input")
-        turns = await asyncio.to_thread(self._guarded, parsed.turns)
+        turns = await self._guarded(parsed.turns)
         self._state.turns += turns
         toolbox = await self._toolbox(body)
         await service.check_model(body.model)
@@ -156,10 +156,10 @@ class AgentRun:
         approval = await self.service.db.read(lambda s: get_approval(s, first))
         return approval.response_id if approval is not None else None
 
-    def _guarded(self, turns: list[Turn]) -> list[Turn]:
+    async def _guarded(self, turns: list[Turn]) -> list[Turn]:
         """The moderation guard on what the caller sent (user turns, function outputs)."""
         outside = [i for i, t in enumerate(turns) if t.role in ("user", "tool")]
-        clean = self.service.guard_input([turns[i].content for i in outside])
+        clean = await self.service.guard_input([turns[i].content for i in outside])
         for i, text in zip(outside, clean, strict=True):
             turns[i] = replace(turns[i], content=text)
         return turns

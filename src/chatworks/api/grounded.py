@@ -84,7 +84,7 @@ class GroundedRun:
 
 async def answer(service: Service, request: GroundedRequest, lease: Lease) -> GroundedRun:
     """Run `request` up to its first delta (so a failure still has its status code)."""
-    (question,) = await asyncio.to_thread(service.guard_input, [request.question])
+    (question,) = await service.guard_input([request.question])
     model = request.generation.model
     await service.check_served(model)  # before the retrieval work, not after it
     collection = request.collection

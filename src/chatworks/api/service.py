@@ -151,10 +151,22 @@ class Service:
                 "messages",
             )
 
-    def guard_input(self, texts: list[str]) -> list[str]:
+    async def guard_input(self, texts: list[str]) -> list[str]:
         """The moderation guard on the caller's own text (CHATWORKS_GUARD_*): chat messages,
-        completion prompts and grounded questions all pass here, so no route can forget it.
-        Regexes, n-grams and MiniLM over up to 100k characters: call it off the event loop."""
+        completion prompts, grounded questions and agent turns all pass here, so no route can
+        forget it. It runs off the event loop (regexes, n-grams, MiniLM and spaCy's NER over up
+        to 100k characters: hundreds of ms for a long conversation). When neither guard can
+        change the text (flag or off, the defaults), the verdicts only count and log, so the
+        caller does not wait for them: they are judged beside its work."""
+        s = self.settings
+        if s.guard_prompt_injection == "block" or s.guard_pii in ("block", "redact"):
+            return await asyncio.to_thread(self._judge, texts)
+        task = asyncio.create_task(asyncio.to_thread(self._judge, texts))
+        self._judging.add(task)  # a reference until done: the loop keeps only weak ones
+        task.add_done_callback(self._judged)
+        return texts
+
+    def _judge(self, texts: list[str]) -> list[str]:
         s = self.settings
         try:
             guarded = guard(texts, s.guard_prompt_injection, s.guard_pii)
@@ -164,6 +176,11 @@ class Service:
         if guarded.flagged:  # categories and PII kinds only: never the text
             log.info("moderation_flagged", categories=guarded.flagged, pii=guarded.pii_kinds)
         return guarded.texts
+
+    def _judged(self, task: asyncio.Task) -> None:
+        self._judging.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("moderation_failed", error=repr(task.exception()))
 
     def chat_request(self, body: ChatCompletionRequest) -> GenerationRequest:
         """The request as the provider takes it, validated; not yet guarded (`guard_messages`,
@@ -184,41 +201,23 @@ class Service:
             parallel_tool_calls=body.parallel_tool_calls,
         )
 
-    def guard_messages(self, request: GenerationRequest) -> GenerationRequest:
+    async def guard_messages(self, request: GenerationRequest) -> GenerationRequest:
         """The guard on what comes from outside: the user's turns and tool results (where
         indirect injections arrive). System prompts are the operator's, assistant turns the
         model's own."""
         messages = request.messages or ()
         outside = [i for i, m in enumerate(messages) if m.role in ("user", "tool")]
-        guarded = self.guard_input([messages[i].content for i in outside])
+        guarded = await self.guard_input([messages[i].content for i in outside])
         clean = dict(zip(outside, guarded, strict=True))
         messages = tuple(
             replace(m, content=clean[i]) if i in clean else m for i, m in enumerate(messages)
         )
         return replace(request, messages=messages)
 
-    async def guard_chat(self, request: GenerationRequest) -> GenerationRequest:
-        """`guard_messages` off the event loop. When neither guard can change the input (flag
-        or off, the defaults), the verdicts only count and log, so the reply does not wait for
-        them: judging a long conversation takes hundreds of ms (spaCy's NER, MiniLM), and it
-        runs beside the generation instead of before it."""
-        s = self.settings
-        if s.guard_prompt_injection == "block" or s.guard_pii in ("block", "redact"):
-            return await asyncio.to_thread(self.guard_messages, request)
-        task = asyncio.create_task(asyncio.to_thread(self.guard_messages, request))
-        self._judging.add(task)  # a reference until done: the loop keeps only weak ones
-        task.add_done_callback(self._judged)
-        return request
-
-    def _judged(self, task: asyncio.Task) -> None:
-        self._judging.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.warning("moderation_failed", error=repr(task.exception()))
-
-    def completion_request(self, body: CompletionRequest) -> GenerationRequest:
+    async def completion_request(self, body: CompletionRequest) -> GenerationRequest:
         prompt = body.prompt_text()
         self._check_text_size([prompt])
-        (prompt,) = self.guard_input([prompt])
+        (prompt,) = await self.guard_input([prompt])
         return GenerationRequest(
             model=body.model,
             prompt=prompt,

@@ -77,20 +77,20 @@ class _Group(nn.Module):
         return x
 
 
-def compile_blocks(model: Llama) -> None:
-    """Decode steps (one token per sequence) run the blocks compiled, `GROUP_BLOCKS` to a graph;
-    prefill stays eager: its matmuls are big enough that dispatch costs little, and its shapes
-    vary more."""
+def compile_blocks(model: Llama, blocks_per_graph: int = GROUP_BLOCKS) -> None:
+    """Decode steps (one token per sequence) run the blocks compiled, `blocks_per_graph` to a
+    graph (`bench/kernels.py --blocks-per-graph` measures the choice); prefill stays eager: its
+    matmuls are big enough that dispatch costs little, and its shapes vary more."""
     eager = model.run_blocks
-    starts = range(0, len(model.layers), GROUP_BLOCKS)
-    groups = [_Group(list(model.layers[i : i + GROUP_BLOCKS])) for i in starts]
+    starts = range(0, len(model.layers), blocks_per_graph)
+    groups = [_Group(list(model.layers[i : i + blocks_per_graph])) for i in starts]
     fast = [torch.compile(g.forward, dynamic=True, options={"cpp_wrapper": True}) for g in groups]
 
     def run_blocks(x, cos, sin, mask, positions, kv, kv_len):
         if x.shape[1] != 1 or kv is None:
             return eager(x, cos, sin, mask, positions, kv, kv_len)
         for start, group in zip(starts, fast, strict=True):
-            x = group(x, cos, sin, mask, positions, kv[start : start + GROUP_BLOCKS], kv_len)
+            x = group(x, cos, sin, mask, positions, kv[start : start + blocks_per_graph], kv_len)
         return x
 
     model.run_blocks = run_blocks

@@ -19,7 +19,7 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 
 from chatworks.rag.embed import DEFAULT_EMBEDDING_MODEL
-from chatworks.rag.injection_model import EmbeddingHead
+from chatworks.rag.injection_model import EmbeddingHead, logit
 
 HEAD_C = 4.0  # the head's inverse regularisation (1 and 16 measured alike: docs/benchmarks.md)
 
@@ -38,11 +38,6 @@ def head_scores(head: LogisticRegression, vectors: list[np.ndarray]) -> np.ndarr
     return np.array([p[a:b].max() for a, b in itertools.pairwise(bounds)])
 
 
-def logits(p: np.ndarray) -> np.ndarray:
-    p = np.clip(p, 1e-6, 1 - 1e-6)
-    return np.log(p / (1 - p))
-
-
 @dataclass(frozen=True)
 class Stacked:
     head_oof: np.ndarray  # the head's out-of-fold scores
@@ -58,7 +53,7 @@ def fit_stacked(vectors: list[np.ndarray], injection: np.ndarray, ngram_oof: np.
     for train, test in splits:
         fitted = fit_head([vectors[i] for i in train], injection[train])
         head_oof[test] = head_scores(fitted, [vectors[i] for i in test])
-    z = np.c_[logits(ngram_oof), logits(head_oof)]
+    z = np.c_[logit(ngram_oof), logit(head_oof)]
     oof = np.zeros(len(injection))
     for train, test in splits:
         stack = LogisticRegression().fit(z[train], injection[train])

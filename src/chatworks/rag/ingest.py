@@ -210,20 +210,22 @@ def prepare_document(
     parsed = parse_bytes(data, filename)
     chunks = chunk_document(parsed, tokenizer, settings.chunk_tokens,
                             settings.chunk_overlap_tokens)  # fmt: skip
-    verdicts = detect_many([p.text for p in chunks])
-    passages = [replace(p, metadata={"injection": v.flags}) if v.flags else p
-                for p, v in zip(chunks, verdicts, strict=True)]  # fmt: skip
-    metrics.FLAGGED_CHUNKS.inc(sum(1 for p in passages if "injection" in p.metadata))
+    texts = [embedded_text(parsed.title, p) for p in chunks]
     report = on_embed or (lambda done, total: None)
     batch = settings.embedding_batch_size
     parts = [np.zeros((0, embedder.dim), dtype=np.float32)]
-    report(0, len(passages))
-    for i in range(0, len(passages), batch):
-        parts.append(
-            embedder.embed([embedded_text(parsed.title, p) for p in passages[i : i + batch]])
-        )
-        report(min(i + batch, len(passages)), len(passages))
-    return PreparedDocument(parsed.title, passages, np.concatenate(parts))
+    report(0, len(texts))
+    for i in range(0, len(texts), batch):
+        parts.append(embedder.embed(texts[i : i + batch]))
+        report(min(i + batch, len(texts)), len(texts))
+    vectors = np.concatenate(parts)
+    # The guard judges what is embedded (an injection in a heading counts too), so with the
+    # bundled MiniLM as the embedder it reuses these vectors instead of embedding again.
+    verdicts = detect_many(texts, known=(embedder, vectors))
+    passages = [replace(p, metadata={"injection": v.flags}) if v.flags else p
+                for p, v in zip(chunks, verdicts, strict=True)]  # fmt: skip
+    metrics.FLAGGED_CHUNKS.inc(sum(1 for p in passages if "injection" in p.metadata))
+    return PreparedDocument(parsed.title, passages, vectors)
 
 
 def ingest_file(

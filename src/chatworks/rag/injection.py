@@ -167,13 +167,16 @@ def detect(text: str, classifier: bool = True,
 
 
 def detect_many(texts: Sequence[str], classifier: bool = True,
-                model: injection_model.InjectionModel | None = None) -> list[Verdict]:  # fmt: skip
+                model: injection_model.InjectionModel | None = None,
+                known: injection_model.Embedded | None = None) -> list[Verdict]:  # fmt: skip
     """`detect` for several texts, their embeddings computed in one batch (a document's chunks:
-    one at a time, MiniLM's per-call cost would dominate ingestion)."""
+    one at a time, MiniLM's per-call cost would dominate ingestion). `known`: an embedder and
+    the texts' embeddings it made, reused when it is the guard's own MiniLM (ingestion embeds
+    each chunk for the index anyway)."""
     if not classifier:
         return [Verdict(scan(text), 0.0, 1.0) for text in texts]
     model = model or injection_model.load()
-    vectors = (injection_model.window_vectors(texts) if model.head is not None
+    vectors = (injection_model.window_vectors(texts, known) if model.head is not None
                else [None] * len(texts))  # fmt: skip
     return [Verdict(scan(text), model.score(text, v), model.threshold)
             for text, v in zip(texts, vectors, strict=True)]  # fmt: skip

@@ -71,9 +71,11 @@ def _sigmoid(z: float) -> float:
     return 1 / (1 + math.exp(-max(-30.0, min(30.0, z))))
 
 
-def _logit(p: float) -> float:
-    p = min(max(p, 1e-6), 1 - 1e-6)
-    return math.log(p / (1 - p))
+def logit(p: float | np.ndarray) -> float | np.ndarray:
+    """The inverse of the sigmoid, clipped so that a score of 0 or 1 stays finite; for one
+    score (here) or an array of them (the lab fitting the stack)."""
+    p = np.clip(p, 1e-6, 1 - 1e-6)
+    return np.log(p / (1 - p))
 
 
 @dataclass(frozen=True)
@@ -91,7 +93,7 @@ class EmbeddingHead:
 
     def join(self, ngram: float, embedding: float) -> float:
         a, b, c = self.stack
-        return _sigmoid(a * _logit(ngram) + b * _logit(embedding) + c)
+        return _sigmoid(float(a * logit(ngram) + b * logit(embedding) + c))
 
 
 @dataclass(frozen=True)
@@ -163,10 +165,21 @@ def _ends(pieces: list[str]) -> list[str]:
     return pieces if len(pieces) <= MAX_WINDOWS else pieces[:half] + pieces[-half:]
 
 
-def window_vectors(texts: Sequence[str]) -> list[np.ndarray]:
-    """Per text, its windows' embeddings [windows, 384], all windows embedded in one batch."""
+# An embedder and the embeddings it made of some texts, one row per text.
+Embedded = tuple[LocalEmbedder, np.ndarray]
+
+
+def window_vectors(texts: Sequence[str], known: Embedded | None = None) -> list[np.ndarray]:
+    """Per text, its windows' embeddings [windows, 384], all windows embedded in one batch.
+    `known` is an embedder and the texts' own embeddings it made (what RAG's index stores for
+    chunks): when it is the encoder here, a text that fits in one window is not embedded again."""
     embedder, tokenizer = encoder()
     pieces = [_ends(windows(tokenizer, text, WINDOW_TOKENS, WINDOW_STRIDE)) for text in texts]
-    vectors = embedder.embed([w for piece in pieces for w in piece])
-    bounds = np.cumsum([0] + [len(piece) for piece in pieces])
-    return [vectors[a:b] for a, b in itertools.pairwise(bounds)]
+    reuse = known is not None and known[0] is embedder
+    out = [known[1][i : i + 1] if reuse and len(p) == 1 else None for i, p in enumerate(pieces)]
+    missing = [i for i, vectors in enumerate(out) if vectors is None]
+    fresh = embedder.embed([w for i in missing for w in pieces[i]])
+    bounds = np.cumsum([0] + [len(pieces[i]) for i in missing])
+    for i, (a, b) in zip(missing, itertools.pairwise(bounds), strict=True):
+        out[i] = fresh[a:b]
+    return out

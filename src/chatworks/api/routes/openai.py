@@ -3,7 +3,6 @@ answered by the grounded pipeline, `api/grounded.py`), text completions and mode
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
 from dataclasses import asdict
@@ -95,7 +94,7 @@ async def chat_completions(
         question = next((m.content for m in reversed(request.messages) if m.role == "user"), "")
         grounded = GroundedRequest(question, collection, request)
         return await _chat_answer(body, await answer(service, grounded, lease), http_request)
-    request = await service.guard_chat(request)
+    request = await service.guard_messages(request)
     result = await _generate(
         service,
         http_request,
@@ -167,7 +166,7 @@ async def completions(
     result = await _generate(
         service,
         http_request,
-        await asyncio.to_thread(service.completion_request, body),
+        await service.completion_request(body),
         lease,
         stream=body.stream,
         include_usage=body.include_usage,
