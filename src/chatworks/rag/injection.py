@@ -171,8 +171,8 @@ def detect_many(texts: Sequence[str], classifier: bool = True,
                 known: injection_model.Embedded | None = None) -> list[Verdict]:  # fmt: skip
     """`detect` for several texts, their embeddings computed in one batch (a document's chunks:
     one at a time, MiniLM's per-call cost would dominate ingestion). `known`: an embedder and
-    the texts' embeddings it made, reused when it is the guard's own MiniLM (ingestion embeds
-    each chunk for the index anyway)."""
+    a vector per text, used when it is the guard's own MiniLM (ingestion passes the vectors it
+    stores, so a chunk is embedded once)."""
     if not classifier:
         return [Verdict(scan(text), 0.0, 1.0) for text in texts]
     model = model or injection_model.load()

@@ -165,14 +165,15 @@ def _ends(pieces: list[str]) -> list[str]:
     return pieces if len(pieces) <= MAX_WINDOWS else pieces[:half] + pieces[-half:]
 
 
-# An embedder and the embeddings it made of some texts, one row per text.
+# An embedder and one embedding per text it made: what RAG's index stores for a chunk (its text
+# under its title and section path).
 Embedded = tuple[LocalEmbedder, np.ndarray]
 
 
 def window_vectors(texts: Sequence[str], known: Embedded | None = None) -> list[np.ndarray]:
     """Per text, its windows' embeddings [windows, 384], all windows embedded in one batch.
-    `known` is an embedder and the texts' own embeddings it made (what RAG's index stores for
-    chunks): when it is the encoder here, a text that fits in one window is not embedded again."""
+    `known`: when its embedder is the encoder here, a text that fits in one window takes its
+    vector from there instead of being embedded again."""
     embedder, tokenizer = encoder()
     pieces = [_ends(windows(tokenizer, text, WINDOW_TOKENS, WINDOW_STRIDE)) for text in texts]
     reuse = known is not None and known[0] is embedder
