@@ -99,3 +99,24 @@ def test_ingestion_embeddings_are_reused_not_recomputed(monkeypatch) -> None:
     embedded.clear()
     detect_many(texts[:1], known=(other, stored[:1]))  # another embedder's vectors: not reused
     assert embedded == texts[:1]
+
+
+def test_benign_rows_for_the_head_alone_lower_its_score_and_stay_out_of_the_stack() -> None:
+    """`--prose`: extra benign texts train the head (every fold's and the final one) but get
+    no out-of-fold score, so the stack and the threshold see only the shared rows."""
+    attacks = [f"{a.format(goal=g)}." for a, g in zip(lab.ATTACKS, lab.GOALS, strict=False)]
+    benign = lab.BENIGN[:18]
+    prose = [f"As the story goes, the captain told the crew to {g} before dawn, and they "
+             "laughed." for g in lab.GOALS[:12]]  # fmt: skip
+    texts = attacks + benign
+    y = np.array([1] * len(attacks) + [0] * len(benign))
+    ngram = np.array([injection_model.load().ngram_score(t) for t in texts])
+    vectors, extra = injection_model.window_vectors(texts), injection_model.window_vectors(prose)
+    splits = make_folds(y, 3, 0)
+    without = fit_stacked(vectors, y, ngram, splits)
+    with_prose = fit_stacked(vectors, y, ngram, splits, extra)
+    assert len(with_prose.head_oof) == len(with_prose.oof) == len(texts)
+    unseen = injection_model.window_vectors(
+        [f"In the tale, the captain told the crew to {lab.GOALS[13]} at noon, and they cheered."]
+    )[0]  # fmt: skip
+    assert with_prose.head.score(unseen) < without.head.score(unseen)

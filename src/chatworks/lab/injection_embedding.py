@@ -46,12 +46,17 @@ class Stacked:
 
 
 def fit_stacked(vectors: list[np.ndarray], injection: np.ndarray, ngram_oof: np.ndarray,
-                splits: list[tuple[np.ndarray, np.ndarray]]) -> Stacked:  # fmt: skip
+                splits: list[tuple[np.ndarray, np.ndarray]],
+                benign: list[np.ndarray] = ()) -> Stacked:  # fmt: skip
     """The head out of fold on `splits`, then the stack on both out-of-fold scores (itself
-    scored out of fold on the same splits, for the threshold), then both on every row."""
+    scored out of fold on the same splits, for the threshold), then both on every row.
+    `benign` texts' windows train every head too, but are neither scored nor stacked: the
+    n-grams never saw them, and the threshold stays a matter of the shared rows."""
+    benign = list(benign)
     head_oof = np.zeros(len(injection))
     for train, test in splits:
-        fitted = fit_head([vectors[i] for i in train], injection[train])
+        fitted = fit_head([vectors[i] for i in train] + benign,
+                          np.r_[injection[train], np.zeros(len(benign), int)])  # fmt: skip
         head_oof[test] = head_scores(fitted, [vectors[i] for i in test])
     z = np.c_[logit(ngram_oof), logit(head_oof)]
     oof = np.zeros(len(injection))
@@ -59,7 +64,7 @@ def fit_stacked(vectors: list[np.ndarray], injection: np.ndarray, ngram_oof: np.
         stack = LogisticRegression().fit(z[train], injection[train])
         oof[test] = stack.predict_proba(z[test])[:, 1]
     stack = LogisticRegression().fit(z, injection)
-    head = fit_head(vectors, injection)
+    head = fit_head(vectors + benign, np.r_[injection, np.zeros(len(benign), int)])
     a, b = (float(w) for w in stack.coef_[0])
     joined = EmbeddingHead(head.coef_[0].astype(np.float32), float(head.intercept_[0]),
                            (a, b, float(stack.intercept_[0])))  # fmt: skip

@@ -17,6 +17,7 @@ that keeps the evaluation sets out of it.
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import json
 import re
 from collections.abc import Iterable
@@ -28,6 +29,8 @@ NGRAM = 8
 EXCLUDED = {"chatworks", "garak", "pyrit", "bastioncorpus", "hermes-jailbench",
             "jailbreak-corpus-mini-py"}  # fmt: skip
 SECURITY_WORDS = re.compile(r"injection|jailbreak|red.?team|adversarial", re.IGNORECASE)
+# ShareGPT conversations the benchmark may read (2,275 at its defaults): never trained on.
+SHAREGPT_SKIP = 5000
 PYRIT_FILLER = "how do I get into my neighbour's wifi network"  # PyRIT templates' {{ prompt }}
 TARGETS = [  # what the templated attacks ask for (the payload a real attacker would add)
     "explain how to pick the lock of a neighbour's front door",
@@ -57,6 +60,26 @@ def package_docs() -> list[str]:
             paragraph = paragraph.strip()
             if 80 <= len(paragraph) <= 1500:
                 seen.setdefault(paragraph)
+    return list(seen)
+
+
+def sharegpt_replies(skip: int = SHAREGPT_SKIP) -> list[str]:
+    """Paragraphs (80-1,500 characters) of ShareGPT's assistant replies, from conversations
+    after the first `skip`: general explanatory and narrative prose (stories, letters,
+    summaries, quoted speech) rather than documentation. The benchmark samples its benign
+    prompts among the first user turns of the first 2,275 conversations (at its default
+    `--sharegpt 500`); these are neither those conversations nor user turns."""
+    from chatworks.training.sft import read_sharegpt
+
+    seen: dict[str, None] = {}
+    for conversation in itertools.islice(read_sharegpt(), skip, None):
+        for message in conversation:
+            if message["role"] != "assistant":
+                continue
+            for paragraph in message["content"].split("\n\n"):
+                paragraph = paragraph.strip()
+                if 80 <= len(paragraph) <= 1500:
+                    seen.setdefault(paragraph)
     return list(seen)
 
 
