@@ -221,8 +221,8 @@ def prepare_document(
     vectors = np.concatenate(parts)
     # The guard's MiniLM head reads the vector the index stores (the chunk under its title):
     # with the bundled MiniLM as RAG's embedder, no second pass over every chunk. Its rules and
-    # n-grams read the chunk's own words, as before (docs/: 14 chunks of 1,288 flagged, 15
-    # with the bare chunk embedded again; docs/benchmarks.md).
+    # n-grams read the chunk's own words (docs/benchmarks.md: on docs/ this flags as many
+    # chunks as embedding the bare chunk again did).
     verdicts = detect_many([p.text for p in chunks], known=(embedder, vectors))
     passages = [replace(p, metadata={"injection": v.flags}) if v.flags else p
                 for p, v in zip(chunks, verdicts, strict=True)]  # fmt: skip
