@@ -39,6 +39,9 @@ from chatworks.telemetry import tracing as t
 from chatworks.telemetry.logging import get_logger
 
 log = get_logger("chatworks.moderation")
+# Flag-only verdicts judged beside the requests at most at once (each is spaCy's NER and MiniLM
+# on a thread of the default pool, which the routes' other work shares).
+JUDGING_AT_ONCE = 4
 
 MAX_EMBEDDING_INPUTS = 2048  # as OpenAI's
 
@@ -159,7 +162,10 @@ class Service:
         change the text (flag or off, the defaults), the verdicts only count and log, so the
         caller does not wait for them: they are judged beside its work."""
         s = self.settings
-        if s.guard_prompt_injection == "block" or s.guard_pii in ("block", "redact"):
+        changes = s.guard_prompt_injection == "block" or s.guard_pii in ("block", "redact")
+        # Past JUDGING_AT_ONCE verdicts under way a request waits for its own: under sustained
+        # load a backlog of them would grow without bound and crowd the worker threads.
+        if changes or len(self._judging) >= JUDGING_AT_ONCE:
             return await asyncio.to_thread(self._judge, texts)
         task = asyncio.create_task(asyncio.to_thread(self._judge, texts))
         self._judging.add(task)  # a reference until done: the loop keeps only weak ones
