@@ -12,7 +12,8 @@ and on document paragraphs (BBC News articles, this project's docs/), for the ru
 PII: recall per kind on faker-generated sentences in eight locales (names, postal addresses,
 national ids, phones, emails, cards, IBANs, IPs, secrets), from templates written here
 (separately from the tests'), with distractors (dates, versions, order numbers) in the text;
-the patterns alone (the baseline) and with Presidio's NER and libphonenumber, in the same run.
+the patterns alone (the baseline) and with Presidio's NER and libphonenumber, in the same run;
+then the names and places the same recognizers redact in benign texts (over-redaction).
 """
 
 from __future__ import annotations
@@ -202,6 +203,32 @@ def pii_table(samples: list[tuple[str, list[tuple[str, str]]]], ner: bool = True
         print(f"  missed {kind}: {values[:4]}")
 
 
+def over_redaction_table(seed: int, sharegpt: int = 300, per_set: int = 400) -> None:
+    """Names and places found in texts with few personal names (the evals' questions, ShareGPT
+    first turns, this project's docs/) and one full of real ones (BBC News): what each rule
+    costs in words redacted that a reader needed. Every span is counted, not only wrong ones."""
+    rng = random.Random(seed)
+    sets = {**benign_prompts(rng, sharegpt),
+            **{name: texts[:per_set] for name, texts in benign_documents(rng).items()}}  # fmt: skip
+    print(f"\nNames and places redacted in benign texts (seed {seed}; lower is better, "
+          "except where the text names real people)\n| set | texts | PERSON spans | "
+          "LOCATION spans | examples |\n|---|---|---|---|---|")  # fmt: skip
+    for name, texts in sets.items():
+        kinds: Counter = Counter()
+        people = []
+        for text in texts:
+            for span in pii.find(text):
+                kinds[span.kind] += 1
+                if span.kind == pii.PERSON:
+                    people.append(text[span.start : span.end])
+        examples = ", ".join(
+            repr(p) for p in random.Random(seed).sample(people, min(4, len(people)))
+        )
+        print(
+            f"| {name} | {len(texts)} | {kinds[pii.PERSON]} | {kinds[pii.LOCATION]} | {examples} |"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sharegpt", type=int, default=500)
@@ -224,6 +251,7 @@ def main() -> None:
         samples = pii_sentences(args.pii, args.seed)
         pii_table(samples, ner=False)
         pii_table(samples)
+        over_redaction_table(args.seed)
 
 
 def injection_report(rng: random.Random, args: argparse.Namespace) -> None:

@@ -92,6 +92,10 @@ def test_organisations_and_dates_keep_their_label(text: str) -> None:
         ("Please forward it to Ilaria d' Ambrosi by Friday.", "Ilaria d' Ambrosi"),
         # "Arent" is no "aren't" when capitalised: the tokenizer keeps it whole
         ("Meeting notes: Jorrit Arent will call the supplier.", "Jorrit Arent"),
+        # an initial is no acronym; a surname glued by a hyphen to an organisation word
+        ("Please ship the crate to Hans-J. Kessler B.A. before Friday.", "Hans-J. Kessler B.A."),
+        ("Please update the payroll record for Ilse Brouwer-Post today.", "Ilse Brouwer-Post"),
+        ("Mirjam Post-van Aalst moved to Leiden last year.", "Mirjam Post-van Aalst"),
     ],
 )
 def test_name_shapes_the_tagger_breaks_are_redacted_whole(text: str, name: str) -> None:
@@ -129,6 +133,40 @@ def names_in(doc) -> list[str]:
 )  # fmt: skip
 def test_capitalised_words_the_tagger_calls_nouns_join_a_name(words, pos, name) -> None:
     assert names_in(tagged(words, pos)) == [name]
+
+
+@pytest.mark.parametrize(
+    ("words", "pos", "ents", "names"),
+    [
+        # a given name English has no word for, read as an adverb
+        ("Reminder from Solène Garnier : the crates are late",
+         "NOUN ADP PROPN ADV PUNCT DET NOUN AUX ADJ", None, ["Solène Garnier"]),
+        # a word after a title, read as a verb
+        ("Ask Dott . Leone Rinaldi about it", "VERB PROPN PUNCT VERB PROPN ADP PRON",
+         "O B-GPE O O O O O", ["Dott . Leone Rinaldi"]),
+        # a generational suffix after a name English has no word for; not after a word
+        ("Payroll record for Imran VI : done", "NOUN NOUN ADP PROPN PROPN PUNCT VERB",
+         "O O O B-ORG I-ORG O O", ["Imran VI"]),
+        ("Read Chapter VI : done", "VERB PROPN PROPN PUNCT VERB", None, []),
+        # an organisation word after a given name English has none for is a surname...
+        ("Reminder from Thom Post : the crates are late",
+         "NOUN ADP PROPN PROPN PUNCT DET NOUN AUX ADJ", None, ["Thom Post"]),
+        ("Subscribe to the Washington Post today", "VERB ADP DET PROPN PROPN NOUN", None, []),
+        # ... and, in what the model labelled an organisation, only between two such names
+        ("Hi , this is Dani Company Pulido .", "INTJ PUNCT PRON AUX PROPN PROPN PROPN PUNCT",
+         "O O O O B-ORG I-ORG I-ORG O", ["Dani Company Pulido"]),
+        # ... or, labelled so, when it is a common surname too
+        ("Notes : Maarten Post will call", "NOUN PUNCT PROPN PROPN AUX VERB",
+         "O O B-ORG I-ORG O O", ["Maarten Post"]),
+        ("Notes : Kaylee Day will call", "NOUN PUNCT PROPN PROPN AUX VERB",
+         "O O B-EVENT I-EVENT O O", ["Kaylee Day"]),
+        ("We met on Boxing Day", "PRON VERB ADP PROPN PROPN", "O O O B-EVENT I-EVENT", []),
+        ("He joined Deutsche Bank in May", "PRON VERB PROPN PROPN ADP PROPN",
+         "O O B-ORG I-ORG O B-DATE", []),
+    ],
+)  # fmt: skip
+def test_name_rules_on_the_taggers_own_mistakes(words, pos, ents, names) -> None:
+    assert names_in(tagged(words, pos, ents)) == names
 
 
 def test_a_name_the_model_runs_into_its_address_is_cut_at_at() -> None:

@@ -41,8 +41,9 @@ TITLES = {"dr", "dr.", "prof", "prof.", "dra", "dra.", "sig", "sig.", "sig.ra", 
           "sra", "sra.", "srta", "srta.", "don", "doña", "ing", "ing.", "mag", "mag.",
           "dipl.-ing", "dipl.-ing.", "univ.prof", "univ.prof."}  # fmt: skip
 DEGREES = {"mba", "mba.", "phd", "ph.d.", "b.sc.", "m.sc.", "b.a.", "m.a.", "ba", "ma",
-           "bsc", "msc", "jr", "jr.", "ii", "iii", "iv", "md", "dds", "dvm", "b.eng.",
-           "m.eng."}  # fmt: skip
+           "bsc", "msc", "jr", "jr.", "md", "dds", "dvm", "b.eng.", "m.eng."}  # fmt: skip
+# Generational suffixes ("Imran VI"), which come after a name as degrees do.
+NUMERALS = {"ii", "iii", "iv", "v", "vi", "vii", "viii"}
 PARTICLES = {"de", "del", "della", "dei", "di", "da", "du", "des", "la", "le", "van", "der",
              "den", "von", "zu", "y", "dos", "das", "ten", "ter", "'t", "t", "op", "d",
              "d'"}  # fmt: skip
@@ -59,8 +60,11 @@ ORG_WORDS = {"inc", "inc.", "ltd", "ltd.", "llc", "gmbh", "ag", "sa", "s.a.", "s
              "league", "championship", "festival", "conference", "marathon", "series",
              "edition", "cloud", "server", "act", "bill", "code", "article", "treaty",
              "directive", "regulation", "constitution"}  # fmt: skip
-# What the tagger calls a name word it does not know.
-NAME_TAGS = ("PROPN", "NOUN", "ADJ", "VERB", "X")
+# Organisation and calendar words that are common surnames too ("Post" in Dutch, "Company" in
+# Catalan, "Church" and "Day" in English).
+SURNAMES_TOO = {"post", "company", "church", "court", "press", "day"}
+# What the tagger calls a name word it does not know ("Benard" of "Agathe Benard": ADV).
+NAME_TAGS = ("PROPN", "NOUN", "ADJ", "VERB", "ADV", "X")
 # Labels the small model gives to names it does not know (see `_may_be_a_name`).
 MISREAD = {"ORG", "PRODUCT", "WORK_OF_ART", "EVENT", "NORP", "DATE", "LAW"}
 WEEKDAYS = {"monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"}
@@ -198,9 +202,11 @@ def _may_be_a_name(ent) -> list:
         t.text[:1].isupper() and t.lower_ not in CALENDAR for t in words
     )
     name = ent.label_ in MISREAD and bool(words) and all(
-        (t.text[:1].isupper() and t.pos_ in NAME_TAGS and t.lower_ not in ORG_WORDS
-         and (t.lower_ not in CALENDAR or (months and t.lower_ in MONTHS))
-         and not (t.is_upper and len(t) > 1))
+        (t.text[:1].isupper() and t.pos_ in NAME_TAGS
+         and (t.lower_ not in ORG_WORDS or _surname(t, labelled=True))
+         and (t.lower_ not in CALENDAR or (months and t.lower_ in MONTHS)
+              or _surname(t, labelled=True))
+         and not (t.is_upper and len(t.text.rstrip(".")) > 1))  # "D." is an initial
         or t.lower_ in TITLES
         or _particle(t)
         or _degree(t)
@@ -219,8 +225,36 @@ def _particle(token) -> bool:
 
 
 def _degree(token) -> bool:
-    """ "B.A." and "B.A" (the tokenizer may keep the last dot apart) are both degrees."""
-    return token.lower_ in DEGREES or token.lower_ + "." in DEGREES
+    """ "B.A." and "B.A" (the tokenizer may keep the last dot apart) are both degrees; "VI"
+    of "Imran VI" counts as one."""
+    return token.lower_ in DEGREES | NUMERALS or token.lower_ + "." in DEGREES
+
+
+def _unknown(token) -> bool:
+    """A word shaped like a name word that English has no word for ("Thom", "Pulido")."""
+    return bool(_NAME_WORD.fullmatch(token.text)) and not english(token.lower_)
+
+
+def _surname(token, labelled: bool) -> bool:
+    """Whether an organisation (or calendar) word is a surname here: glued by a hyphen to another name word
+    ("Frankhuizen-Post", "Post-van Dam"), or after a given name English has no word for ("Thom
+    Post"; "the Washington Post" keeps its sense). Where the model labelled the words an
+    organisation or an event (`labelled`), only between two such words ("Dani Company Pulido")
+    or when it is a common surname too ("Jesper Post", "Brianna Day"): "Deutsche Bank" is
+    labelled so for a reason."""
+    doc, i = token.doc, token.i
+    glued = _hyphenated(doc, i - 2) or _hyphenated(doc, i)
+    before = i > 0 and _unknown(doc[i - 1])
+    if not labelled:
+        return glued or before
+    after = i + 1 < len(doc) and _unknown(doc[i + 1])
+    return glued or (before and (after or token.lower_ in SURNAMES_TOO))
+
+
+def _hyphenated(doc, i: int) -> bool:
+    """Whether words i and i + 2 are one, joined by a hyphen without blanks ("Post-van")."""
+    return (0 <= i and i + 2 < len(doc) and doc[i + 1].text == "-"
+            and not doc[i].whitespace_ and not doc[i + 1].whitespace_)  # fmt: skip
 
 
 def _capitalised(token) -> bool:
@@ -260,8 +294,16 @@ def _loose_name_words(doc, other: set[int]) -> set[int]:
     loose |= {t.i for t in candidates
               if (name(t.i - 1) and name(t.i + 1))
               or (t.i > 0 and _particle(doc[t.i - 1]) and name(t.i - 2))
-              or unknown_name(t.i - 1)}  # fmt: skip
+              or unknown_name(t.i - 1)
+              or _after_title(t)}  # fmt: skip
     return loose
+
+
+def _after_title(token) -> bool:
+    """A title comes before a name: "Leone" of "Dott. Leone Cesaroni" (read as a verb)."""
+    doc, i = token.doc, token.i
+    j = i - 2 if i >= 2 and doc[i - 1].text == "." else i - 1
+    return j >= 0 and (doc[j].lower_ in TITLES or doc[j].lower_ + "." in TITLES)
 
 
 def _in_name(token, current: list, loose: set[int]) -> bool:
@@ -297,8 +339,11 @@ def _name_runs(doc, people: list[tuple[int, int]]) -> list[tuple[int, int]]:
         if current and proper >= 1:
             start, end = current[0].idx, current[-1].idx + len(current[-1])
             named = any(s < end and start < e for s, e in people)
-            organisation = any(t.lower_ in ORG_WORDS for t in current)  # "Champions League"
-            if named or (proper >= 2 and not organisation):
+            organisation = any(t.lower_ in ORG_WORDS and not _surname(t, labelled=False)
+                               for t in current)  # "Champions League"  # fmt: skip
+            # One name word English has no word for, then a suffix: "Imran VI", "Wende B.A."
+            suffixed = proper == 1 and _unknown(current[0]) and _degree(current[-1])
+            if named or suffixed or (proper >= 2 and not organisation):
                 runs.append((start, end))
         current.clear()
 
