@@ -148,6 +148,7 @@ def test_capitalised_words_the_tagger_calls_nouns_join_a_name(words, pos, name) 
         ("Payroll record for Imran VI : done", "NOUN NOUN ADP PROPN PROPN PUNCT VERB",
          "O O O B-ORG I-ORG O O", ["Imran VI"]),
         ("Read Chapter VI : done", "VERB PROPN PROPN PUNCT VERB", None, []),
+        ("Ask V Matfield now", "VERB PROPN PROPN ADV", None, ["V Matfield"]),  # an initial
         # an organisation word after a given name English has none for is a surname...
         ("Reminder from Thom Post : the crates are late",
          "NOUN ADP PROPN PROPN PUNCT DET NOUN AUX ADJ", None, ["Thom Post"]),

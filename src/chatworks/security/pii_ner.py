@@ -42,8 +42,9 @@ TITLES = {"dr", "dr.", "prof", "prof.", "dra", "dra.", "sig", "sig.", "sig.ra", 
           "dipl.-ing", "dipl.-ing.", "univ.prof", "univ.prof."}  # fmt: skip
 DEGREES = {"mba", "mba.", "phd", "ph.d.", "b.sc.", "m.sc.", "b.a.", "m.a.", "ba", "ma",
            "bsc", "msc", "jr", "jr.", "md", "dds", "dvm", "b.eng.", "m.eng."}  # fmt: skip
-# Generational suffixes ("Imran VI"), which come after a name as degrees do.
-NUMERALS = {"ii", "iii", "iv", "v", "vi", "vii", "viii"}
+# Generational suffixes ("Imran VI"), which come after a name as degrees do; not "V", more
+# often an initial ("V Matfield") or "versus" ("Jones v Dunkel").
+NUMERALS = {"ii", "iii", "iv", "vi", "vii", "viii"}
 PARTICLES = {"de", "del", "della", "dei", "di", "da", "du", "des", "la", "le", "van", "der",
              "den", "von", "zu", "y", "dos", "das", "ten", "ter", "'t", "t", "op", "d",
              "d'"}  # fmt: skip
