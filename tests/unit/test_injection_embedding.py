@@ -120,3 +120,17 @@ def test_benign_rows_for_the_head_alone_lower_its_score_and_stay_out_of_the_stac
         [f"In the tale, the captain told the crew to {lab.GOALS[13]} at noon, and they cheered."]
     )[0]  # fmt: skip
     assert with_prose.head.score(unseen) < without.head.score(unseen)
+
+
+def test_a_balanced_stack_only_moves_the_stack_towards_the_rarer_class() -> None:
+    """`--balanced-stack` (a candidate, not shipped): with fewer attacks than benign texts the
+    stack's intercept rises, so the joined score does; the head itself is the same."""
+    attacks = [f"{a.format(goal=g)}." for a, g in zip(lab.ATTACKS[:6], lab.GOALS, strict=False)]
+    texts = attacks + lab.BENIGN[:18]
+    y = np.array([1] * len(attacks) + [0] * 18)
+    ngram = np.array([injection_model.load().ngram_score(t) for t in texts])
+    vectors, splits = injection_model.window_vectors(texts), make_folds(y, 3, 0)
+    plain = fit_stacked(vectors, y, ngram, splits).head
+    balanced = fit_stacked(vectors, y, ngram, splits, balanced_stack=True).head
+    np.testing.assert_array_equal(balanced.weights, plain.weights)
+    assert balanced.stack[2] > plain.stack[2]

@@ -1,11 +1,13 @@
 """The injection guard's extra training data: decontamination against the evaluation sets and
 installed packages' READMEs as benign documentation, ShareGPT assistant replies as benign
-prose."""
+prose (for the MiniLM head, or for every model)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from importlib.metadata import PackageNotFoundError, metadata
 
+from chatworks.lab.injection import Recipe, dataset, head_prose
 from chatworks.lab.injection_sources import Decontaminator, package_docs, sharegpt_replies
 from chatworks.training.sft import read_sharegpt
 
@@ -53,3 +55,17 @@ def test_sharegpt_replies_are_assistant_paragraphs_of_the_conversations_after_th
     # repeats some conversations, so assistant replies may recur).
     skipped = {m["content"] for c in conversations[:skip] for m in c if m["role"] == "user"}
     assert not any(p in skipped for p in replies)
+
+
+def test_prose_for_all_makes_the_prose_benign_rows_of_every_model() -> None:
+    """`--prose-for head` (shipped): the prose trains the MiniLM head alone, so the data set the
+    n-grams, the stack and the threshold learn from is the same as without prose;
+    `--prose-for all`: the same paragraphs become benign rows of that data set instead."""
+    small = Recipe(personas=False, package_docs=False, package_attacks=False, prose=20)
+    head_only, for_all = small, replace(small, prose_for="all")
+    prose = head_prose(head_only)
+    assert 10 < len(prose) <= 20 and head_prose(for_all) == []  # less what decontamination drops
+    texts, labels = dataset(head_only)
+    assert (texts, labels) == dataset(replace(small, prose=0))
+    all_texts, all_labels = dataset(for_all)
+    assert all_texts == texts + prose and all_labels == labels + [0] * len(prose)

