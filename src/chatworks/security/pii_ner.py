@@ -237,12 +237,12 @@ def _unknown(token) -> bool:
 
 
 def _surname(token, labelled: bool) -> bool:
-    """Whether an organisation (or calendar) word is a surname here: glued by a hyphen to another name word
-    ("Frankhuizen-Post", "Post-van Dam"), or after a given name English has no word for ("Thom
-    Post"; "the Washington Post" keeps its sense). Where the model labelled the words an
-    organisation or an event (`labelled`), only between two such words ("Dani Company Pulido")
-    or when it is a common surname too ("Jesper Post", "Brianna Day"): "Deutsche Bank" is
-    labelled so for a reason."""
+    """Whether an organisation (or calendar) word is a surname here: glued by a hyphen to
+    another name word ("Frankhuizen-Post", "Post-van Dam"), or after a given name English has
+    no word for ("Thom Post"; "the Washington Post" keeps its sense). Where the model labelled
+    the words an organisation or an event (`labelled`), only between two such words ("Dani
+    Company Pulido") or when it is a common surname too ("Jesper Post", "Brianna Day"):
+    "Deutsche Bank" is labelled so for a reason."""
     doc, i = token.doc, token.i
     glued = _hyphenated(doc, i - 2) or _hyphenated(doc, i)
     before = i > 0 and _unknown(doc[i - 1])
@@ -254,7 +254,7 @@ def _surname(token, labelled: bool) -> bool:
 
 def _hyphenated(doc, i: int) -> bool:
     """Whether words i and i + 2 are one, joined by a hyphen without blanks ("Post-van")."""
-    return (0 <= i and i + 2 < len(doc) and doc[i + 1].text == "-"
+    return (i >= 0 and i + 2 < len(doc) and doc[i + 1].text == "-"
             and not doc[i].whitespace_ and not doc[i + 1].whitespace_)  # fmt: skip
 
 
