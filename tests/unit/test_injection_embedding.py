@@ -99,6 +99,13 @@ def test_ingestion_embeddings_are_reused_not_recomputed(monkeypatch) -> None:
     embedded.clear()
     detect_many(texts[:1], known=(other, stored[:1]))  # another embedder's vectors: not reused
     assert embedded == texts[:1]
+    # Another instance of the guard's model (a Spark worker's, loaded with its own batch size):
+    # the same weights, so its vectors are reused.
+    twin = LocalEmbedder(bundled_model_path(), model_id=embedder.model_id,
+                         batch_size=embedder.batch_size + 1, threads=1)  # fmt: skip
+    embedded.clear()
+    detect_many(texts[:2], known=(twin, stored[:2]))
+    assert embedded == []
 
 
 def test_benign_rows_for_the_head_alone_lower_its_score_and_stay_out_of_the_stack() -> None:

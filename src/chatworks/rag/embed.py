@@ -52,7 +52,7 @@ class LocalEmbedder:
 
         torch.set_num_threads(threads)
         self._model = SentenceTransformer(str(model_path), device="cpu", local_files_only=True)
-        self.model_id = model_id
+        self.model_path, self.model_id = Path(model_path).resolve(), model_id
         # Renamed in sentence-transformers 6; the old name still works on older releases.
         dimension = getattr(self._model, "get_embedding_dimension", None)
         dimension = dimension or self._model.get_sentence_embedding_dimension
@@ -81,6 +81,13 @@ class LocalEmbedder:
             # Beside the native engine, one thread: a second OpenMP team in the process
             # (teams outnumbering the cores) halves the engine's 2-thread decode for good.
             threads=1 if settings.provider == "native" else settings.threads,
+        )
+
+    def same_model(self, other: object) -> bool:
+        """Whether `other` makes the same vectors (the same weights; batch size and threads
+        change only rounding): a Spark worker's instance and the guard's, for example."""
+        return isinstance(other, LocalEmbedder) and (
+            (self.model_path, self.model_id) == (other.model_path, other.model_id)
         )
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:

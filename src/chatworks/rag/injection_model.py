@@ -171,11 +171,12 @@ Embedded = tuple[LocalEmbedder, np.ndarray]
 
 def window_vectors(texts: Sequence[str], known: Embedded | None = None) -> list[np.ndarray]:
     """Per text, its windows' embeddings [windows, 384], all windows embedded in one batch.
-    `known`: when its embedder is the encoder here, a text that fits in one window takes its
-    vector from there instead of being embedded again."""
+    `known`: when its embedder is the encoder's model (any instance of it: a Spark worker's
+    too), a text that fits in one window takes its vector from there instead of being
+    embedded again."""
     embedder, tokenizer = encoder()
     pieces = [_ends(windows(tokenizer, text, WINDOW_TOKENS, WINDOW_STRIDE)) for text in texts]
-    reuse = known is not None and known[0] is embedder
+    reuse = known is not None and embedder.same_model(known[0])
     to_embed = {i: p for i, p in enumerate(pieces) if not (reuse and len(p) == 1)}
     fresh = embedder.embed([w for p in to_embed.values() for w in p])
     out, start = [], 0  # `fresh` holds to_embed's windows in order: each text takes the next ones
