@@ -64,8 +64,9 @@ ORG_WORDS = {"inc", "inc.", "ltd", "ltd.", "llc", "gmbh", "ag", "sa", "s.a.", "s
 # Organisation and calendar words that are common surnames too ("Post" in Dutch, "Company" in
 # Catalan, "Church" and "Day" in English).
 SURNAMES_TOO = {"post", "company", "church", "court", "press", "day"}
-# What the tagger calls a name word it does not know ("Benard" of "Agathe Benard": ADV).
-NAME_TAGS = ("PROPN", "NOUN", "ADJ", "VERB", "ADV", "X")
+# What the tagger calls a name word it does not know (and, for a word English has none for,
+# an adverb: "Benard" of "Agathe Benard"; see `_name_tag`).
+NAME_TAGS = ("PROPN", "NOUN", "ADJ", "VERB", "X")
 # Labels the small model gives to names it does not know (see `_may_be_a_name`).
 MISREAD = {"ORG", "PRODUCT", "WORK_OF_ART", "EVENT", "NORP", "DATE", "LAW"}
 WEEKDAYS = {"monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"}
@@ -203,10 +204,9 @@ def _may_be_a_name(ent) -> list:
         t.text[:1].isupper() and t.lower_ not in CALENDAR for t in words
     )
     name = ent.label_ in MISREAD and bool(words) and all(
-        (t.text[:1].isupper() and t.pos_ in NAME_TAGS
-         and (t.lower_ not in ORG_WORDS or _surname(t, labelled=True))
-         and (t.lower_ not in CALENDAR or (months and t.lower_ in MONTHS)
-              or _surname(t, labelled=True))
+        (t.text[:1].isupper() and _name_tag(t)
+         and (t.lower_ not in ORG_WORDS or _surname(t))
+         and (t.lower_ not in CALENDAR or (months and t.lower_ in MONTHS) or _surname(t))
          and not (t.is_upper and len(t.text.rstrip(".")) > 1))  # "D." is an initial
         or t.lower_ in TITLES
         or _particle(t)
@@ -236,20 +236,20 @@ def _unknown(token) -> bool:
     return bool(_NAME_WORD.fullmatch(token.text)) and not english(token.lower_)
 
 
-def _surname(token, labelled: bool) -> bool:
-    """Whether an organisation (or calendar) word is a surname here: glued by a hyphen to
-    another name word ("Frankhuizen-Post", "Post-van Dam"), or after a given name English has
-    no word for ("Thom Post"; "the Washington Post" keeps its sense). Where the model labelled
-    the words an organisation or an event (`labelled`), only between two such words ("Dani
-    Company Pulido") or when it is a common surname too ("Jesper Post", "Brianna Day"):
-    "Deutsche Bank" is labelled so for a reason."""
+def _surname(token) -> bool:
+    """Whether an organisation or calendar word is a surname here: glued by a hyphen to another
+    name word ("Frankhuizen-Post", "Post-van Dam"), or, when it is a common surname too
+    (`SURNAMES_TOO`), after a given name English has no word for ("Thom Post", "Brianna Day";
+    "the Washington Post", "Boxing Day" and "Chemenu Inc." keep their sense)."""
     doc, i = token.doc, token.i
     glued = _hyphenated(doc, i - 2) or _hyphenated(doc, i)
-    before = i > 0 and _unknown(doc[i - 1])
-    if not labelled:
-        return glued or before
-    after = i + 1 < len(doc) and _unknown(doc[i + 1])
-    return glued or (before and (after or token.lower_ in SURNAMES_TOO))
+    return glued or (token.lower_ in SURNAMES_TOO and i > 0 and _unknown(doc[i - 1]))
+
+
+def _name_tag(token) -> bool:
+    """A tag a name word may have: the tagger guesses at words English has no word for, so
+    for those an adverb too ("Benard"); "Meanwhile" of "Meanwhile Ms Hutt" is no name word."""
+    return token.pos_ in NAME_TAGS or (token.pos_ == "ADV" and _unknown(token))
 
 
 def _hyphenated(doc, i: int) -> bool:
@@ -268,7 +268,7 @@ def _name_word(token, loose: set[int]) -> bool:
     where a name word may stand (`loose`: see `_loose_name_words`)."""
     if not _capitalised(token):
         return False
-    return token.pos_ == "PROPN" or (token.pos_ in NAME_TAGS and token.i in loose)
+    return token.pos_ == "PROPN" or (_name_tag(token) and token.i in loose)
 
 
 def _loose_name_words(doc, other: set[int]) -> set[int]:
@@ -281,7 +281,7 @@ def _loose_name_words(doc, other: set[int]) -> set[int]:
     loose = {t.i for ent in doc.ents for t in ent if t.i not in other}
     loose |= {ent.start - 1 for ent in doc.ents if ent.label_ == "PERSON" and ent.start}
     # Shaped like a name word: one capital, then small letters ("VMs", "BodyXRock" are not).
-    candidates = [t for t in doc if t.i not in other and t.pos_ in NAME_TAGS
+    candidates = [t for t in doc if t.i not in other and _name_tag(t)
                   and _NAME_WORD.fullmatch(t.text)
                   and t.lower_ not in ORG_WORDS | CALENDAR]  # fmt: skip
     loose |= {t.i for t in candidates if not english(t.lower_)}
@@ -340,7 +340,7 @@ def _name_runs(doc, people: list[tuple[int, int]]) -> list[tuple[int, int]]:
         if current and proper >= 1:
             start, end = current[0].idx, current[-1].idx + len(current[-1])
             named = any(s < end and start < e for s, e in people)
-            organisation = any(t.lower_ in ORG_WORDS and not _surname(t, labelled=False)
+            organisation = any(t.lower_ in ORG_WORDS and not _surname(t)
                                for t in current)  # "Champions League"  # fmt: skip
             # One name word English has no word for, then a suffix: "Imran VI", "Wende B.A."
             suffixed = proper == 1 and _unknown(current[0]) and _degree(current[-1])
