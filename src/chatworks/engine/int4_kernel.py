@@ -2,13 +2,11 @@
 
 Built with the machine's C++ compiler against the installed torch, once: by `make` and the
 image's build stage (`python -m chatworks.engine.int4_kernel`) or, where that was not run, on
-first use (~20 s). The shared library goes next to its source when the package's directory is
-writable (an install's, so the image's runtime stage, without a compiler, gets it with the
-venv), else under $XDG_CACHE_HOME/chatworks/kernels (default ~/.cache). Its name is a hash of
-the source, torch's version and the compile command, so an edit or a torch upgrade builds a new
-one and nothing stale loads. Both ISA paths live in one library (per-function `target`
-attributes), so it is not keyed by CPU: the path is chosen per call (`isa()`), which is also
-what lets one process test both.
+first use (~20 s), where `chatworks.built` puts such files (so the image's runtime stage,
+without a compiler, gets it with the venv). Its name is a hash of the source, torch's version
+and the compile command, so an edit or a torch upgrade builds a new one. Both ISA paths live
+in one library (per-function `target` attributes), so it is not keyed by CPU: the path is
+chosen per call (`isa()`), which is also what lets one process test both.
 Where no compiler is found or the build fails, `available()` is False and the engine keeps
 torch's own int4 kernel: slower, same answers up to rounding.
 Does not cover: CUDA, or weights other than 4-bit groups of 32.
@@ -22,11 +20,12 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import torch
 from torch.utils import cpp_extension
+
+from chatworks import built
 
 SOURCE = Path(__file__).parent / "kernels" / "int4_mm.cpp"
 GROUP, TILE = 32, 16
@@ -34,8 +33,7 @@ AVX2, AVX512_VNNI = 0, 1
 
 
 def _places() -> list[Path]:
-    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
-    return [SOURCE.parent, cache / "chatworks" / "kernels"]
+    return built.places(SOURCE.parent, "kernels")
 
 
 def _command(source: Path, target: Path) -> list[str]:
@@ -54,26 +52,18 @@ def library_path() -> Path:
     key = hashlib.sha256(SOURCE.read_bytes())
     key.update(torch.__version__.encode())
     key.update(" ".join(_command(SOURCE, Path("out"))).encode())
-    name = f"int4_mm-{key.hexdigest()[:16]}.so"
-    built = [place / name for place in _places() if (place / name).exists()]
-    writable = [place for place in _places() if os.access(place, os.W_OK)]
-    return built[0] if built else (writable or _places()[1:])[0] / name
+    return built.path(f"int4_mm-{key.hexdigest()[:16]}.so", _places())
 
 
 def build() -> Path:
-    """Compile the library unless cached; written under a temporary name and renamed, so a
-    process that loads it never sees half a file."""
+    """Compile the library unless already built."""
     target = library_path()
     if target.exists():
         return target
     if shutil.which(os.environ.get("CXX", "g++")) is None:
         raise RuntimeError("no C++ compiler (g++, or $CXX)")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=target.parent) as scratch:
-        built = Path(scratch) / target.name
-        subprocess.run(_command(SOURCE, built), check=True, capture_output=True, text=True)
-        built.replace(target)
-    return target
+    return built.write(target, lambda out: subprocess.run(
+        _command(SOURCE, out), check=True, capture_output=True, text=True))  # fmt: skip
 
 
 @functools.cache
