@@ -95,6 +95,8 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	# The engine's integer-dot int4 kernel, compiled once (engine/int4_kernel.py); without a
 	# C++ compiler the engine keeps torch's int4 kernel, so a failed build stops nothing.
 	-$(BIN)/python -m chatworks.engine.int4_kernel
+	# The PII rules' given-name list, from names-dataset's data (security/given_names.py).
+	$(BIN)/python -m chatworks.security.given_names
 	touch $@
 
 $(VENV)/.installed-replicas: $(VENV)/.installed

@@ -166,6 +166,21 @@ def test_capitalised_words_the_tagger_calls_nouns_join_a_name(words, pos, name) 
         ("We met on Boxing Day", "PRON VERB ADP PROPN PROPN", "O O O B-EVENT I-EVENT", []),
         ("He joined Deutsche Bank in May", "PRON VERB PROPN PROPN ADP PROPN",
          "O O B-ORG I-ORG O B-DATE", []),
+        # a given name English has a word for (names-dataset): beside a capitalised word read
+        # as a noun, before a suffix, before a common surname with no article in front
+        ("Hi , this is Dean Birch .", "INTJ PUNCT PRON AUX PROPN NOUN PUNCT", None,
+         ["Dean Birch"]),
+        ("Payroll record for Austin VII : done", "NOUN NOUN ADP PROPN PROPN PUNCT VERB",
+         "O O O B-ORG I-ORG O O", ["Austin VII"]),
+        ("Hi , this is Rosa Santos Company .", "INTJ PUNCT PRON AUX PROPN PROPN PROPN PUNCT",
+         "O O O O B-ORG I-ORG I-ORG O", ["Rosa Santos Company"]),
+        # a short word between a given name and a surname English lacks is part of the name;
+        # a conjunction is not, nor a verb after a surname
+        ("Reminder from Femke dat Brinkhuis : the crates are late",
+         "NOUN ADP PROPN VERB PROPN PUNCT DET NOUN AUX ADJ", None, ["Femke dat Brinkhuis"]),
+        ("Reminder from Femke and Brinkhuis : the crates are late",
+         "NOUN ADP PROPN CCONJ PROPN PUNCT DET NOUN AUX ADJ", None, []),
+        ("Laporte said Harinordoquy was fit", "PROPN VERB PROPN AUX ADJ", None, []),
     ],
 )  # fmt: skip
 def test_name_rules_on_the_taggers_own_mistakes(words, pos, ents, names) -> None:
@@ -182,3 +197,28 @@ def test_a_name_the_model_runs_into_its_address_is_cut_at_at() -> None:
 def test_english_words_are_known_inflected() -> None:
     assert all(pii_ner.english(w) for w in ("quitting", "cases", "heath", "ran"))
     assert not any(pii_ner.english(w) for w in ("hugues", "lópez", "eilidh"))
+
+
+def test_given_names_are_the_gendered_popular_ones() -> None:
+    from chatworks.security.given_names import given_name
+
+    assert all(given_name(w) for w in ("Tyler", "urban", "Maaike", "Grace"))
+    # in names-dataset as first names, but carried by both genders alike: noise, not names
+    assert not any(given_name(w) for w in ("The", "Love", "Chapter", "Kubernetes"))
+
+
+def test_content_logs_take_out_every_word_that_may_be_a_name() -> None:
+    text = "Thanks, Femke Brinkhuis and Dean Birch. Will you ask Grace about the Lausitz trip?"
+    words = {text[s:e] for s, e in pii_ner.name_like(text)}
+    # words English lacks, and a given name with the capitalised word beside it; not a given
+    # name alone ("Grace"), nor a sentence's first English word ("Thanks", "Will")
+    assert words == {"Femke", "Brinkhuis", "Dean", "Birch", "Lausitz"}
+    logged = pii.redact_log(text)
+    assert not any(w in logged for w in words)
+    assert logged.startswith("Thanks, ") and "Will you ask" in logged
+
+
+def test_content_logs_pay_for_it_in_product_names_the_guard_keeps() -> None:
+    text = "Why does the pod on Kubernetes restart?"
+    assert pii.redact(text) == text
+    assert pii.redact_log(text) == "Why does the pod on [NAME] restart?"

@@ -100,8 +100,8 @@ async def start_generation(
 
 def _prompt_text(request: GenerationRequest) -> str | list[dict[str, str]]:
     if request.messages is None:
-        return pii.redact(request.prompt or "")
-    return [{"role": m.role, "content": pii.redact(m.content)} for m in request.messages]
+        return pii.redact_log(request.prompt or "")
+    return [{"role": m.role, "content": pii.redact_log(m.content)} for m in request.messages]
 
 
 def _phases(span: Span, model: str, timing: Timing | None) -> None:
@@ -191,7 +191,7 @@ async def metered(
         metrics.REQUEST_SUCCESS.labels(model, finish).inc()
         content = {}
         if log_content:  # redacted as a whole: a value split across two deltas is whole here
-            content = {"prompt": _prompt_text(request), "answer": pii.redact("".join(answer))}
+            content = {"prompt": _prompt_text(request), "answer": pii.redact_log("".join(answer))}
         _phases(span, model, timing)
         _end_generation(span, finish, usage, generated, content)
         log.info(

