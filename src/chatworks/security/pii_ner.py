@@ -21,7 +21,7 @@ import logging
 import re
 import threading
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 
 from spacy.lang.en.stop_words import STOP_WORDS
 
@@ -139,7 +139,7 @@ def _lemma_tables() -> tuple[dict, dict, dict]:
             {pos: rules[pos] for pos in ("noun", "verb", "adj") if pos in rules})  # fmt: skip
 
 
-@cache
+@lru_cache(maxsize=1 << 16)  # bounded: the words come from users
 def english(word: str) -> bool:
     """Whether English has `word` (lower case), inflected or not: the lemmatizer's word lists
     (WordNet's ~90k nouns, verbs, adjectives and adverbs, shipped in the spaCy model) with its
