@@ -38,7 +38,7 @@ from chatworks.api.service import Service
 from chatworks.providers.base import Provider
 from chatworks.providers.registry import create_provider
 from chatworks.rag import injection
-from chatworks.security import pii_ner
+from chatworks.security import given_names, pii_ner
 from chatworks.security.exposure import keyless_loopback
 from chatworks.settings import Settings, get_settings
 from chatworks.telemetry import multiprocess
@@ -68,6 +68,7 @@ async def _load(service: Service) -> None:
         # The PII recognizers' NER model first (1-2 s, more on a busy machine): the guard,
         # content logs and the audit log need it, and the server is not ready without it.
         await asyncio.to_thread(pii_ner.analyzer)
+        await asyncio.to_thread(given_names.names)  # the name rules' list, likewise
         await asyncio.to_thread(injection.preload)  # the injection guard's MiniLM, likewise
         await service.provider.load()
     except Exception as exc:  # keep serving /healthz and /readyz, which reports the failure

@@ -61,13 +61,14 @@ def build() -> Path:
 
 
 @functools.cache
-def _names() -> frozenset[str]:
+def names() -> frozenset[str]:
+    """The list, lower case; loaded once (and built first if the install did not)."""
     return frozenset(build().read_text().split("\n"))
 
 
 def given_name(word: str) -> bool:
     """Whether `word` (any case) is a given name many people carry."""
-    return word.lower() in _names()
+    return word.lower() in names()
 
 
 if __name__ == "__main__":  # the install step
