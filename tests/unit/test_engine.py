@@ -416,6 +416,32 @@ def _request(**kwargs) -> GenerationRequest:
     return GenerationRequest(model="smollm2-135m-instruct", temperature=0, **kwargs)
 
 
+def test_threads_started_after_the_engine_run_torch_on_one_thread():
+    """The engine's thread takes `threads` for itself. torch hands the last count it was given
+    to every thread that starts later, so a guard judging on a new worker thread opened a
+    second OpenMP team of two, and 2-thread decode fell to half speed for good: the provider
+    puts the process's count back to one once the engine has started."""
+    settings = Settings(threads=2, engine_slots=1, engine_precision="fp32",
+                        engine_compile=False, _env_file=None)  # fmt: skip
+    prov = NativeProvider(settings)
+    asyncio.run(prov.load())
+    try:
+        counts: list[int] = []
+
+        def later() -> None:
+            torch.ones(8).sum()  # a thread's count is set on its first torch call
+            counts.append(torch.get_num_threads())
+
+        thread = threading.Thread(target=later)
+        thread.start()
+        thread.join()
+        assert counts == [1]
+        deltas = asyncio.run(_deltas(prov, _request(prompt="Hello", max_tokens=2)))
+        assert deltas[-1].usage.completion_tokens == 2  # the engine still decodes
+    finally:
+        asyncio.run(prov.close())
+
+
 def test_provider_implements_protocol(provider):
     assert isinstance(provider, Provider)
     assert provider.ready and provider.max_concurrency == 2
