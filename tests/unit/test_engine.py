@@ -416,30 +416,39 @@ def _request(**kwargs) -> GenerationRequest:
     return GenerationRequest(model="smollm2-135m-instruct", temperature=0, **kwargs)
 
 
-def test_threads_started_after_the_engine_run_torch_on_one_thread():
-    """The engine's thread takes `threads` for itself. torch hands the last count it was given
-    to every thread that starts later, so a guard judging on a new worker thread opened a
-    second OpenMP team of two, and 2-thread decode fell to half speed for good: the provider
-    puts the process's count back to one once the engine has started."""
-    settings = Settings(threads=2, engine_slots=1, engine_precision="fp32",
-                        engine_compile=False, _env_file=None)  # fmt: skip
-    prov = NativeProvider(settings)
-    asyncio.run(prov.load())
+def test_only_the_engines_thread_runs_with_its_threads(loaded):
+    """torch hands the last count it was given to every thread on its first torch call. A
+    thread started after a 2-thread engine (a guard judging beside a request) got 2 and opened
+    a second OpenMP team, which halved 2-thread decode; and an uncompiled engine whose caller
+    set the count back before its first step ran on 1. The engine's thread keeps its 2 and a
+    later thread gets the caller's 1."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    engine = Engine(loaded[0], slots=1, threads=2).start()  # not compiled: no torch call yet
     try:
-        counts: list[int] = []
+        on_engine: list[int] = []  # `emit` runs on the engine's thread
+        done = threading.Event()
 
-        def later() -> None:
+        def emit(event) -> None:
+            on_engine.append(torch.get_num_threads())
+            if isinstance(event, Finish):
+                done.set()
+
+        engine.submit(_ids(loaded, "Hello"), SamplingParams(max_tokens=3, temperature=0), emit)
+        assert done.wait(60)
+        later: list[int] = []
+
+        def judge() -> None:
             torch.ones(8).sum()  # a thread's count is set on its first torch call
-            counts.append(torch.get_num_threads())
+            later.append(torch.get_num_threads())
 
-        thread = threading.Thread(target=later)
+        thread = threading.Thread(target=judge)
         thread.start()
         thread.join()
-        assert counts == [1]
-        deltas = asyncio.run(_deltas(prov, _request(prompt="Hello", max_tokens=2)))
-        assert deltas[-1].usage.completion_tokens == 2  # the engine still decodes
+        assert set(on_engine) == {2} and later == [1]
     finally:
-        asyncio.run(prov.close())
+        engine.stop()
+        torch.set_num_threads(before)
 
 
 def test_provider_implements_protocol(provider):

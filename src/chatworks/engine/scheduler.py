@@ -187,13 +187,20 @@ class Engine:
     # --- client side (any thread) --------------------------------------------------------------
 
     def start(self) -> Engine:
-        """Start the scheduler thread; with `compile`, return once it has compiled the model."""
+        """Start the scheduler thread; with `compile`, return once it has compiled the model.
+        Only that thread runs with `threads`: the process's torch thread count is the caller's
+        again on return."""
+        callers = torch.get_num_threads()
         warmed = threading.Event()
         self._thread = threading.Thread(
             target=self._loop, args=(warmed,), name="chatworks-engine", daemon=True
         )
         self._thread.start()
         warmed.wait()
+        # torch hands the last count it was given to every thread on its first torch call:
+        # left at `threads`, a guard judging on a new worker thread opened a second OpenMP
+        # team, and 2-thread decode fell to half speed for good (docs/log.md).
+        torch.set_num_threads(callers)
         if self._start_error is not None:
             raise RuntimeError("the engine could not compile its model") from self._start_error
         return self
@@ -282,6 +289,9 @@ class Engine:
     # --- scheduler thread ----------------------------------------------------------------------
 
     def _loop(self, warmed: threading.Event) -> None:
+        # This thread's first torch call gives it the process's count (which `start` sets back
+        # to the caller's): made first, so that `threads` sticks here, compiled or not.
+        torch.get_num_threads()
         torch.set_num_threads(self.threads)
         try:
             if self.compile:  # here: Inductor builds its C++ loops for this thread count

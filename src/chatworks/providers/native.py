@@ -83,11 +83,6 @@ class NativeProvider:
             kv_cache_mb=s.engine_kv_cache_mb,
             compile=compile,
         ).start()
-        # The engine's thread has taken `threads` for itself, and torch hands the last count it
-        # was given to every thread that starts later: without this, a guard judging on a new
-        # worker thread opened a second OpenMP team, and 2-thread decode fell to half speed
-        # for the rest of the process (docs/log.md). The engine's thread keeps its own count.
-        torch.set_num_threads(1)
         watch_engine(s.model, self._engine.stats)
         why_not = None if compile else self._why_not_compiled(model) or "turned off"
         log.info("engine_ready", model=s.model, precision=s.engine_precision,
