@@ -188,7 +188,7 @@ def pii_table(samples: list[tuple[str, list[tuple[str, str]]]], ner: bool = True
         redacted = pii.redact(text, spans)
         leaked += sum(value in redacted for _, value in planted)
         if ner:  # the content log's stricter redaction (names only: it adds nothing else)
-            log = pii.redact_log(text)
+            log = pii.redact(text, pii.log_spans(text, spans))
             logged += sum(value in log for _, value in planted)
     ms = (time.perf_counter() - started) * 1000 / len(samples)
     label = "patterns + Presidio (spaCy NER, phonenumbers)" if ner else "patterns only"
@@ -228,7 +228,8 @@ def over_redaction_table(seed: int, sharegpt: int = 300, per_set: int = 400) -> 
             words += len(re.findall(r"\w+", text))
             for span in pii.log_spans(text):
                 kinds[span.kind] += 1
-                found.get(span.kind, []).append(span.text)
+                if span.kind in found:
+                    found[span.kind].append(span.text)
         people, others = (_examples(found[kind], seed) for kind in (pii.PERSON, pii.NAME))
         share = f"{kinds[pii.NAME]} of {words} ({kinds[pii.NAME] / words:.2%})"
         print(f"| {name} | {len(texts)} | {kinds[pii.PERSON]} | {kinds[pii.LOCATION]} | "

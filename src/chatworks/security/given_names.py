@@ -63,7 +63,7 @@ def build() -> Path:
 @functools.cache
 def names() -> frozenset[str]:
     """The list, lower case; loaded once (and built first if the install did not)."""
-    return frozenset(build().read_text().split("\n"))
+    return frozenset(build().read_text().splitlines())
 
 
 def given_name(word: str) -> bool:

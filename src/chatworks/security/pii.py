@@ -207,13 +207,14 @@ def find(text: str, ner: bool = True) -> list[Span]:
 NAME = "NAME"  # a word `redact_log` takes out because it may be part of a name
 
 
-def log_spans(text: str) -> list[Span]:
-    """`find`'s spans, and every word left that may be part of a name the NER and its rules
-    missed (`pii_ner.name_like`) as a NAME span: what content logs and traces take out.
-    Stricter than the guard and `/v1/moderations`, which must not take out what a reader
-    needs: a log keeps no name, at the price of product and place names English has no word
-    for ("deploy [NAME] on [NAME]"); docs/benchmarks.md measures both."""
-    spans = find(text)
+def log_spans(text: str, found: list[Span] | None = None) -> list[Span]:
+    """`find`'s spans (`found`, when the caller has them), and every word left that may be
+    part of a name the NER and its rules missed (`pii_ner.name_like`) as a NAME span: what
+    content logs and traces take out. Stricter than the guard and `/v1/moderations`, which
+    must not take out what a reader needs: a log keeps no name, at the price of product and
+    place names English has no word for ("deploy [NAME] on [NAME]"); docs/benchmarks.md
+    measures both."""
+    spans = find(text) if found is None else list(found)
     for start, end in pii_ner.name_like(text):
         if not _overlaps(spans, start, end):
             spans.append(Span(NAME, start, end, text[start:end]))

@@ -51,6 +51,7 @@ DEGREES = {"mba", "mba.", "phd", "ph.d.", "b.sc.", "m.sc.", "b.a.", "m.a.", "ba"
 # Generational suffixes ("Imran VI"), which come after a name as degrees do; not "V", more
 # often an initial ("V Matfield") or "versus" ("Jones v Dunkel").
 NUMERALS = {"ii", "iii", "iv", "vi", "vii", "viii"}
+SUFFIXES = DEGREES | NUMERALS
 PARTICLES = {"de", "del", "della", "dei", "di", "da", "du", "des", "la", "le", "van", "der",
              "den", "von", "zu", "y", "dos", "das", "ten", "ter", "'t", "t", "op", "d",
              "d'"}  # fmt: skip
@@ -81,6 +82,8 @@ MONTHS = {"january", "february", "march", "april", "may", "june", "july", "augus
           "september", "october", "november", "december"}  # fmt: skip
 CALENDAR = WEEKDAYS | MONTHS | {"christmas", "easter", "eve", "day", "new", "year", "week",
                                 "weekend", "holiday", "night", "morning"}  # fmt: skip
+ORG_OR_CALENDAR = ORG_WORDS | CALENDAR
+TITLES_AND_DEGREES = TITLES | DEGREES
 # Tags of words that join or relate others: never part of a name (`_bridge`).
 FUNCTION_TAGS = {"ADP", "CCONJ", "SCONJ", "DET", "PRON", "AUX", "PART"}
 # Entities whose proper nouns are no person's: left alone by the proper-noun rule below.
@@ -236,12 +239,16 @@ def _particle(token) -> bool:
 def _degree(token) -> bool:
     """ "B.A." and "B.A" (the tokenizer may keep the last dot apart) are both degrees; "VI"
     of "Imran VI" counts as one."""
-    return token.lower_ in DEGREES | NUMERALS or token.lower_ + "." in DEGREES
+    return token.lower_ in SUFFIXES or token.lower_ + "." in DEGREES
 
 
 def _unknown(token) -> bool:
     """A word shaped like a name word that English has no word for ("Thom", "Pulido")."""
-    return bool(_NAME_WORD.fullmatch(token.text)) and not english(token.lower_)
+    return _unknown_word(token.text)
+
+
+def _unknown_word(word: str) -> bool:
+    return bool(_NAME_WORD.fullmatch(word)) and not english(word.lower())
 
 
 def _surname(token) -> bool:
@@ -319,19 +326,16 @@ def _loose_name_words(doc, other: set[int]) -> set[int]:
     # Shaped like a name word: one capital, then small letters ("VMs", "BodyXRock" are not).
     candidates = [t for t in doc if t.i not in other and _name_tag(t)
                   and _NAME_WORD.fullmatch(t.text)
-                  and t.lower_ not in ORG_WORDS | CALENDAR]  # fmt: skip
-    loose |= {t.i for t in candidates if not english(t.lower_)}
+                  and t.lower_ not in ORG_OR_CALENDAR]  # fmt: skip
+    loose |= {t.i for t in candidates if _unknown(t)}
 
     def name(i: int) -> bool:
         return 0 <= i < len(doc) and i not in other and _name_word(doc[i], loose)
 
-    def unknown_name(i: int) -> bool:
-        return name(i) and _NAME_WORD.fullmatch(doc[i].text) and not english(doc[i].lower_)
-
     loose |= {t.i for t in candidates
               if (name(t.i - 1) and name(t.i + 1))
               or (t.i > 0 and _particle(doc[t.i - 1]) and name(t.i - 2))
-              or unknown_name(t.i - 1)
+              or (name(t.i - 1) and _unknown(doc[t.i - 1]))
               or (_given(t) and name(t.i + 1))
               or (t.i > 0 and _given(doc[t.i - 1]) and name(t.i - 1))
               or _after_title(t)}  # fmt: skip
@@ -354,7 +358,7 @@ def _in_name(token, current: list, loose: set[int]) -> bool:
         return False
     if _particle(token) or _bridge(token) or _degree(token) or token.text in ("-", "'"):
         return True
-    return token.text == "." and current[-1].lower_ + "." in TITLES | DEGREES  # "Ing" "."
+    return token.text == "." and current[-1].lower_ + "." in TITLES_AND_DEGREES  # "Ing" "."
 
 
 def _name_runs(doc, people: list[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -416,6 +420,8 @@ def find(text: str) -> list[Found]:
 
 
 _WORD = re.compile(r"[^\W\d_]+")
+# Capitalised only because they start a sentence ("The", "And" beside a name): never a name's.
+_NO_NAME_WORDS = STOP_WORDS | {"i"}
 
 
 def name_like(text: str) -> list[tuple[int, int]]:
@@ -424,21 +430,19 @@ def name_like(text: str) -> list[tuple[int, int]]:
     right beside it ("Urban Sontag", "Tyler VI"; not "Will you"). For content logs
     (`pii.redact_log`), where a name kept costs more than a product or place name lost."""
     words = list(_WORD.finditer(text))
-    # "The", "And" beside a name start a sentence; they are never part of one.
-    capitalised = [w.group()[:1].isupper() and w.group().lower() not in STOP_WORDS | {"i"}
+    capitalised = [w.group()[:1].isupper() and w.group().lower() not in _NO_NAME_WORDS
                    for w in words]  # fmt: skip
     taken = set()
     for i, w in enumerate(words):
         word = w.group()
-        if not _NAME_WORD.fullmatch(word):
-            continue
-        if not english(word.lower()) and word.lower() not in STOP_WORDS:  # no "the" in lists
+        if _unknown_word(word) and word.lower() not in STOP_WORDS:  # the lists hold no "the"
             taken.add(i)
-        if given_name(word):
+        if _NAME_WORD.fullmatch(word) and given_name(word):
             beside = [j for j in (i - 1, i + 1) if 0 <= j < len(words) and capitalised[j]
                       and text[min(w.end(), words[j].end()):
                                max(w.start(), words[j].start())] == " "]  # fmt: skip
-            taken |= {i, *beside} if beside else set()
+            if beside:
+                taken |= {i, *beside}
     return [words[i].span() for i in sorted(taken)]
 
 
