@@ -137,7 +137,9 @@ def test_no_pii_in_logs_traces_or_audit(logging_server: LiveServer, receiver) ->
     admin = {"X-API-Key": ADMIN_KEY}
     client = openai.OpenAI(base_url=logging_server.api_url, api_key=ADMIN_KEY, max_retries=0)
     for i, who in enumerate(people):
-        messages = [{"role": "user", "content": sentence(who)}]
+        # "Kubernetes": a word English has none for, which content logs take out as a name
+        # might be (`pii.redact_log`), where the guard's redaction keeps it.
+        messages = [{"role": "user", "content": f"{sentence(who)} We run on Kubernetes."}]
         if i % 2:
             stream = client.chat.completions.create(model="scripted", messages=messages,
                                                     stream=True)  # fmt: skip
@@ -164,9 +166,11 @@ def test_no_pii_in_logs_traces_or_audit(logging_server: LiveServer, receiver) ->
         for kind, value in who.items():
             assert value not in log, (kind, "in the server log")
             assert value not in audit, (kind, "in the audit log")
+    assert "Kubernetes" not in log
     for kind in ("PERSON", "LOCATION", "EMAIL", "PHONE", "CARD", "IBAN", "SSN"):  # redacted
         assert all(f"[{kind}]" in g["prompt"][0]["content"] and f"[{kind}]" in g["answer"]
                    for g in generations), kind  # fmt: skip
+    assert all(g["prompt"][0]["content"].endswith("We run on [NAME].") for g in generations)
     assert "c0/[EMAIL]" in audit  # the file name, redacted
     # Traces carry the same redacted content as the log (GenAI message attributes), no values.
     chats = receiver.wait_for(
