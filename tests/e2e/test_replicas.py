@@ -158,7 +158,13 @@ def test_a_replica_that_is_not_ready_gets_no_traffic_until_it_is_ready_again(
             )
             openings = ([{"role": "user", "content": f"Question number {c}"}] for c in range(64))
             on_b = next(m for m in openings if _turn(client, m)[1] == "r2")
-            b_served = replicas[1].metric("chatworks_http_requests_total", **CHAT)
+            # b has served that one turn; a request is counted after its response is sent,
+            # so the client can read the counter before it moves.
+            b_served = 1
+            assert wait_until(
+                lambda: replicas[1].metric("chatworks_http_requests_total", **CHAT) == b_served,
+                10,
+            )
 
         # Redis is gone: b is not ready, a still is.
         assert wait_until(lambda: balancer.states()["r2"].startswith("DOWN"), 30)
