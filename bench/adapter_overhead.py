@@ -30,7 +30,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    model, _ = load_for_serving(None, "int4")
+    model, _ = load_for_serving(None, "int4", fuse=False)  # a hook on each projection by name
     cfg = model.cfg
     targets = [
         (name, m) for name, m in model.named_modules() if name.rsplit(".", 1)[-1] in ALL_LINEAR

@@ -9,7 +9,10 @@
 4. one decode step of the default model (int4) by batch size, eager vs compiled blocks, and
    prefill of 230 tokens;
 5. the integer-dot int4 kernel (`engine/int4_kernel.py`) vs torch's int4 kernel, per layer shape
-   and for a whole eager decode step, interleaved, median of 5 rounds (the machine is shared).
+   and for a whole eager decode step, interleaved, median of 5 rounds (the machine is shared);
+6. one decode step of the default model with q/k/v and gate/up joined into one matmul each
+   (`precision.fuse_projections`, what serves) vs separate calls, by batch size, compiled
+   where the engine compiles, interleaved as 5.
 
     .venv/bin/python bench/kernels.py --blocks-per-graph 1,3,5,6 [--threads 1]
 
@@ -114,6 +117,20 @@ HEADER = ("| torch int4 wall ms | integer-dot wall ms | ratio | torch int4 CPU m
           "integer-dot CPU ms | ratio |")  # fmt: skip
 
 
+def compile_all(models: list) -> None:
+    for model in models:
+        compiled.compile_blocks(model)
+        compiled.warm_up(model)
+
+
+def decode_step(model, batch: int):
+    """One decode step of `batch` rows at position 300 (301 cached), as a call to time."""
+    cache = KVCache(model.cfg, batch, torch.float32, 1024)
+    cache.reserve(batch, 301)
+    tokens, positions = torch.randint(0, 1000, (batch, 1)), torch.full((batch, 1), 300)
+    return lambda: model(tokens, positions, kv=cache.views(0, batch), kv_len=301, last_only=True)
+
+
 def integer_kernel_vs_torch_int4(compile_steps: bool) -> None:
     if not int4_kernel.available():
         print(f"\nno integer-dot kernel: {int4_kernel.unavailable_reason()}")
@@ -133,21 +150,30 @@ def integer_kernel_vs_torch_int4(compile_steps: bool) -> None:
             print(_ratio_row(f"{name}, {rows}", *interleaved_ms(calls, repeats)))
     models = [load_for_serving(None, "int4", kernel)[0] for kernel in (False, True)]
     if compile_steps:
-        for model in models:
-            compiled.compile_blocks(model)
-            compiled.warm_up(model)
+        compile_all(models)
     how = "compiled" if compile_steps else "eager"
     print(f"\n| int4 model, {how} decode step, batch {HEADER}\n|---|---|---|---|---|---|---|")
     with torch.inference_mode():
         for batch in (1, 2, 4):
-            steps = []
-            for model in models:
-                cache = KVCache(model.cfg, batch, torch.float32, 1024)
-                cache.reserve(batch, 301)
-                tokens, positions = torch.randint(0, 1000, (batch, 1)), torch.full((batch, 1), 300)
-                steps.append(lambda m=model, c=cache, t=tokens, p=positions, b=batch: m(
-                    t, p, kv=c.views(0, b), kv_len=301, last_only=True))  # fmt: skip
+            steps = [decode_step(model, batch) for model in models]
             print(_ratio_row(str(batch), *interleaved_ms(steps, repeats=10)))
+
+
+def fused_vs_separate_projections() -> None:
+    if not int4_kernel.available():
+        print(f"\nno integer-dot kernel (nothing to join): {int4_kernel.unavailable_reason()}")
+        return
+    models = [load_for_serving(None, "int4", fuse=fuse)[0] for fuse in (False, True)]
+    can_compile = compiled.unavailable_reason(integer_only=True) is None
+    if can_compile:
+        compile_all(models)
+    print(f"\n| int4 model, {'compiled' if can_compile else 'eager'} decode step, batch "
+          "| separate wall ms | joined wall ms | ratio | separate CPU ms | joined CPU ms "
+          "| ratio |\n|---|---|---|---|---|---|---|")  # fmt: skip
+    with torch.inference_mode():
+        for batch in (1, 4, 16):
+            steps = [decode_step(model, batch) for model in models]
+            print(_ratio_row(str(batch), *interleaved_ms(steps, repeats=20)))
 
 
 def decode_steps() -> None:
@@ -223,6 +249,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--only-integer-kernel", action="store_true", help="only section 5")
+    parser.add_argument("--only-fused-projections", action="store_true", help="only section 6")
     parser.add_argument("--blocks-per-graph", help="only this: counts to compare, e.g. 1,3,5,6")
     parser.add_argument("--one-grouping", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -232,6 +259,8 @@ def main() -> None:
     print(f"torch {torch.__version__}, {args.threads} thread(s)")
     if args.blocks_per_graph:
         return blocks_per_graph([int(n) for n in args.blocks_per_graph.split(",")], args.threads)
+    if args.only_fused_projections:
+        return fused_vs_separate_projections()
     # Compiled both ways only where torch's int4 kernel may be compiled too (AVX-512 kernels).
     integer_kernel_vs_torch_int4(compile_steps=compiled.unavailable_reason() is None)
     if args.only_integer_kernel:
@@ -240,6 +269,7 @@ def main() -> None:
     int8_head_vs_torch_int8()
     attention()
     decode_steps()
+    fused_vs_separate_projections()
 
 
 if __name__ == "__main__":

@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from chatworks.engine import int4_kernel
-from chatworks.engine.precision import Int4Linear, Int8Linear
+from chatworks.engine import int4_kernel, precision
+from chatworks.engine.precision import Int4Linear, Int8Linear, load_for_serving
 from chatworks.model.gguf_io import QuantGroups
 from tests.reference import int_activation_bound
 
@@ -90,6 +90,47 @@ def test_decode_rows_of_a_quantized_linear_take_the_kernel(kind):
     weight = codes.view(160, 18, 32).float() * scale[..., None] + minimum[..., None]
     x = torch.randn(3, 576, generator=generator)
     check(layer(x), x, weight.view(160, 576))
+
+
+@pytest.mark.parametrize("kind", [Int4Linear, Int8Linear])
+def test_linears_side_by_side_give_each_ones_output(kind):
+    """q, k and v (or gate and up) joined into one call (`fuse_projections`) compute the same
+    numbers on the kernel's rows: each tile of 16 outputs is computed alone, from the same
+    rounded activations. Rows past the kernel's take the dense copy, one matmul instead of
+    three: the same products summed maybe in another order (float32 sums, K terms) and
+    rounded once more to the dense dtype (one unit in its last place)."""
+    generator = torch.Generator().manual_seed(3)
+    parts = []
+    for out in (576, 192, 192):
+        linear = torch.nn.Linear(576, out, bias=False)
+        torch.nn.init.normal_(linear.weight, std=0.05, generator=generator)
+        parts.append(kind.quantize(linear, integer_kernel=True))
+    joined = precision._Split(parts)
+    for rows in (1, 2, 3, 4, 7):
+        x = torch.randn(rows, 576, generator=generator)
+        for got, part in zip(joined(x), parts, strict=True):
+            want = part(x)
+            if rows <= kind.MAX_PACKED_ROWS:
+                assert torch.equal(got, want)
+            else:
+                magnitude = x.abs() @ part.dense.float().abs().T
+                bound = (576 * torch.finfo(torch.float32).eps * magnitude
+                         + torch.finfo(part.dense.dtype).eps * want.abs())  # fmt: skip
+                assert ((got - want).abs() <= bound).all()
+
+
+def test_the_served_model_runs_its_projections_joined_with_the_same_logits():
+    """`load_for_serving` joins q/k/v and gate/up (and drops the separate copies); a decode
+    pass's logits are those of the model with separate calls, exactly (same kernel, tiles)."""
+    fused, tokenizer = load_for_serving(None, "int4")
+    separate, _ = load_for_serving(None, "int4", fuse=False)
+    attention, mlp = fused.layers[0].self_attn, fused.layers[0].mlp
+    assert attention.qkv_proj is not None and attention.q_proj is None
+    assert mlp.gate_up_proj is not None and mlp.up_proj is None
+    tokens = torch.tensor([tokenizer.encode("The lighthouse")])  # rows the kernel takes
+    assert tokens.shape[1] <= Int4Linear.MAX_PACKED_ROWS
+    with torch.inference_mode():
+        assert torch.equal(fused(tokens), separate(tokens))
 
 
 def test_without_a_compiler_nothing_is_built_and_the_reason_is_given(monkeypatch, tmp_path):

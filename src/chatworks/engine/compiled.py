@@ -1,7 +1,7 @@
 """Compiled decoder blocks for serving: the same model code, fewer trips through Python.
 
 A batch-1 decode step of the default model runs ~2,500 small eager ops (norms, RoPE, casts,
-cache writes, softmax) around its 211 matmuls, and dispatching them cost more than the matmuls
+cache writes, softmax) around its 121 matmuls, and dispatching them cost more than the matmuls
 themselves. `compile_blocks` hands the decoder blocks to torch.compile, five at a time:
 Inductor fuses their elementwise work into a few C++ loops, and its C++ wrapper calls the packed
 int4 kernels without returning to Python between them. All groups share one compiled graph per
