@@ -221,9 +221,10 @@ def log_spans(text: str, found: list[Span] | None = None) -> list[Span]:
     return sorted(spans, key=lambda s: s.start)
 
 
-def redact_log(text: str) -> str:
-    """What a content log (and a trace) keeps of `text` (`log_spans`)."""
-    return redact(text, log_spans(text))
+def redact_log(text: str, found: list[Span] | None = None) -> str:
+    """What a content log (and a trace) keeps of `text` (`log_spans`; `found`: `find`'s
+    spans, when the caller has them)."""
+    return redact(text, log_spans(text, found))
 
 
 def redact(text: str, spans: list[Span] | None = None) -> str:

@@ -244,11 +244,7 @@ def _degree(token) -> bool:
 
 def _unknown(token) -> bool:
     """A word shaped like a name word that English has no word for ("Thom", "Pulido")."""
-    return _unknown_word(token.text)
-
-
-def _unknown_word(word: str) -> bool:
-    return bool(_NAME_WORD.fullmatch(word)) and not english(word.lower())
+    return bool(_NAME_WORD.fullmatch(token.text)) and not english(token.lower_)
 
 
 def _surname(token) -> bool:
@@ -435,9 +431,11 @@ def name_like(text: str) -> list[tuple[int, int]]:
     taken = set()
     for i, w in enumerate(words):
         word = w.group()
-        if _unknown_word(word) and word.lower() not in STOP_WORDS:  # the lists hold no "the"
+        if not _NAME_WORD.fullmatch(word):
+            continue
+        if not english(word.lower()) and word.lower() not in STOP_WORDS:  # no "the" in lists
             taken.add(i)
-        if _NAME_WORD.fullmatch(word) and given_name(word):
+        if given_name(word):
             beside = [j for j in (i - 1, i + 1) if 0 <= j < len(words) and capitalised[j]
                       and text[min(w.end(), words[j].end()):
                                max(w.start(), words[j].start())] == " "]  # fmt: skip
