@@ -148,7 +148,8 @@ def integer_kernel_vs_torch_int4(compile_steps: bool) -> None:
             repeats = 10 if out > 10_000 else 200
             calls = [lambda layer=layer, x=x: layer.packed(x) for layer in (old, new)]
             print(_ratio_row(f"{name}, {rows}", *interleaved_ms(calls, repeats)))
-    models = [load_for_serving(None, "int4", kernel)[0] for kernel in (False, True)]
+    # Separate projections both ways: the kernels alone (section 6 times joining them).
+    models = [load_for_serving(None, "int4", kernel, fuse=False)[0] for kernel in (False, True)]
     if compile_steps:
         compile_all(models)
     how = "compiled" if compile_steps else "eager"
@@ -182,17 +183,11 @@ def decode_steps() -> None:
     model, _ = load_for_serving(None, "int4")
     can_compile = compiled.unavailable_reason(int4_kernel.available()) is None
     if can_compile:
-        compiled.compile_blocks(model)
-        compiled.warm_up(model)
+        compile_all([model])
     print("\n| int4 model | eager ms | compiled ms | eager / compiled |\n|---|---|---|---|")
     with torch.inference_mode():
         for batch in (1, 4, 8, 16):
-            cache = KVCache(model.cfg, batch, torch.float32, 1024)
-            cache.reserve(batch, 301)
-            tokens = torch.randint(0, 1000, (batch, 1))
-            positions = torch.full((batch, 1), 300)
-            step = lambda c=cache, t=tokens, p=positions, b=batch: model(  # noqa: E731
-                t, p, kv=c.views(0, b), kv_len=301, last_only=True)  # fmt: skip
+            step = decode_step(model, batch)
             with torch.compiler.set_stance("force_eager"):
                 eager = per_call_ms(step, repeats=10)
             if can_compile:
@@ -218,11 +213,7 @@ def one_grouping(blocks: int) -> None:
     compiled.warm_up(model)
     warm_up_s = time.perf_counter() - start
     with torch.inference_mode():
-        cache = KVCache(model.cfg, 1, torch.float32, 1024)
-        cache.reserve(1, 301)
-        tokens, positions = torch.randint(0, 1000, (1, 1)), torch.full((1, 1), 300)
-        step = lambda: model(tokens, positions, kv=cache.views(0, 1), kv_len=301,  # noqa: E731
-                             last_only=True)  # fmt: skip
+        step = decode_step(model, 1)
         with torch.compiler.set_stance("force_eager"):
             (eager,) = interleaved_ms([step], repeats=20)
         (fast,) = interleaved_ms([step], repeats=20)

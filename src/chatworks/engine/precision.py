@@ -96,14 +96,22 @@ class _PackedLinear(nn.Module):
             out = F.linear(flat.to(self.dense.dtype), self.dense)
         return out.view(*x.shape[:-1], -1).to(x.dtype)
 
+    @staticmethod
+    def joinable(parts: list[nn.Module]) -> bool:
+        """Whether `side_by_side` takes `parts`: packed linears of one kind, all on the
+        integer-dot kernel (torch's int4 kernel packs weights its own way)."""
+        return len({type(part) for part in parts}) == 1 and all(
+            isinstance(part, _PackedLinear) and part.integer_kernel for part in parts
+        )
+
     @classmethod
     def side_by_side(cls, parts: list[_PackedLinear]) -> _PackedLinear:
         """One linear whose outputs are `parts`' outputs in order (linears with one input), on
         the integer-dot kernel: its tiles of 16 output rows are computed each on its own, so
         stacking them gives the same numbers in one call."""
-        if not all(type(part) is cls and part.integer_kernel for part in parts):
+        if not (cls.joinable(parts) and type(parts[0]) is cls):
             raise ValueError(f"side_by_side takes {cls.__name__}s on the integer-dot kernel")
-        joined = cls.__new__(cls)
+        joined = cls.__new__(cls)  # its buffers are the parts', stacked: no codes to pack
         nn.Module.__init__(joined)
         joined.register_buffer("dense", torch.cat([part.dense for part in parts]))
         joined.register_buffer("tiles", torch.cat([part.tiles for part in parts]))
@@ -179,7 +187,7 @@ def fuse_projections(model: Llama) -> Llama:
     """q, k and v, and the MLP's gate and up, each as one matmul (`qkv_proj`, `gate_up_proj`),
     where they run on the integer-dot kernel: one call instead of three rounds the activations
     once and wakes the threads once, for the same numbers. A batch-1 decode step of the default
-    model: ~10% less time at 1 and 2 threads (docs/benchmarks.md). Torch's int4 kernel (the
+    model: 1.1-1.2x faster at 1 and 2 threads (docs/benchmarks.md). Torch's int4 kernel (the
     fallback) keeps its separate calls: its packed layout is its own."""
     for layer in model.layers:
         for owner, names, joined in (
@@ -187,18 +195,12 @@ def fuse_projections(model: Llama) -> Llama:
             (layer.mlp, ("gate_proj", "up_proj"), "gate_up_proj"),
         ):
             parts = [getattr(owner, name) for name in names]
-            if not _joinable(parts):
+            if not _PackedLinear.joinable(parts):
                 continue
             setattr(owner, joined, _Split(parts))
             for name in names:  # the joined copy replaces them: no weight is held twice
                 setattr(owner, name, None)
     return model
-
-
-def _joinable(parts: list[nn.Module]) -> bool:
-    return len({type(part) for part in parts}) == 1 and all(
-        isinstance(part, _PackedLinear) and part.integer_kernel for part in parts
-    )
 
 
 def apply_precision(
