@@ -312,7 +312,8 @@ def test_a_replica_killed_mid_stream_fails_that_stream_cleanly_and_the_other_ser
             victim = response.headers["x-chatworks-replica"]
             chunks = response.parse()
             received = [next(chunks).choices[0].delta.content for _ in range(5)]
-            replicas[int(victim[1:]) - 1].process.kill()  # SIGKILL: no drain, no goodbye
+            killed = replicas[int(victim[1:]) - 1].process
+            killed.kill()  # SIGKILL: no drain, no goodbye
             # The connection is cut mid-body (no last chunk): a transport error.
             with pytest.raises(openai.APIConnectionError):
                 for chunk in chunks:  # ends with an error, not a quiet success
@@ -322,7 +323,11 @@ def test_a_replica_killed_mid_stream_fails_that_stream_cleanly_and_the_other_ser
         assert all(piece in long for piece in received if piece), "what did arrive was whole"
 
         # Every conversation goes on, those of the dead replica on the other one (at once: a
-        # refused connection is retried elsewhere before the health checks notice).
+        # refused connection is retried elsewhere before the health checks notice). Dead means
+        # exited: until then the kernel still completes connections to its socket, which
+        # HAProxy sees reset after sending the request: a 502, since only a request no replica
+        # received is retried (deploy/haproxy/haproxy.cfg).
+        killed.wait(timeout=30)
         assert victim in placed.values(), "some conversations lived on the killed replica"
         survivor = "r2" if victim == "r1" else "r1"
         assert {c: chat(f"conversation {c}") for c in placed} == dict.fromkeys(placed, survivor)
