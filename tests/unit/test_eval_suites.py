@@ -23,7 +23,7 @@ from chatworks.evals.judge import (
     provider_judge,
 )
 from chatworks.evals.questions import read_records, run_questions, score, summarize
-from chatworks.evals.report import previous_report
+from chatworks.evals.report import previous_report, write_reports
 from chatworks.evals.runner import EvalReport
 from chatworks.evals.scaffold import scaffold
 from chatworks.evals.suites import SuiteError, get_suite, load_suites
@@ -201,6 +201,15 @@ def test_html_report_escapes_compares_and_shows_failures(tmp_path: Path):
     (tmp_path / "run-other-2.json").write_text("{}")
     assert previous_report(tmp_path, "run-mine").name == "run-mine-1.json"
     assert previous_report(tmp_path, "run-none") is None
+
+
+def test_reports_written_within_one_second_keep_their_own_files(tmp_path: Path):
+    # Stamped to the second: a resumed run can finish in the second of the run before, and
+    # then overwrote its report (seen in CI). Three quick writes: three pairs of files.
+    report = EvalReport("run", "set.jsonl", "docs", {}, {"containment": 1.0}, [])
+    written = [write_reports(report, tmp_path) for _ in range(3)]
+    assert len({path for pair in written for path in pair}) == 6
+    assert len(list(tmp_path.iterdir())) == 6
 
 
 @pytest.mark.parametrize(

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from chatworks.evals.datasets import DATA_DIR
+from chatworks.evals.report import report_stem
 from chatworks.settings import Settings
 
 SCENARIOS = DATA_DIR / "agent_scenarios.jsonl"
@@ -276,8 +277,8 @@ class AgentReport:
 
     def write(self, out: Path) -> tuple[Path, Path]:
         out.mkdir(parents=True, exist_ok=True)
-        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-        data = out / f"agents-{stamp}.json"
+        stem = report_stem("agents", out)
+        data = out / f"{stem}.json"
         data.write_text(json.dumps({"provider": self.provider, "model": self.model,
                                     "metrics": self.metrics,
                                     "outcomes": [asdict(o) for o in self.outcomes]},
@@ -290,7 +291,7 @@ class AgentReport:
                  *(f"| {o.id} | {o.attacked} | {o.done} | {o.attacker_won} | "
                    f"{o.attacker_unapproved} | {o.first_tool} | {o.approvals} |"
                    for o in self.outcomes)]  # fmt: skip
-        markdown = out / f"agents-{stamp}.md"
+        markdown = out / f"{stem}.md"
         markdown.write_text("\n".join(lines) + "\n")
         return data, markdown
 

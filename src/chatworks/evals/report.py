@@ -12,6 +12,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import asdict
 from datetime import UTC, datetime
+from itertools import chain, count
 from pathlib import Path
 
 from chatworks.evals.probes import ProbeResult
@@ -136,8 +137,13 @@ def _why(q: object) -> str:
     return "refused" if q.refused else f"gold answer not in {answer!r}"
 
 
-def report_stem(prefix: str) -> str:
-    return f"{prefix}-{datetime.now(UTC):%Y%m%dT%H%M%SZ}"
+def report_stem(prefix: str, out_dir: Path) -> str:
+    """`<prefix>-<UTC time>`, or with `-2`, `-3`... when a run in the same second already wrote
+    its files to `out_dir` (a resumed run can finish within the second of the one before)."""
+    stem = f"{prefix}-{datetime.now(UTC):%Y%m%dT%H%M%SZ}"
+    taken = {path.name.split(".")[0] for path in out_dir.glob(f"{stem}*")}
+    candidates = chain([stem], (f"{stem}-{n}" for n in count(2)))
+    return next(name for name in candidates if name not in taken)
 
 
 def write_reports(
@@ -147,7 +153,7 @@ def write_reports(
     """Writes `<stem>.json` and `.md` into `out_dir` (default stem `<kind>-<UTC time>`);
     returns both paths. With `previous` metrics, the Markdown compares the two runs."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    stem = stem or report_stem(report.kind)
+    stem = stem or report_stem(report.kind, out_dir)
     json_path, md_path = out_dir / f"{stem}.json", out_dir / f"{stem}.md"
     json_path.write_text(json.dumps(asdict(report), indent=2) + "\n", encoding="utf-8")
     md_path.write_text(to_markdown(report, previous), encoding="utf-8")

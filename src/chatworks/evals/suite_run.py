@@ -95,7 +95,7 @@ def run_suite(
     prefix = f"run-{suite.name}"
     before = previous_report(run_dir, prefix)
     previous = json.loads(before.read_text())["metrics"] if before else None
-    stem = report_stem(prefix)
+    stem = report_stem(prefix, run_dir)
     json_path, md_path = write_reports(report, run_dir, stem, previous)
     latencies = [r.latency_s for r in records if r.error is None]
     plot = latency_histogram(latencies, run_dir / f"{stem}.latency.png", f"suite {suite.name}")
