@@ -188,7 +188,7 @@ def decode_steps() -> None:
     with torch.inference_mode():
         for batch in (1, 4, 8, 16):
             step = decode_step(model, batch)
-            with torch.compiler.set_stance("force_eager"):
+            with compiled.eager(model):
                 eager = per_call_ms(step, repeats=10)
             if can_compile:
                 fast = per_call_ms(step, repeats=10)
@@ -214,7 +214,7 @@ def one_grouping(blocks: int) -> None:
     warm_up_s = time.perf_counter() - start
     with torch.inference_mode():
         step = decode_step(model, 1)
-        with torch.compiler.set_stance("force_eager"):
+        with compiled.eager(model):
             (eager,) = interleaved_ms([step], repeats=20)
         (fast,) = interleaved_ms([step], repeats=20)
     print(f"{warm_up_s} {eager[0]} {fast[0]}")

@@ -3,10 +3,10 @@ default precision, and the warm-up leaves nothing to compile while serving."""
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 import torch
-import torch.profiler
-from torch._dynamo.utils import counters
 
 from chatworks.engine import compiled, int4_kernel
 from chatworks.engine.kv_cache import KVCache
@@ -45,7 +45,7 @@ def decode_step(model, tokenizer, rows: int, *, eager: bool = False, position_sh
         cache = KVCache(model.cfg, rows, torch.float32, 4 * n)
         cache.reserve(rows, 2 * n)
         model(torch.tensor([prompt] * rows), kv=cache.views(0, rows), kv_len=n)
-        with torch.compiler.set_stance("force_eager" if eager else "default"):
+        with compiled.eager(model) if eager else contextlib.nullcontext():
             return model(
                 torch.tensor([[prompt[-1]]] * rows), torch.tensor([[n + position_shift]] * rows),
                 kv=cache.views(0, rows), kv_len=n + 1 + kv_len_shift, last_only=True,
@@ -74,21 +74,22 @@ def check_step(fast: torch.Tensor, eager: torch.Tensor, n_layers: int) -> str:
 @pytest.mark.parametrize("rows", [1, 3, 7])  # one row, the packed kernel's few, dense weights
 def test_a_compiled_decode_step_gives_the_eager_logits(model, rows):
     model, tokenizer = model
-    graphs = counters["stats"]["unique_graphs"]
-    with torch.profiler.profile() as profile:
-        fast = decode_step(model, tokenizer, rows)
+    programs = dict(model.decode_programs)
+    runs = sum(program.runs for program in programs.values())
+    fast = decode_step(model, tokenizer, rows)
     eager = decode_step(model, tokenizer, rows, eager=True)
     print(f"{rows} rows: {check_step(fast, eager, model.cfg.n_layers)}")
-    ran = {event.name for event in profile.events()}
-    assert any(name.startswith("Torch-Compiled Region") for name in ran)
-    assert counters["stats"]["unique_graphs"] == graphs  # the warm-up compiled this shape
+    groups = -(-model.cfg.n_layers // compiled.GROUP_BLOCKS)
+    assert sum(program.runs for program in programs.values()) == runs + groups  # compiled ran
+    assert model.decode_programs == programs  # and the warm-up had built this family
 
 
-def swapped_mlps(model):
-    """A wrong weight: two blocks' MLPs exchanged (graph inputs, so nothing recompiles)."""
-    a, b = model.layers[10], model.layers[11]
-    a.mlp, b.mlp = b.mlp, a.mlp
-    return lambda: setattr(a, "mlp", b.mlp) or setattr(b, "mlp", a.mlp)
+def swap_mlp_weights(model) -> None:
+    """A wrong weight: two blocks' MLP weights exchanged in place (read by the compiled programs
+    at every call, so nothing is rebuilt); a second call swaps them back."""
+    mlps = model.layers[10].mlp, model.layers[11].mlp
+    for one, other in zip(*(mlp.buffers() for mlp in mlps), strict=True):
+        torch.utils.swap_tensors(one, other)
 
 
 @pytest.mark.parametrize("broken", ["position", "mask", "weight"])
@@ -99,11 +100,11 @@ def test_the_check_fails_a_broken_step(model, broken):
     model, tokenizer = model
     eager = decode_step(model, tokenizer, 3, eager=True)
     if broken == "weight":
-        restore = swapped_mlps(model)
+        swap_mlp_weights(model)
         try:
             fast = decode_step(model, tokenizer, 3)
         finally:
-            restore()
+            swap_mlp_weights(model)
     else:
         shift = {"position": {"position_shift": 1}, "mask": {"kv_len_shift": -1}}[broken]
         fast = decode_step(model, tokenizer, 3, **shift)
@@ -116,11 +117,26 @@ def test_an_engine_that_compiles_serves_once_started():
     model, tokenizer = load_for_serving(None, "int4")
     engine = Engine(model, slots=2, compile=True).start()
     try:
-        graphs = counters["stats"]["unique_graphs"]
+        programs = dict(model.decode_programs)
         tokens, finish = engine.generate(
             tokenizer.encode("List three colors:"), SamplingParams(max_tokens=8, temperature=0)
         )
         assert len(tokens) == 8 and finish.reason == "length"
-        assert counters["stats"]["unique_graphs"] == graphs
+        assert model.decode_programs == programs
+        assert sum(program.runs for program in programs.values()) > 0
     finally:
         engine.stop()
+
+
+def test_a_restart_loads_the_programs_built_before(model):
+    """A second model (as a restarted server's) builds no program: the packages the warm-up
+    compiled are found on disk by name, and they compute the first model's logits."""
+    first, tokenizer = model
+    folder = compiled._package_folder()
+    kept = {path: path.stat().st_mtime for path in folder.glob("*.pt2")}
+    assert len(kept) >= len(compiled.ROW_FAMILIES)
+    again, _ = load_for_serving(None, "int4")
+    compiled.compile_blocks(again)
+    compiled.warm_up(again)
+    assert {path: path.stat().st_mtime for path in folder.glob("*.pt2")} == kept
+    assert torch.equal(decode_step(again, tokenizer, 3), decode_step(first, tokenizer, 3))
