@@ -32,6 +32,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -132,8 +133,10 @@ class _Program:
         dynamic = {"weights": [None] * len(weights), "x": {0: batch}, "cos": {0: batch},
                    "sin": {0: batch}, "mask": {0: batch, 3: positions}, "positions": {0: batch},
                    "kv": [({0: batch, 2: capacity},) * 2 for _ in kv]}  # fmt: skip
-        exported = torch.export.export(_WithWeights(group), example, dynamic_shapes=dynamic,
-                                       strict=False)  # fmt: skip
+        with warnings.catch_warnings():  # torch's own use of a name it deprecated, at export
+            warnings.filterwarnings("ignore", "`isinstance(treespec, LeafSpec)`", FutureWarning)
+            exported = torch.export.export(_WithWeights(group), example, dynamic_shapes=dynamic,
+                                           strict=False)  # fmt: skip
         target = _package_path(exported)
         if not target.exists():
             built.write(target, lambda out: torch._inductor.aoti_compile_and_package(
