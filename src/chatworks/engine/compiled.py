@@ -128,20 +128,20 @@ class _Program:
             if rows[0] == rows[1]
             else torch.export.Dim("rows", min=rows[0], max=rows[1])
         )
-        positions, capacity = torch.export.Dim("kv_len", min=2), torch.export.Dim("capacity", min=2)
+        kv_len, capacity = torch.export.Dim("kv_len", min=2), torch.export.Dim("capacity", min=2)
         weights, _, _, _, _, _, kv = example
         dynamic = {"weights": [None] * len(weights), "x": {0: batch}, "cos": {0: batch},
-                   "sin": {0: batch}, "mask": {0: batch, 3: positions}, "positions": {0: batch},
+                   "sin": {0: batch}, "mask": {0: batch, 3: kv_len}, "positions": {0: batch},
                    "kv": [({0: batch, 2: capacity},) * 2 for _ in kv]}  # fmt: skip
-        with warnings.catch_warnings():  # torch's own use of a name it deprecated, at export
-            warnings.filterwarnings("ignore", "`isinstance(treespec, LeafSpec)`", FutureWarning)
+        with warnings.catch_warnings():  # torch's own use of a name it deprecated
+            warnings.filterwarnings("ignore", r"`isinstance\(treespec, LeafSpec\)`", FutureWarning)
             exported = torch.export.export(_WithWeights(group), example, dynamic_shapes=dynamic,
                                            strict=False)  # fmt: skip
-        target = _package_path(exported)
-        if not target.exists():
-            built.write(target, lambda out: torch._inductor.aoti_compile_and_package(
-                exported, package_path=str(out)))  # fmt: skip
-        self.run = torch._inductor.aoti_load_package(str(target)).loader.run
+            target = _package_path(exported)
+            if not target.exists():
+                built.write(target, lambda out: torch._inductor.aoti_compile_and_package(
+                    exported, package_path=str(out)))  # fmt: skip
+            self.run = torch._inductor.aoti_load_package(str(target)).loader.run
         self.runs = 0
 
     def __call__(self, inputs: list[torch.Tensor]) -> torch.Tensor:
@@ -152,9 +152,13 @@ class _Program:
 
 def _package_path(exported: torch.export.ExportedProgram) -> Path:
     """Named by what decides the compiled code: the graph with its inputs' shapes, dtypes and
-    strides, torch's version, the CPU kernels' capability and the thread count."""
-    key = hashlib.sha256(exported.graph_module.print_readable(
-        print_output=False, include_stride=True, include_device=True).encode())  # fmt: skip
+    strides (not its comments, which name source files and lines), torch's version, the CPU
+    kernels' capability and the thread count."""
+    code = exported.graph_module.print_readable(
+        print_output=False, include_stride=True, include_device=True
+    )
+    graph = "\n".join(line for line in code.splitlines() if not line.lstrip().startswith("#"))
+    key = hashlib.sha256(graph.encode())
     key.update(str(exported.range_constraints).encode())
     key.update(f"{torch.__version__} {torch.backends.cpu.get_cpu_capability()} "
                f"{torch.get_num_threads()}".encode())  # fmt: skip
