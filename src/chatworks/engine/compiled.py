@@ -10,7 +10,7 @@ family (the blocks' code is the same; their weights are arguments, read from the
 every call): one row, a few (the packed kernel) and many (the dense copy), with symbolic rows,
 cache length and capacity. A program is entered by one C++ call; torch.compile's entry (Dynamo's
 guards, AOT autograd's Python wrappers) cost ~0.15 ms per group, and this way a batch-1 step of
-the default model is ~1.3x faster (`bench/kernels.py --blocks-per-graph`, docs/benchmarks.md).
+the default model is ~1.2-1.3x faster (docs/benchmarks.md, 2026-12-07, a scratch timing).
 `warm_up` builds the programs before the engine takes requests (~36 s for the three, the
 first time); they are kept as packages in Inductor's cache folder (`TORCHINDUCTOR_CACHE_DIR`, by
 default under /tmp), named by the traced graph, torch's version, the CPU kernels and the thread
@@ -100,6 +100,8 @@ class _Group(nn.Module):
         return [getattr(owner, kind)[name] for owner, kind, name in self.places]
 
     def forward(self, x: torch.Tensor, cos, sin, mask, positions, kv) -> torch.Tensor:
+        # The cache length is the mask's last size: export keeps a size symbolic, where an int
+        # argument (the eager `kv_len`) would be baked into the program.
         for block, block_kv in zip(self.blocks, kv, strict=True):
             x = block(x, cos, sin, mask, positions, block_kv, mask.shape[-1])
         return x
